@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Not a program: an object whose BTF carries every type of maps/layout.h, so
+ * that maps/gen-layouts.ts can generate the TypeScript codecs from it and the
+ * layout test can check them. Each type is named once in a variable below;
+ * without a use, clang would leave the type out of BTF.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "../maps/layout.h"
+
+struct ivb_layout_anchor {
+	struct ivb_port_key port_key;
+	struct ivb_port port;
+	struct ivb_addr_key addr_key;
+	struct ivb_addr_owner addr_owner;
+	struct ivb_slave_key slave_key;
+	struct ivb_slave slave;
+	struct ivb_fanout_key fanout_key;
+	struct ivb_fanout_entry fanout_entry;
+	enum ivb_mode mode;
+	enum ivb_port_flags port_flags;
+	enum ivb_family family;
+	enum ivb_slave_flags slave_flags;
+};
+
+struct ivb_layout_anchor ivb_layout_anchor SEC(".data.layout");
+
+char LICENSE[] SEC("license") = "GPL";

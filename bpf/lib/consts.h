@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Every size and limit of the datapath, with the reason for its value. */
+#ifndef IVB_CONSTS_H
+#define IVB_CONSTS_H
+
+/* Masters ("ports") one host may run; each costs one ivb_ports entry and two programs. */
+#define IVB_MAX_PORTS 1024
+/*
+ * Addresses over all slaves of all masters. Allocated on demand
+ * (BPF_F_NO_PREALLOC), so an empty table costs nothing; 1M is the bench's
+ * largest scale. The controller may lower it at load time.
+ */
+#define IVB_MAX_ADDRS (1 << 20)
+/* Slaves over all masters (the kernel allows 65533 per master: dev_id is 16 bits). */
+#define IVB_MAX_SLAVES 65536
+/*
+ * Copies one broadcast/multicast frame may fan out to. The kernel has no such
+ * bound (it walks its slave list); ours keeps the verifier's loop bounded.
+ * 256 is the bench's largest slave count.
+ */
+#define IVB_MAX_FANOUT 256
+
+/* ETH_P_* in host order (linux/if_ether.h pulls in too much for BPF) */
+#define IVB_ETH_P_IP 0x0800
+#define IVB_ETH_P_ARP 0x0806
+#define IVB_ETH_P_IPV6 0x86DD
+#define IVB_ETH_P_8021Q 0x8100
+#define IVB_ETH_P_8021AD 0x88A8
+
+#define IVB_ETH_HLEN 14
+#define IVB_ARPHRD_ETHER 1
+#define IVB_NEXTHDR_ICMPV6 58
+#define IVB_NDISC_NEIGHBOUR_SOLICITATION 135
+
+/* TC verdicts (linux/pkt_cls.h) */
+#define IVB_TC_ACT_OK 0
+#define IVB_TC_ACT_SHOT 2
+
+#ifndef BPF_F_INGRESS
+#define BPF_F_INGRESS 1
+#endif
+
+#endif /* IVB_CONSTS_H */

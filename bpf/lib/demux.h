@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/* Who owns an address: ipvlan_addr_lookup() over the slaves that are up. */
+#ifndef IVB_DEMUX_H
+#define IVB_DEMUX_H
+
+#include "maps.h"
+#include "parse.h"
+
+static __always_inline struct ivb_slave *ivb_slave_get(__u32 port_id, __u32 peer_ifindex)
+{
+	struct ivb_slave_key k = { .port_id = port_id, .peer_ifindex = peer_ifindex };
+
+	return bpf_map_lookup_elem(&ivb_slaves, &k);
+}
+
+/*
+ * The owner's host-side peer ifindex when an UP slave owns the key, else 0.
+ * The kernel hashes only running slaves' addresses (ipvlan_open/ipvlan_stop);
+ * we keep down slaves' addresses in the table (they still block duplicates)
+ * and skip them here.
+ */
+static __always_inline __u32 ivb_owner_up(const struct ivb_addr_key *key)
+{
+	struct ivb_addr_owner *o = bpf_map_lookup_elem(&ivb_addrs, key);
+	struct ivb_slave *s;
+
+	if (!o)
+		return 0;
+	s = ivb_slave_get(key->port_id, o->peer_ifindex);
+	if (!s || !(s->flags & IVB_SLAVE_UP))
+		return 0;
+	return o->peer_ifindex;
+}
+
+/*
+ * Hands the frame to the slave behind `peer`, straight into its namespace.
+ * Frames bigger than the slave's MTU are dropped, as dev_forward_skb()'s
+ * is_skb_forwardable() does.
+ */
+static __always_inline int ivb_deliver(struct __sk_buff *skb, __u32 port_id, __u32 peer)
+{
+	struct ivb_slave *s = ivb_slave_get(port_id, peer);
+
+	if (!s)
+		return IVB_TC_ACT_SHOT;
+	if (s->mtu && skb->len > s->mtu + IVB_ETH_HLEN)
+		return IVB_TC_ACT_SHOT;
+	if (s->flags & IVB_SLAVE_SAME_NETNS)
+		return bpf_redirect(peer, 0);
+	return bpf_redirect_peer(peer, 0);
+}
+
+#endif /* IVB_DEMUX_H */

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Broadcast/multicast copies to slaves: ipvlan_process_multicast(). The
+ * kernel filters by a 256-bit hash of the destination MAC per slave; we give a
+ * copy to every up slave and let its stack drop groups it has not joined (the
+ * kernel's hash lets collisions through to the same effect).
+ */
+#ifndef IVB_FANOUT_H
+#define IVB_FANOUT_H
+
+#include "maps.h"
+#include "demux.h"
+
+/* Clones skb to every up slave of the port except the one whose peer is `except`. */
+static __always_inline __u32 ivb_fanout(struct __sk_buff *skb, __u32 port_id, __u32 nr_slaves,
+					__u32 except)
+{
+	__u32 copies = 0;
+
+	for (__u32 slot = 0; slot < IVB_MAX_FANOUT; slot++) {
+		struct ivb_fanout_key k = { .port_id = port_id, .slot = slot };
+		struct ivb_fanout_entry *e;
+		struct ivb_slave *s;
+
+		if (slot >= nr_slaves)
+			break;
+		e = bpf_map_lookup_elem(&ivb_fanout_slots, &k);
+		if (!e || !e->peer_ifindex || e->peer_ifindex == except)
+			continue;
+		s = ivb_slave_get(port_id, e->peer_ifindex);
+		if (!s || !(s->flags & IVB_SLAVE_UP))
+			continue;
+		/* egress of the host-side peer: veth hands it to the slave end */
+		if (bpf_clone_redirect(skb, e->peer_ifindex, 0) == 0)
+			copies++;
+	}
+	return copies;
+}
+
+#endif /* IVB_FANOUT_H */

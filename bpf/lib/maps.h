@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Every map, declared once. Keys and values come from maps/layout.h. All maps
+ * are pinned by name under the loader's pin root (/sys/fs/bpf/ipvlan-bpf/maps),
+ * so every program instance of every master shares them and they survive
+ * agent and CLI restarts; the key carries the port id where it matters.
+ */
+#ifndef IVB_MAPS_H
+#define IVB_MAPS_H
+
+#include "consts.h"
+#include "../../maps/layout.h"
+
+/* port id -> port-wide mode, flags, master ifindex and MAC */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, IVB_MAX_PORTS);
+	__type(key, struct ivb_port_key);
+	__type(value, struct ivb_port);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_ports SEC(".maps");
+
+/* (port, address) -> owning slave: the demux table (the kernel's port hash) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, IVB_MAX_ADDRS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ivb_addr_key);
+	__type(value, struct ivb_addr_owner);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_addrs SEC(".maps");
+
+/* (port, host-side peer ifindex) -> slave state */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, IVB_MAX_SLAVES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ivb_slave_key);
+	__type(value, struct ivb_slave);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_slaves SEC(".maps");
+
+/* (port, slot) -> slave: dense list walked for broadcast/multicast copies */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, IVB_MAX_SLAVES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ivb_fanout_key);
+	__type(value, struct ivb_fanout_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_fanout_slots SEC(".maps");
+
+#endif /* IVB_MAPS_H */

@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * Frame parsing: the kernel's ipvlan_get_L3_hdr() and the demux keys of
+ * ipvlan_addr_lookup() (semantics §2.1). Each helper bounds-checks against
+ * data_end and returns 0 on success, negative when the frame is not parsable.
+ */
+#ifndef IVB_PARSE_H
+#define IVB_PARSE_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "consts.h"
+#include "../../maps/layout.h"
+
+/* ARP for IPv4 over Ethernet: the only ARP the kernel's ipvlan demuxes */
+struct ivb_arp_eth_ipv4 {
+	__be16 ar_hrd;
+	__be16 ar_pro;
+	__u8 ar_hln;
+	__u8 ar_pln;
+	__be16 ar_op;
+	__u8 ar_sha[6];
+	__u8 ar_sip[4];
+	__u8 ar_tha[6];
+	__u8 ar_tip[4];
+} __attribute__((packed));
+
+struct ivb_icmp6_ns {
+	__u8 type;
+	__u8 code;
+	__be16 csum;
+	__u32 reserved;
+	__u8 target[16];
+};
+
+/* What the datapath needs from one frame. */
+struct ivb_frame {
+	__u16 proto;      /* ETH_P_* of the frame, host order */
+	__u8 has_key;     /* 1 when the frame has an L3 demux key */
+	__u8 dad_ns;      /* IPv6 NS from :: (DAD): both keys are the NS target */
+	__u8 mcast_dst;   /* destination MAC is multicast/broadcast */
+	__u8 mac_local;   /* destination MAC == source MAC (the kernel's "local" test) */
+	struct ivb_addr_key dst; /* key "by destination" */
+	struct ivb_addr_key src; /* key "by source" */
+};
+
+static __always_inline int ivb_mac_is_multicast(const __u8 *mac)
+{
+	return mac[0] & 1;
+}
+
+static __always_inline int ivb_mac_equal(const __u8 *a, const __u8 *b)
+{
+	return ((*(const __u32 *)a ^ *(const __u32 *)b) |
+		(*(const __u16 *)(a + 4) ^ *(const __u16 *)(b + 4))) == 0;
+}
+
+static __always_inline void ivb_key_v4(struct ivb_addr_key *k, __u32 port_id, const __u8 *a)
+{
+	k->port_id = port_id;
+	k->family = IVB_AF_INET;
+	__builtin_memcpy(k->addr, a, 4);
+}
+
+static __always_inline void ivb_key_v6(struct ivb_addr_key *k, __u32 port_id, const __u8 *a)
+{
+	k->port_id = port_id;
+	k->family = IVB_AF_INET6;
+	__builtin_memcpy(k->addr, a, 16);
+}
+
+static __always_inline int ivb_ipv6_is_unspecified(const struct in6_addr *a)
+{
+	return (a->in6_u.u6_addr32[0] | a->in6_u.u6_addr32[1] | a->in6_u.u6_addr32[2] |
+		a->in6_u.u6_addr32[3]) == 0;
+}
+
+/*
+ * Parses the Ethernet header and the L3 demux keys. Returns 0 when the frame
+ * has an Ethernet header (even without an L3 key), -1 when it is too short.
+ * The caller must have pulled enough of a non-linear skb into the head.
+ */
+static __always_inline int ivb_parse(struct __sk_buff *skb, __u32 port_id, struct ivb_frame *f)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	__builtin_memset(f, 0, sizeof(*f));
+	if ((void *)(eth + 1) > data_end)
+		return -1;
+	f->proto = bpf_ntohs(eth->h_proto);
+	f->mcast_dst = ivb_mac_is_multicast(eth->h_dest);
+	f->mac_local = ivb_mac_equal(eth->h_dest, eth->h_source);
+
+	if (f->proto == IVB_ETH_P_ARP) {
+		struct ivb_arp_eth_ipv4 *arp = (void *)(eth + 1);
+
+		if ((void *)(arp + 1) > data_end)
+			return 0;
+		/* ipvlan_get_L3_hdr: arp_hdr_len() must fit; it takes tpa/spa at hln/pln offsets */
+		if (arp->ar_hln != 6 || arp->ar_pln != 4)
+			return 0;
+		ivb_key_v4(&f->dst, port_id, arp->ar_tip);
+		ivb_key_v4(&f->src, port_id, arp->ar_sip);
+		f->has_key = 1;
+	} else if (f->proto == IVB_ETH_P_IP) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > data_end)
+			return 0;
+		/* ipvlan_get_L3_hdr: version 4, ihl >= 5, tot_len within the skb */
+		if (ip->version != 4 || ip->ihl < 5)
+			return 0;
+		if (bpf_ntohs(ip->tot_len) > skb->len - IVB_ETH_HLEN)
+			return 0;
+		ivb_key_v4(&f->dst, port_id, (const __u8 *)&ip->daddr);
+		ivb_key_v4(&f->src, port_id, (const __u8 *)&ip->saddr);
+		f->has_key = 1;
+	} else if (f->proto == IVB_ETH_P_IPV6) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end)
+			return 0;
+		if (ip6->version != 6)
+			return 0;
+		if (ivb_ipv6_is_unspecified(&ip6->saddr) && ip6->nexthdr == IVB_NEXTHDR_ICMPV6) {
+			/* from ::, only a DAD NS has a key: its target, both ways */
+			struct ivb_icmp6_ns *ns = (void *)(ip6 + 1);
+
+			if ((void *)(ns + 1) > data_end)
+				return 0;
+			if (ns->type != IVB_NDISC_NEIGHBOUR_SOLICITATION)
+				return 0;
+			ivb_key_v6(&f->dst, port_id, ns->target);
+			ivb_key_v6(&f->src, port_id, ns->target);
+			f->dad_ns = 1;
+			f->has_key = 1;
+			return 0;
+		}
+		ivb_key_v6(&f->dst, port_id, (const __u8 *)&ip6->daddr);
+		ivb_key_v6(&f->src, port_id, (const __u8 *)&ip6->saddr);
+		f->has_key = 1;
+	}
+	return 0;
+}
+
+/* Bytes the parser may read: Ethernet + IPv6 + an NS with its target. */
+#define IVB_PARSE_PULL (IVB_ETH_HLEN + 40 + 24)
+
+static __always_inline void ivb_pull_headers(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 want = skb->len < IVB_PARSE_PULL ? skb->len : IVB_PARSE_PULL;
+
+	if (data + IVB_PARSE_PULL > data_end && data_end - data < (long)want)
+		bpf_skb_pull_data(skb, want);
+}
+
+#endif /* IVB_PARSE_H */

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * L3/L3S egress of a slave into the master's namespace: the kernel's
+ * ipvlan_process_v4_outbound()/ipvlan_process_v6_outbound(), which route the
+ * packet again in the master's namespace with the master as output device and
+ * send it with ip_local_out (master OUTPUT/POSTROUTING see it, no TTL change).
+ *
+ * A TC program cannot call ip_local_out. We hand the packet to the master
+ * namespace's stack through the host-side peer (forwarding enabled on that
+ * peer only), which gives netfilter and conntrack in the master namespace
+ * sight of it and does routing and neighbour resolution there; the TTL /
+ * hop limit is raised by one first so that the forward path's decrement
+ * leaves it as the slave sent it. Where the kernel's oif-pinned IPv4 lookup
+ * differs from what forwarding would do (a route through another device, an
+ * address local to another device) and for IPv6 link-local destinations,
+ * which are never forwarded, bpf_redirect_neigh() sends it out the master
+ * with the same oif-pinned lookup the kernel does. Known difference: an
+ * IPv4 address local to another device of the master's namespace (a "shim"
+ * slave there) is delivered, where the kernel's oif-pinned lookup would ARP
+ * for it on the master.
+ */
+#ifndef IVB_ROUTE_H
+#define IVB_ROUTE_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "consts.h"
+#include "maps.h"
+#include "parse.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
+/* Raise TTL / hop limit by one so the master stack's forward decrement cancels out. */
+static __always_inline void ivb_ttl_compensate(struct __sk_buff *skb, __u16 proto)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+
+	if (proto == IVB_ETH_P_IP) {
+		struct iphdr *ip = data + IVB_ETH_HLEN;
+		__u16 old, new;
+
+		if ((void *)(ip + 1) > data_end || ip->ttl == 255)
+			return;
+		/* TTL is the high byte of the 16-bit word it shares with protocol */
+		old = bpf_htons((__u16)ip->ttl << 8);
+		new = bpf_htons((__u16)(ip->ttl + 1) << 8);
+		bpf_l3_csum_replace(skb, IVB_ETH_HLEN + offsetof(struct iphdr, check), old, new, 2);
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		ip = data + IVB_ETH_HLEN;
+		if ((void *)(ip + 1) > data_end)
+			return;
+		ip->ttl++;
+	} else if (proto == IVB_ETH_P_IPV6) {
+		struct ipv6hdr *ip6 = data + IVB_ETH_HLEN;
+
+		if ((void *)(ip6 + 1) > data_end || ip6->hop_limit == 255)
+			return;
+		ip6->hop_limit++;
+	}
+}
+
+static __always_inline int ivb_to_master_stack(struct __sk_buff *skb, __u16 proto)
+{
+	ivb_ttl_compensate(skb, proto);
+	return IVB_TC_ACT_OK;
+}
+
+/* The slave's own subnet broadcast: NOARP made it unicast; the kernel's route drops it. */
+static __always_inline int ivb_is_slave_subnet_broadcast(const struct ivb_frame *f, __u32 daddr)
+{
+	struct ivb_addr_owner *o = bpf_map_lookup_elem(&ivb_addrs, &f->src);
+	__u32 host_mask, saddr;
+
+	if (daddr == 0xffffffff)
+		return 1;
+	if (!o || o->prefixlen >= 31 || o->prefixlen == 0)
+		return 0;
+	host_mask = 0xffffffffu >> o->prefixlen;
+	__builtin_memcpy(&saddr, f->src.addr, 4);
+	return (bpf_ntohl(daddr) & host_mask) == host_mask &&
+	       ((bpf_ntohl(daddr) ^ bpf_ntohl(saddr)) & ~host_mask) == 0;
+}
+
+static __always_inline int ivb_route_v4(struct __sk_buff *skb, const struct ivb_port *port,
+					const struct ivb_frame *f)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + IVB_ETH_HLEN;
+	struct bpf_fib_lookup p = {};
+	long rc;
+
+	if ((void *)(ip + 1) > data_end)
+		return IVB_TC_ACT_SHOT;
+	if (ivb_is_slave_subnet_broadcast(f, ip->daddr))
+		return IVB_TC_ACT_SHOT;
+
+	/*
+	 * Ask the master namespace's FIB as its forward path will (input on
+	 * the host peer, whose forwarding is on; an output lookup on the master
+	 * would need forwarding on the master itself).
+	 */
+	p.family = AF_INET;
+	p.tos = ip->tos;
+	p.l4_protocol = ip->protocol;
+	p.tot_len = bpf_ntohs(ip->tot_len);
+	p.ipv4_src = ip->saddr;
+	p.ipv4_dst = ip->daddr;
+	p.ifindex = skb->ingress_ifindex;
+	rc = bpf_fib_lookup(skb, &p, sizeof(p), BPF_FIB_LOOKUP_SKIP_NEIGH);
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+		if (p.ifindex != port->master_ifindex)
+			/* IPv4 egress is pinned to the master: other devices' routes are ignored */
+			return bpf_redirect_neigh(port->master_ifindex, NULL, 0, 0);
+		return ivb_to_master_stack(skb, IVB_ETH_P_IP);
+	case BPF_FIB_LKUP_RET_NOT_FWDED:	/* a local address of the master's namespace */
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:	/* the stack sends the ICMP */
+	case BPF_FIB_LKUP_RET_FWD_DISABLED:	/* someone turned the peer's forwarding off */
+		return ivb_to_master_stack(skb, IVB_ETH_P_IP);
+	default:
+		/* blackhole, unreachable, prohibit: the kernel's route lookup fails too */
+		return IVB_TC_ACT_SHOT;
+	}
+}
+
+/* The master's EUI-64 link-local address (what addrconf gives a device with dev_id 0). */
+static __always_inline int ivb_is_master_linklocal(const struct ivb_port *port, const __u8 *a)
+{
+	const __u8 *m = port->master_mac;
+
+	return a[0] == 0xfe && a[1] == 0x80 && !(a[2] | a[3] | a[4] | a[5] | a[6] | a[7]) &&
+	       a[8] == (m[0] ^ 0x02) && a[9] == m[1] && a[10] == m[2] && a[11] == 0xff &&
+	       a[12] == 0xfe && a[13] == m[3] && a[14] == m[4] && a[15] == m[5];
+}
+
+static __always_inline int ivb_route_v6(struct __sk_buff *skb, const struct ivb_port *port,
+					const struct ivb_frame *f)
+{
+	if (f->dst.addr[0] == 0xff)
+		return IVB_TC_ACT_SHOT;
+	if (!(f->dst.addr[0] == 0xfe && (f->dst.addr[1] & 0xc0) == 0x80))
+		/* not pinned for global destinations (semantics §3.1): the stack routes it */
+		return ivb_to_master_stack(skb, IVB_ETH_P_IPV6);
+	/* link-local: the master is the only link the kernel's lookup would use */
+	if (ivb_is_master_linklocal(port, f->dst.addr))
+		return bpf_redirect(port->master_ifindex, BPF_F_INGRESS);
+	return bpf_redirect_neigh(port->master_ifindex, NULL, 0, 0);
+}
+
+/* ipvlan_process_outbound(): what an L3/L3S slave sends that no sibling takes. */
+static __always_inline int ivb_route_out(struct __sk_buff *skb, const struct ivb_port *port,
+					 const struct ivb_frame *f)
+{
+	if (f->mcast_dst)
+		return IVB_TC_ACT_SHOT;
+	if (f->proto == IVB_ETH_P_IP)
+		return ivb_route_v4(skb, port, f);
+	if (f->proto == IVB_ETH_P_IPV6)
+		return ivb_route_v6(skb, port, f);
+	/* "Dropped outbound packet type" */
+	return IVB_TC_ACT_SHOT;
+}
+
+#endif /* IVB_ROUTE_H */

@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * TC ingress of the master: the kernel's ipvlan_handle_frame() rx_handler.
+ * Frames a slave owns go straight into the slave's namespace with
+ * bpf_redirect_peer (GRO kept, no second pass through the stack); L2
+ * broadcast/multicast is copied to every up slave; everything else goes to the
+ * master's own stack untouched.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "lib/consts.h"
+#include "lib/maps.h"
+#include "lib/parse.h"
+#include "lib/demux.h"
+#include "lib/fanout.h"
+
+/* Set by the loader: which port (master) this instance serves. */
+const volatile __u32 ivb_port_id = 0;
+
+/*
+ * ipvlan_external_frame(): a broadcast that carries the master's MAC and a
+ * slave's source address is our own slave's frame reflected by the switch;
+ * it was already copied to the slaves when sent.
+ */
+static __always_inline int ivb_is_reflected_own(struct __sk_buff *skb, const struct ivb_port *port,
+						const struct ivb_frame *f)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+	if (!ivb_mac_equal(eth->h_source, port->master_mac))
+		return 0;
+	if (!f->has_key)
+		return 0;
+	return ivb_owner_up(&f->src) != 0;
+}
+
+SEC("tc")
+int ivb_master_ingress(struct __sk_buff *skb)
+{
+	struct ivb_port_key pk = { .port_id = ivb_port_id };
+	struct ivb_port *port = bpf_map_lookup_elem(&ivb_ports, &pk);
+	struct ivb_frame f;
+	__u32 peer;
+
+	if (!port)
+		return IVB_TC_ACT_OK;
+	/* tagged frames belong to a VLAN device on the master, not to this port */
+	if (skb->vlan_present)
+		return IVB_TC_ACT_OK;
+	ivb_pull_headers(skb);
+	if (ivb_parse(skb, ivb_port_id, &f) < 0)
+		return IVB_TC_ACT_OK;
+	if (f.proto == IVB_ETH_P_8021Q || f.proto == IVB_ETH_P_8021AD)
+		return IVB_TC_ACT_OK;
+
+	if (f.mcast_dst) {
+		if (port->mode == IVB_MODE_L2) {
+			/* every up slave gets a copy, the master the original */
+			if (!ivb_is_reflected_own(skb, port, &f))
+				ivb_fanout(skb, ivb_port_id, port->nr_slaves, 0);
+			return IVB_TC_ACT_OK;
+		}
+		/*
+		 * L3: only the key matters, and for multicast/broadcast frames
+		 * only ARP and DAD NS can carry a slave's address as key; the
+		 * NOARP slave ignores them. L3S leaves them to the master.
+		 */
+		if (port->mode != IVB_MODE_L3 || !f.has_key)
+			return IVB_TC_ACT_OK;
+		if (f.proto != IVB_ETH_P_ARP && !f.dad_ns)
+			return IVB_TC_ACT_OK;
+	}
+	if (!f.has_key)
+		return IVB_TC_ACT_OK;
+	if (port->mode == IVB_MODE_L3S && f.proto == IVB_ETH_P_ARP)
+		return IVB_TC_ACT_OK;
+	peer = ivb_owner_up(&f.dst);
+	if (!peer)
+		return IVB_TC_ACT_OK;
+	return ivb_deliver(skb, ivb_port_id, peer);
+}
+
+char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * TC ingress of a slave's host-side veth peer, i.e. everything the slave
+ * transmits: the kernel's ipvlan_queue_xmit() with ipvlan_xmit_mode_l2() and
+ * ipvlan_xmit_mode_l3(). Nothing a slave sends reaches the host peer's own
+ * stack except the L3 egress that route.h hands to the master's namespace.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "lib/consts.h"
+#include "lib/maps.h"
+#include "lib/parse.h"
+#include "lib/demux.h"
+#include "lib/fanout.h"
+#include "lib/route.h"
+
+/* Set by the loader: which port (master) this instance serves. */
+const volatile __u32 ivb_port_id = 0;
+
+/* ipvlan_xmit_mode_l2() */
+static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_port *port,
+				       const struct ivb_frame *f, __u32 self)
+{
+	__u32 peer;
+
+	if (!(port->flags & IVB_F_VEPA) && f->mac_local) {
+		/* the shared MAC: a sibling, or else the master itself */
+		peer = f->has_key ? ivb_owner_up(&f->dst) : 0;
+		if (peer) {
+			if (port->flags & IVB_F_PRIVATE)
+				return IVB_TC_ACT_SHOT;
+			return ivb_deliver(skb, ivb_port_id, peer);
+		}
+		return bpf_redirect(port->master_ifindex, BPF_F_INGRESS);
+	}
+	if (f->mcast_dst) {
+		/* siblings get copies whatever the flags; the master's stack never does */
+		ivb_fanout(skb, ivb_port_id, port->nr_slaves, self);
+		return bpf_redirect(port->master_ifindex, 0);
+	}
+	return bpf_redirect(port->master_ifindex, 0);
+}
+
+/* ipvlan_xmit_mode_l3() */
+static __always_inline int ivb_xmit_l3(struct __sk_buff *skb, const struct ivb_port *port,
+				       const struct ivb_frame *f)
+{
+	__u32 peer;
+
+	if (!(port->flags & IVB_F_VEPA) && f->has_key) {
+		peer = ivb_owner_up(&f->dst);
+		if (peer) {
+			if (port->flags & IVB_F_PRIVATE)
+				return IVB_TC_ACT_SHOT;
+			return ivb_deliver(skb, ivb_port_id, peer);
+		}
+	}
+	return ivb_route_out(skb, port, f);
+}
+
+SEC("tc")
+int ivb_slave_egress(struct __sk_buff *skb)
+{
+	struct ivb_port_key pk = { .port_id = ivb_port_id };
+	struct ivb_port *port = bpf_map_lookup_elem(&ivb_ports, &pk);
+	__u32 self = skb->ingress_ifindex;
+	struct ivb_frame f;
+
+	/* a slave without a port has no way out: never leak into the host peer's stack */
+	if (!port)
+		return IVB_TC_ACT_SHOT;
+	ivb_pull_headers(skb);
+	if (ivb_parse(skb, ivb_port_id, &f) < 0)
+		return IVB_TC_ACT_SHOT;
+	if (port->mode == IVB_MODE_L2)
+		return ivb_xmit_l2(skb, port, &f, self);
+	return ivb_xmit_l3(skb, port, &f);
+}
+
+char LICENSE[] SEC("license") = "GPL";

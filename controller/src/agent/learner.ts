@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * Address learning: the kernel driver's inetaddr/inet6addr notifiers, from
+ * user space. For each port the agent listens to rtnetlink in the master's
+ * namespace with `ip monitor all-nsid`, which also reports the namespaces the
+ * slaves were moved to (they get an nsid there when a veth end moves).
+ * Address events are applied incrementally; link events (up/down, moves,
+ * MTU) and anything unknown trigger a resync of the port, which recomputes
+ * the whole table from what exists and applies the difference. First come
+ * owns an address; a later claimant gets none of its traffic and is logged.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { ipTry } from '../netlink/exec.js';
+import { listAddrs, type IpAddrLink } from '../netlink/links.js';
+import { netnsExists, nsidNames } from '../netlink/netns.js';
+import { listPorts, readPort, withLock, type PortRecord } from '../state.js';
+import {
+  addrOwner,
+  learnAddr,
+  portAddrs,
+  readSlaveEntry,
+  SLAVE_UP,
+  SLAVE_SAME_NETNS,
+  unlearnAddr,
+  writeSlaveEntry,
+  type Family,
+} from '../bpf/datapath.js';
+import { locateSlaves, parseAlias, type SlaveLocation } from '../link/slaves.js';
+import { portDelete, pruneSlave, slaveLinkLocal } from '../link/manager.js';
+import { errorLine } from '../errors.js';
+import { getLink } from '../netlink/links.js';
+
+export type Log = (line: string) => void;
+
+interface MonitorEvent {
+  nsid: string;
+  deleted: boolean;
+  ifindex: number;
+  kind: 'addr' | 'link';
+  family?: Family;
+  addr?: string;
+  prefixlen?: number;
+}
+
+/** Parses one line of `ip -o monitor link address all-nsid`. */
+export function parseMonitorLine(line: string): MonitorEvent | null {
+  const m = line.match(/^\[nsid ([^\]]+)\](Deleted )?(\d+): (\S+?)(?:@\S+)?:? +(.*)$/);
+  if (!m || !m[1] || !m[3] || m[5] === undefined) return null;
+  const nsid = m[1];
+  const deleted = m[2] !== undefined;
+  const ifindex = Number(m[3]);
+  const rest = m[5];
+  const a = rest.match(/^(inet6?) ([0-9a-fA-F:.]+)\/(\d+)/);
+  if (a && a[1] && a[2] && a[3]) {
+    return { nsid, deleted, ifindex, kind: 'addr', family: a[1] === 'inet' ? 4 : 6, addr: a[2], prefixlen: Number(a[3]) };
+  }
+  if (rest.startsWith('<')) return { nsid, deleted, ifindex, kind: 'link' };
+  return null;
+}
+
+interface PortWatch {
+  port: PortRecord;
+  monitor: ChildProcess | null;
+  /** "nsid:ifindex" (nsid as the master's namespace names it, "current" for itself) -> slave */
+  bySlaveKey: Map<string, SlaveLocation>;
+  /** host-side peer ifindexes (events about them mean a slave moved or vanished) */
+  peers: Set<number>;
+  resyncTimer: NodeJS.Timeout | null;
+  refused: Set<string>;
+  nsNames: Map<number, string>;
+}
+
+export class Learner {
+  private readonly watches = new Map<number, PortWatch>();
+  private scanTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(private readonly log: Log) {}
+
+  start(): void {
+    this.scanPorts();
+    this.scanTimer = setInterval(() => this.scanPorts(), 1000);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.scanTimer) clearInterval(this.scanTimer);
+    for (const w of this.watches.values()) this.unwatch(w);
+    this.watches.clear();
+  }
+
+  /** Picks up ports created or deleted by the CLI; resyncs each one periodically as a safety net. */
+  scanPorts(): void {
+    if (this.stopped) return;
+    const ports = listPorts();
+    const ids = new Set(ports.map((p) => p.portId));
+    for (const [id, w] of this.watches) {
+      if (!ids.has(id)) {
+        this.unwatch(w);
+        this.watches.delete(id);
+      }
+    }
+    for (const p of ports) {
+      let w = this.watches.get(p.portId);
+      if (!w) {
+        w = { port: p, monitor: null, bySlaveKey: new Map(), peers: new Set(), resyncTimer: null, refused: new Set(), nsNames: new Map() };
+        this.watches.set(p.portId, w);
+        this.startMonitor(w);
+      }
+      this.resync(w);
+    }
+  }
+
+  private unwatch(w: PortWatch): void {
+    if (w.resyncTimer) clearTimeout(w.resyncTimer);
+    w.monitor?.kill('SIGTERM');
+    w.monitor = null;
+  }
+
+  private startMonitor(w: PortWatch): void {
+    const ns = w.port.master.netns;
+    if (!netnsExists(ns)) return;
+    // -d adds the link alias, which names the slave's port and peer
+    const args = [...(ns ? ['-n', ns] : []), '-d', '-o', 'monitor', 'link', 'address', 'all-nsid'];
+    const child = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    w.monitor = child;
+    const rl = createInterface({ input: child.stdout });
+    rl.on('line', (line) => this.onLine(w, line));
+    child.on('exit', () => {
+      if (w.monitor === child) w.monitor = null;
+      if (!this.stopped && this.watches.get(w.port.portId) === w) {
+        setTimeout(() => {
+          if (!this.stopped && this.watches.get(w.port.portId) === w && !w.monitor) this.startMonitor(w);
+        }, 200);
+      }
+    });
+  }
+
+  private scheduleResync(w: PortWatch, delayMs = 10): void {
+    if (w.resyncTimer) return;
+    w.resyncTimer = setTimeout(() => {
+      w.resyncTimer = null;
+      this.resync(w);
+    }, delayMs);
+  }
+
+  private onLine(w: PortWatch, line: string): void {
+    const ev = parseMonitorLine(line);
+    if (!ev) return;
+    try {
+      if (ev.kind === 'addr' && ev.family && ev.addr && ev.prefixlen !== undefined) {
+        const loc = w.bySlaveKey.get(`${ev.nsid}:${ev.ifindex}`);
+        if (!loc) {
+          this.scheduleResync(w);
+          return;
+        }
+        this.applyAddr(w, loc, { family: ev.family, addr: ev.addr, prefixlen: ev.prefixlen }, ev.deleted);
+        return;
+      }
+      if (ev.kind === 'link') {
+        this.onLinkEvent(w, ev, line);
+        this.scheduleResync(w, 30);
+      }
+    } catch (e) {
+      this.log(`port ${w.port.master.name}: ${errorLine(e)}`);
+      this.scheduleResync(w, 100);
+    }
+  }
+
+  /**
+   * A slave's link event carries our alias: map (nsid, ifindex) to the slave
+   * and update its up/namespace/MTU state at once, without waiting for the
+   * resync, so that addresses added right after `link set up` are learned
+   * within milliseconds.
+   */
+  private onLinkEvent(w: PortWatch, ev: MonitorEvent, line: string): void {
+    if (ev.deleted) return;
+    const alias = parseAlias(line.match(/ alias (\S+)\s*$/)?.[1]);
+    if (!alias || alias.portId !== w.port.portId) return;
+    const fresh = readPort(w.port.portId);
+    const record = fresh?.slaves.find((s) => s.peerName === alias.peerName);
+    if (!fresh || !record) return;
+    w.port = fresh;
+    const key = `${ev.nsid}:${ev.ifindex}`;
+    for (const [k, l] of w.bySlaveKey) if (l.record.peerName === record.peerName && k !== key) w.bySlaveKey.delete(k);
+    let netns: string | null | undefined = fresh.master.netns;
+    if (ev.nsid !== 'current') {
+      netns = this.nsName(w, Number(ev.nsid));
+    }
+    const flagsText = line.match(/<([^>]*)>/)?.[1] ?? '';
+    const up = flagsText.split(',').includes('UP');
+    const mtu = Number(line.match(/ mtu (\d+)/)?.[1] ?? 0);
+    w.bySlaveKey.set(key, { record, netns, ifindex: ev.ifindex, link: null, peer: null });
+    const flags = (up ? SLAVE_UP : 0) | (ev.nsid === 'current' ? SLAVE_SAME_NETNS : 0);
+    const cur = readSlaveEntry(fresh.portId, record.peerIfindex);
+    if (!cur || cur.flags !== flags || cur.mtu !== mtu) {
+      writeSlaveEntry(fresh.portId, record.peerIfindex, { devId: record.devId, flags, mtu });
+    }
+  }
+
+  private nsName(w: PortWatch, nsid: number): string | undefined {
+    let name = w.nsNames.get(nsid);
+    if (name === undefined) {
+      w.nsNames = nsidNames(w.port.master.netns);
+      name = w.nsNames.get(nsid);
+    }
+    return name;
+  }
+
+  private slaveLabel(loc: SlaveLocation): string {
+    const name = loc.link?.ifname ?? loc.record.name;
+    return loc.netns ? `${name} (netns ${loc.netns})` : name;
+  }
+
+  private applyAddr(w: PortWatch, loc: SlaveLocation, a: { family: Family; addr: string; prefixlen: number }, deleted: boolean): void {
+    const portId = w.port.portId;
+    const owner = addrOwner(portId, a);
+    const key = `${a.family}:${a.addr}`;
+    if (deleted) {
+      if (owner === loc.record.peerIfindex) unlearnAddr(portId, a);
+      w.refused.delete(`${key}@${loc.record.peerIfindex}`);
+      return;
+    }
+    if (owner !== null && owner !== loc.record.peerIfindex) {
+      this.refuse(w, loc, a.addr, owner);
+      return;
+    }
+    learnAddr(portId, loc.record.peerIfindex, a);
+  }
+
+  private refuse(w: PortWatch, loc: SlaveLocation, addr: string, owner: number): void {
+    const tag = `${addr}@${loc.record.peerIfindex}`;
+    if (w.refused.has(tag)) return;
+    w.refused.add(tag);
+    const ownerLoc = [...w.bySlaveKey.values()].find((l) => l.record.peerIfindex === owner);
+    const ownerName = ownerLoc ? this.slaveLabel(ownerLoc) : `peer ${owner}`;
+    this.log(
+      `address ${addr} refused on ${this.slaveLabel(loc)}: already assigned to ipvlan-bpf slave ${ownerName} of ${w.port.master.name}`,
+    );
+  }
+
+  /** Recomputes the port's slaves and addresses from what exists and applies the difference. */
+  resync(w: PortWatch): void {
+    const fresh = readPort(w.port.portId);
+    if (!fresh) return;
+    w.port = fresh;
+    const port = fresh;
+    if (!netnsExists(port.master.netns) || !getLink(port.master.name, port.master.netns)) {
+      this.log(`master ${port.master.name} is gone: deleting its ${port.slaves.length} slave(s)`);
+      try {
+        portDelete(port);
+      } catch (e) {
+        this.log(`cleanup of ${port.master.name} failed: ${errorLine(e)}`);
+      }
+      return;
+    }
+    const locs = locateSlaves(port);
+    const bySlaveKey = new Map<string, SlaveLocation>();
+    const peers = new Set<number>();
+    const addrDumps = new Map<string, IpAddrLink[]>();
+    const claims = new Map<string, Array<{ loc: SlaveLocation; family: Family; addr: string; prefixlen: number }>>();
+    for (const loc of locs) {
+      peers.add(loc.record.peerIfindex);
+      if (!loc.peer) {
+        // our peer is gone: the slave's namespace was deleted (the kernel destroys the slave too)
+        this.log(`slave ${loc.record.name} of ${port.master.name} is gone: removing it`);
+        try {
+          pruneSlave(port.portId, loc.record.peerName);
+        } catch (e) {
+          this.log(`cleanup of ${loc.record.name} failed: ${errorLine(e)}`);
+        }
+        continue;
+      }
+      if (loc.netns === undefined || !loc.link) continue;
+      const nsid = loc.netns === port.master.netns ? 'current' : String(loc.peer.link_netnsid);
+      bySlaveKey.set(`${nsid}:${loc.ifindex}`, loc);
+      const up = loc.link.flags.includes('UP');
+      const cur = readSlaveEntry(port.portId, loc.record.peerIfindex);
+      const sameNs = loc.netns === port.master.netns ? SLAVE_SAME_NETNS : 0;
+      const want = { devId: loc.record.devId, flags: (up ? SLAVE_UP : 0) | sameNs, mtu: loc.link.mtu };
+      if (!cur || cur.flags !== want.flags || cur.mtu !== want.mtu || cur.devId !== want.devId) {
+        writeSlaveEntry(port.portId, loc.record.peerIfindex, want);
+      }
+      const dkey = loc.netns ?? '';
+      let dump = addrDumps.get(dkey);
+      if (!dump) {
+        try {
+          dump = listAddrs(loc.netns);
+        } catch {
+          dump = [];
+        }
+        addrDumps.set(dkey, dump);
+      }
+      const mine = dump.find((l) => l.ifindex === loc.ifindex);
+      const infos = mine?.addr_info ?? [];
+      const wantLL = slaveLinkLocal(port.master.mac, loc.record.devId);
+      if (up) this.fixLinkLocal(port, loc, infos.filter((i) => i.family === 'inet6').map((i) => i.local));
+      for (const i of infos) {
+        if (i.dadfailed) continue;
+        // a link-local derived from the shared MAC is being replaced by the dev_id one
+        if (up && i.family === 'inet6' && i.local.startsWith('fe80:') && i.local !== wantLL) continue;
+        const family: Family = i.family === 'inet' ? 4 : 6;
+        const k = `${family}:${i.local}`;
+        const list = claims.get(k) ?? [];
+        list.push({ loc, family, addr: i.local, prefixlen: i.prefixlen });
+        claims.set(k, list);
+      }
+    }
+    w.bySlaveKey = bySlaveKey;
+    w.peers = peers;
+    const current = new Map<string, { peerIfindex: number; prefixlen: number }>();
+    for (const a of portAddrs(port.portId)) current.set(`${a.family}:${a.addr}`, a);
+    for (const [k, list] of claims) {
+      const cur = current.get(k);
+      const keep = cur ? list.find((c) => c.loc.record.peerIfindex === cur.peerIfindex) : undefined;
+      const winner = keep ?? list[0]!;
+      if (!cur || cur.peerIfindex !== winner.loc.record.peerIfindex || cur.prefixlen !== winner.prefixlen) {
+        learnAddr(port.portId, winner.loc.record.peerIfindex, winner);
+      }
+      for (const c of list) if (c !== winner) this.refuse(w, c.loc, c.addr, winner.loc.record.peerIfindex);
+      current.delete(k);
+    }
+    for (const [k] of current) {
+      const [fam, addr] = [Number(k.slice(0, 1)) as Family, k.slice(2)];
+      unlearnAddr(port.portId, { family: fam, addr });
+    }
+  }
+
+  /**
+   * The kernel folds dev_id into each slave's EUI-64, so slaves sharing the
+   * master's MAC still get distinct link-locals. A veth derives the master's
+   * own; we replace it (and stop regeneration) once the slave is up where it lives.
+   */
+  private fixLinkLocal(port: PortRecord, loc: SlaveLocation, v6: string[]): void {
+    if (!loc.link || loc.netns === undefined) return;
+    const want = slaveLinkLocal(port.master.mac, loc.record.devId);
+    const ll = v6.filter((a) => a.toLowerCase().startsWith('fe80:'));
+    if (ll.length === 1 && ll[0] === want) return;
+    const dev = loc.link.ifname;
+    if (loc.link.inet6_addr_gen_mode !== 'none') ipTry(['link', 'set', 'dev', dev, 'addrgenmode', 'none'], loc.netns);
+    for (const a of ll) if (a !== want) ipTry(['addr', 'del', `${a}/64`, 'dev', dev], loc.netns);
+    if (!ll.includes(want)) ipTry(['addr', 'add', `${want}/64`, 'dev', dev, 'nodad'], loc.netns);
+  }
+}
+
+/** Runs the learner under the state lock for one resync of everything (used by tests and `sync`). */
+export function resyncOnce(log: Log): void {
+  const l = new Learner(log);
+  withLock(() => {
+    for (const p of listPorts()) {
+      const w: PortWatch = { port: p, monitor: null, bySlaveKey: new Map(), peers: new Set(), resyncTimer: null, refused: new Set(), nsNames: new Map() };
+      l.resync(w);
+    }
+  });
+}

@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * The datapath of one port: loading its two programs, attaching them with
+ * pinned TCX links (clsact where the kernel has no TCX), and the map entries
+ * that describe the port, its slaves and their addresses.
+ *
+ * Pins: <pinRoot>/maps/ivb_* (shared by every port, keyed by port id) and
+ * <pinRoot>/ports/<id>/{master_ingress,slave_egress} (programs) and
+ * link_master, link_peer_<ifindex> (links). A pinned link keeps its program
+ * attached after our process exits; removing the pin detaches it.
+ */
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  BpfObject,
+  BPF_ANY,
+  closeFd,
+  linkCreate,
+  mapDelete,
+  mapKeys,
+  mapLookup,
+  mapUpdate,
+  objGet,
+  objPin,
+  withNetns,
+} from '../../../native/libbpf.js';
+import {
+  decodeIvbAddrKey,
+  decodeIvbAddrOwner,
+  decodeIvbPort,
+  decodeIvbSlave,
+  encodeIvbAddrKey,
+  encodeIvbAddrOwner,
+  encodeIvbFanoutEntry,
+  encodeIvbFanoutKey,
+  encodeIvbPort,
+  encodeIvbPortKey,
+  encodeIvbSlave,
+  encodeIvbSlaveKey,
+  IvbAddrKeyLayout,
+  IvbAddrOwnerLayout,
+  IvbPortLayout,
+  IvbSlaveLayout,
+  IvbSlaveFlags,
+  type IvbPort,
+  type IvbSlave,
+} from '../../../maps/generated.js';
+import { bpfObjectPath, ensureDir, mapsPinDir, portPinDir } from '../paths.js';
+import { initNetnsPath, netnsPath } from '../netlink/netns.js';
+import type { Mode, PortFlag } from '../state.js';
+
+export const MODE_NUM: Record<Mode, number> = { l2: 0, l3: 1, l3s: 2 };
+export const FLAG_NUM: Record<PortFlag, number> = { bridge: 0, private: 1, vepa: 2 };
+export const SLAVE_UP = IvbSlaveFlags.UP;
+export const SLAVE_SAME_NETNS = IvbSlaveFlags.SAME_NETNS;
+
+export type Family = 4 | 6;
+
+export interface LearnedAddr {
+  family: Family;
+  /** textual address as iproute2 prints it */
+  addr: string;
+  prefixlen: number;
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n >>> 0);
+  return b;
+}
+
+export function macBytes(mac: string): Buffer {
+  const parts = mac.split(':');
+  if (parts.length !== 6) throw new Error(`bad MAC ${mac}`);
+  return Buffer.from(parts.map((p) => parseInt(p, 16)));
+}
+
+/** IPv4/IPv6 text -> 16 bytes as the datapath keys them (IPv4 in the first 4). */
+export function addrBytes(family: Family, text: string): Buffer {
+  const out = Buffer.alloc(16);
+  if (family === 4) {
+    const p = text.split('.').map((x) => Number(x));
+    if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) {
+      throw new Error(`bad IPv4 address ${text}`);
+    }
+    Buffer.from(p).copy(out, 0);
+    return out;
+  }
+  let t = text.toLowerCase();
+  const pct = t.indexOf('%');
+  if (pct >= 0) t = t.slice(0, pct);
+  let tail: number[] = [];
+  const v4 = t.match(/(\d+\.\d+\.\d+\.\d+)$/);
+  if (v4 && v4[1]) {
+    const q = v4[1].split('.').map(Number);
+    tail = [((q[0] ?? 0) << 8) | (q[1] ?? 0), ((q[2] ?? 0) << 8) | (q[3] ?? 0)];
+    t = t.slice(0, t.length - v4[1].length) + (t.endsWith(':' + v4[1]) ? '0:0' : '');
+    if (t.endsWith(':0:0')) t = t.slice(0, -4);
+  }
+  const halves = t.split('::');
+  if (halves.length > 2) throw new Error(`bad IPv6 address ${text}`);
+  const head = halves[0] ? halves[0].split(':') : [];
+  const rest = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
+  const groups = [...head, ...rest].map((g) => parseInt(g, 16));
+  const total = groups.length + tail.length;
+  const zeros = halves.length === 2 ? 8 - total : 0;
+  if (total + zeros !== 8 || groups.some((g) => Number.isNaN(g) || g < 0 || g > 0xffff)) {
+    throw new Error(`bad IPv6 address ${text}`);
+  }
+  const all = [...head.map((g) => parseInt(g, 16)), ...new Array<number>(zeros).fill(0), ...rest.map((g) => parseInt(g, 16)), ...tail];
+  all.forEach((g, i) => out.writeUInt16BE(g, i * 2));
+  return out;
+}
+
+export function bytesToAddr(family: Family, b: Buffer): string {
+  if (family === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  const g: string[] = [];
+  for (let i = 0; i < 8; i++) g.push(b.readUInt16BE(i * 2).toString(16));
+  // RFC 5952: the longest run of zero groups (2 or more) becomes ::
+  let best = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== '0') {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === '0') j++;
+    if (j - i > bestLen && j - i >= 2) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  if (best < 0) return g.join(':');
+  return `${g.slice(0, best).join(':')}::${g.slice(best + bestLen).join(':')}`;
+}
+
+/** The maps, opened from their pins (kept open for the life of the process). */
+export interface Maps {
+  ports: number;
+  addrs: number;
+  slaves: number;
+  fanout: number;
+}
+
+let openMaps: Maps | null = null;
+
+const MAP_PINS = { ports: 'ivb_ports', addrs: 'ivb_addrs', slaves: 'ivb_slaves', fanout: 'ivb_fanout_slots' } as const;
+
+/** Loads a throw-away instance once so libbpf creates and pins any missing map. */
+function createPinnedMaps(): void {
+  ensureDir(mapsPinDir());
+  const obj = BpfObject.open(bpfObjectPath('master_ingress.bpf.o'), { pinRoot: mapsPinDir() });
+  try {
+    obj.load();
+  } finally {
+    obj.close();
+  }
+}
+
+export function maps(): Maps {
+  if (openMaps) return openMaps;
+  const dir = mapsPinDir();
+  if (!Object.values(MAP_PINS).every((n) => existsSync(join(dir, n)))) createPinnedMaps();
+  openMaps = {
+    ports: objGet(join(dir, MAP_PINS.ports)),
+    addrs: objGet(join(dir, MAP_PINS.addrs)),
+    slaves: objGet(join(dir, MAP_PINS.slaves)),
+    fanout: objGet(join(dir, MAP_PINS.fanout)),
+  };
+  return openMaps;
+}
+
+export function mapsExist(): boolean {
+  return Object.values(MAP_PINS).every((n) => existsSync(join(mapsPinDir(), n)));
+}
+
+function loadProgram(objName: string, progName: string, portId: number, pinPath: string): void {
+  const obj = BpfObject.open(bpfObjectPath(objName), { pinRoot: mapsPinDir() });
+  try {
+    obj.setRodata('ivb_port_id', u32(portId));
+    obj.load();
+    obj.pinProgram(progName, pinPath);
+  } finally {
+    obj.close();
+  }
+}
+
+/** Runs fn in the namespace of a port's master (TCX attach resolves ifindex there). */
+function inNetns<T>(netns: string | null, fn: () => T): T {
+  return withNetns(netns === null ? initNetnsPath() : netnsPath(netns), fn);
+}
+
+function attachPinned(progPin: string, ifindex: number, linkPin: string, netns: string | null): void {
+  const prog = objGet(progPin);
+  try {
+    const link = inNetns(netns, () => linkCreate(prog, ifindex, 'tcx_ingress'));
+    try {
+      objPin(link, linkPin);
+    } finally {
+      closeFd(link);
+    }
+  } finally {
+    closeFd(prog);
+  }
+}
+
+/** Loads the port's programs (pinned) and attaches master ingress. */
+export function createPortDatapath(portId: number, masterIfindex: number, netns: string | null): void {
+  const dir = portPinDir(portId);
+  ensureDir(dir);
+  maps();
+  loadProgram('master_ingress.bpf.o', 'ivb_master_ingress', portId, join(dir, 'master_ingress'));
+  loadProgram('slave_egress.bpf.o', 'ivb_slave_egress', portId, join(dir, 'slave_egress'));
+  attachPinned(join(dir, 'master_ingress'), masterIfindex, join(dir, 'link_master'), netns);
+}
+
+export function attachPeer(portId: number, peerIfindex: number, netns: string | null): void {
+  const dir = portPinDir(portId);
+  attachPinned(join(dir, 'slave_egress'), peerIfindex, join(dir, `link_peer_${peerIfindex}`), netns);
+}
+
+export function detachPeer(portId: number, peerIfindex: number): void {
+  rmSync(join(portPinDir(portId), `link_peer_${peerIfindex}`), { force: true });
+}
+
+/** Unpins everything of the port: links detach, programs go once unused. */
+export function destroyPortDatapath(portId: number): void {
+  const dir = portPinDir(portId);
+  if (!existsSync(dir)) return;
+  for (const f of readdirSync(dir)) rmSync(join(dir, f), { force: true });
+  rmSync(dir, { recursive: true, force: true });
+  const m = maps();
+  mapDelete(m.ports, encodeIvbPortKey({ portId }));
+  for (const key of mapKeys(m.addrs, IvbAddrKeyLayout.size)) {
+    if (decodeIvbAddrKey(key).portId === portId) mapDelete(m.addrs, key);
+  }
+  for (const key of mapKeys(m.slaves, 8)) {
+    if (key.readUInt32LE(0) === portId) mapDelete(m.slaves, key);
+  }
+  for (const key of mapKeys(m.fanout, 8)) {
+    if (key.readUInt32LE(0) === portId) mapDelete(m.fanout, key);
+  }
+}
+
+export function writePortEntry(portId: number, v: IvbPort): void {
+  mapUpdate(maps().ports, encodeIvbPortKey({ portId }), encodeIvbPort(v), BPF_ANY);
+}
+
+export function readPortEntry(portId: number): IvbPort | null {
+  const b = mapLookup(maps().ports, encodeIvbPortKey({ portId }), IvbPortLayout.size);
+  return b ? decodeIvbPort(b) : null;
+}
+
+export function writeSlaveEntry(portId: number, peerIfindex: number, v: IvbSlave): void {
+  mapUpdate(maps().slaves, encodeIvbSlaveKey({ portId, peerIfindex }), encodeIvbSlave(v), BPF_ANY);
+}
+
+export function readSlaveEntry(portId: number, peerIfindex: number): IvbSlave | null {
+  const b = mapLookup(maps().slaves, encodeIvbSlaveKey({ portId, peerIfindex }), IvbSlaveLayout.size);
+  return b ? decodeIvbSlave(b) : null;
+}
+
+export function deleteSlaveEntry(portId: number, peerIfindex: number): void {
+  mapDelete(maps().slaves, encodeIvbSlaveKey({ portId, peerIfindex }));
+}
+
+export function writeFanoutSlot(portId: number, slot: number, peerIfindex: number): void {
+  mapUpdate(maps().fanout, encodeIvbFanoutKey({ portId, slot }), encodeIvbFanoutEntry({ peerIfindex }), BPF_ANY);
+}
+
+export function deleteFanoutSlot(portId: number, slot: number): void {
+  mapDelete(maps().fanout, encodeIvbFanoutKey({ portId, slot }));
+}
+
+function addrKey(portId: number, a: { family: Family; addr: string }): Buffer {
+  return encodeIvbAddrKey({ portId, family: a.family, addr: addrBytes(a.family, a.addr) });
+}
+
+/** Owner (host-side peer ifindex) of an address of the port, or null. */
+export function addrOwner(portId: number, a: { family: Family; addr: string }): number | null {
+  const b = mapLookup(maps().addrs, addrKey(portId, a), IvbAddrOwnerLayout.size);
+  return b ? decodeIvbAddrOwner(b).peerIfindex : null;
+}
+
+export function learnAddr(portId: number, peerIfindex: number, a: LearnedAddr): void {
+  mapUpdate(maps().addrs, addrKey(portId, a), encodeIvbAddrOwner({ peerIfindex, prefixlen: a.prefixlen }), BPF_ANY);
+}
+
+export function unlearnAddr(portId: number, a: { family: Family; addr: string }): void {
+  mapDelete(maps().addrs, addrKey(portId, a));
+}
+
+/** Every address of the port with its owner. */
+export function portAddrs(portId: number): Array<LearnedAddr & { peerIfindex: number }> {
+  const m = maps();
+  const out: Array<LearnedAddr & { peerIfindex: number }> = [];
+  for (const key of mapKeys(m.addrs, IvbAddrKeyLayout.size)) {
+    const k = decodeIvbAddrKey(key);
+    if (k.portId !== portId) continue;
+    const v = mapLookup(m.addrs, key, IvbAddrOwnerLayout.size);
+    if (!v) continue;
+    const o = decodeIvbAddrOwner(v);
+    const family = k.family === 4 ? 4 : 6;
+    out.push({ family, addr: bytesToAddr(family, k.addr), prefixlen: o.prefixlen, peerIfindex: o.peerIfindex });
+  }
+  return out;
+}

@@ -1,0 +1,406 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * The link manager: `link add/del/set/show` with the kernel driver's rules
+ * (semantics §1): per-port mode and flags with last-writer-wins, l3 as the
+ * default mode, the master's MAC and MTU on every slave, dev_id per slave,
+ * the master's namespace anywhere. Every multi-step change runs under the
+ * state lock and is undone step by step when a later step fails, so a failed
+ * command leaves no veth, map entry or pin behind.
+ */
+import { IvbError, EBUSY, EEXIST, EINVAL, ENODEV } from '../errors.js';
+import { ip, ipTry, sysctlSet } from '../netlink/exec.js';
+import { getLink, listLinks, type IpLink } from '../netlink/links.js';
+import { netnsExists, netnsInodeOfPath, netnsPath, initNetnsInode } from '../netlink/netns.js';
+import {
+  allocPortId,
+  listPorts,
+  readPort,
+  removePort,
+  withLock,
+  writePort,
+  type Mode,
+  type PortFlag,
+  type PortRecord,
+  type SlaveRecord,
+} from '../state.js';
+import {
+  attachPeer,
+  createPortDatapath,
+  deleteFanoutSlot,
+  deleteSlaveEntry,
+  destroyPortDatapath,
+  detachPeer,
+  FLAG_NUM,
+  macBytes,
+  MODE_NUM,
+  portAddrs,
+  SLAVE_SAME_NETNS,
+  unlearnAddr,
+  writeFanoutSlot,
+  writePortEntry,
+  writeSlaveEntry,
+} from '../bpf/datapath.js';
+import { identifySlave, locateSlaves, parseAlias, slaveAlias, type SlaveLocation } from './slaves.js';
+
+export const MODES: readonly Mode[] = ['l2', 'l3', 'l3s'];
+export const FLAGS: readonly PortFlag[] = ['bridge', 'private', 'vepa'];
+/** the largest dev_id the kernel hands out (0xfffe and 0xffff are reserved) */
+const MAX_DEV_ID = 0xfffd;
+
+export interface LinkAddOptions {
+  master: string;
+  name: string;
+  /** the namespace the command runs in (where MASTER is and SLAVE is created); null = init */
+  netns: string | null;
+  mode?: Mode;
+  flag?: PortFlag;
+  /** whether any ipvlan argument was given (iproute2 then always sends the flags) */
+  typeArgs: boolean;
+  mtu?: number;
+}
+
+export function validateIfname(name: string): void {
+  if (name.length === 0) throw new IvbError('IPVLAN_E_NAME', 'device name is empty', EINVAL);
+  if (Buffer.byteLength(name) > 15) {
+    throw new IvbError('IPVLAN_E_NAME', `"${name}" is not a valid ifname: longer than 15 bytes`, EINVAL);
+  }
+  if (name === '.' || name === '..' || /[/:\s]/.test(name)) {
+    throw new IvbError('IPVLAN_E_NAME', `"${name}" is not a valid ifname`, EINVAL);
+  }
+}
+
+function checkNetns(netns: string | null): void {
+  if (!netnsExists(netns)) {
+    throw new IvbError('IPVLAN_E_NETNS', `Cannot open network namespace "${netns}": No such file or directory`);
+  }
+}
+
+function nsIno(netns: string | null): number {
+  return netns === null ? initNetnsInode() : netnsInodeOfPath(netnsPath(netns));
+}
+
+interface ResolvedMaster {
+  link: IpLink;
+  netns: string | null;
+  /** the existing port when MASTER is already one (or is one of its slaves) */
+  port: PortRecord | null;
+}
+
+function resolveMaster(master: string, netns: string | null): ResolvedMaster {
+  const link = getLink(master, netns);
+  if (!link) throw new IvbError('IPVLAN_E_NO_DEVICE', `Cannot find device "${master}"`, ENODEV);
+  const ports = listPorts();
+  // a slave as "master": the kernel attaches the new slave to that slave's real master
+  const alias = parseAlias(link.ifalias);
+  if (alias) {
+    const found = identifySlave(master, netns, ports);
+    if (found) {
+      const real = getLink(found.port.master.name, found.port.master.netns);
+      if (!real) throw new IvbError('IPVLAN_E_NO_DEVICE', `master of ${master} is gone`, ENODEV);
+      return { link: real, netns: found.port.master.netns, port: found.port };
+    }
+  }
+  if (link.flags.includes('LOOPBACK') || link.link_type !== 'ether') {
+    throw new IvbError('IPVLAN_E_BAD_MASTER', `${master}: Master is either lo or non-ether device`, EINVAL);
+  }
+  const ino = nsIno(netns);
+  if (ports.some((p) => p.master.netnsIno === ino && p.slaves.some((s) => s.peerIfindex === link.ifindex))) {
+    throw new IvbError('IPVLAN_E_BAD_MASTER', `${master} is an ipvlan-bpf slave's host-side peer`, EINVAL);
+  }
+  if (link.master || link.linkinfo?.info_slave_kind) {
+    throw new IvbError('IPVLAN_E_BUSY', `${master}: Device is already in use (it is a port of ${link.master ?? 'another device'})`, EBUSY);
+  }
+  const port = ports.find((p) => p.master.netnsIno === ino && p.master.ifindex === link.ifindex) ?? null;
+  return { link, netns, port };
+}
+
+type Undo = () => void;
+
+function runUndo(stack: Undo[]): void {
+  for (const u of stack.reverse()) {
+    try {
+      u();
+    } catch {
+      /* best effort: keep undoing the rest */
+    }
+  }
+}
+
+function nextDevId(port: PortRecord): number {
+  const used = new Set(port.slaves.map((s) => s.devId));
+  let id = port.nextDevId;
+  for (let i = 0; i < MAX_DEV_ID; i++) {
+    if (id < 1 || id > MAX_DEV_ID) id = 1;
+    if (!used.has(id)) return id;
+    id++;
+  }
+  throw new IvbError('IPVLAN_E_BUSY', `port of ${port.master.name} has no free dev_id`, EBUSY);
+}
+
+function portEntry(port: PortRecord) {
+  return {
+    masterIfindex: port.master.ifindex,
+    masterMac: macBytes(port.master.mac),
+    mode: MODE_NUM[port.mode],
+    flags: FLAG_NUM[port.flag],
+    nrSlaves: port.slaves.length,
+  };
+}
+
+/** IPv6 link-local the kernel gives slave `devId` (EUI-64 with dev_id instead of ff:fe, no U/L flip). */
+export function slaveLinkLocal(mac: string, devId: number): string {
+  const m = macBytes(mac);
+  const g = [
+    (m[0]! << 8) | m[1]!,
+    (m[2]! << 8) | ((devId >> 8) & 0xff),
+    ((devId & 0xff) << 8) | m[3]!,
+    (m[4]! << 8) | m[5]!,
+  ];
+  return `fe80::${g.map((x) => x.toString(16)).join(':')}`;
+}
+
+/** Sets NOARP on slaves as the kernel does per mode: on in l3/l3s, off in l2. */
+function applyNoarp(port: PortRecord, locs: SlaveLocation[]): void {
+  const arp = port.mode === 'l2' ? 'on' : 'off';
+  for (const loc of locs) {
+    if (loc.netns === undefined || !loc.link) continue;
+    ipTry(['link', 'set', 'dev', loc.link.ifname, 'arp', arp], loc.netns);
+  }
+}
+
+function setupPeer(peerName: string, netns: string | null): void {
+  // the master's namespace routes what l3/l3s slaves send: forwarding on this device only
+  sysctlSet(`net.ipv4.conf.${peerName}.forwarding`, '1', netns);
+  sysctlSet(`net.ipv4.conf.${peerName}.rp_filter`, '0', netns);
+  sysctlSet(`net.ipv4.conf.${peerName}.accept_local`, '1', netns);
+  sysctlSet(`net.ipv4.conf.${peerName}.send_redirects`, '0', netns);
+  if (!sysctlSet(`net.ipv6.conf.${peerName}.force_forwarding`, '1', netns)) {
+    // kernels before 6.17 have no per-device IPv6 forwarding switch
+    sysctlSet('net.ipv6.conf.all.forwarding', '1', netns);
+  }
+  sysctlSet(`net.ipv6.conf.${peerName}.accept_ra`, '0', netns);
+  ip(['link', 'set', 'dev', peerName, 'addrgenmode', 'none'], netns);
+  ip(['link', 'set', 'dev', peerName, 'up'], netns);
+}
+
+export interface LinkAddResult {
+  port: PortRecord;
+  slave: SlaveRecord;
+}
+
+export function linkAdd(o: LinkAddOptions): LinkAddResult {
+  validateIfname(o.name);
+  checkNetns(o.netns);
+  if (o.mode !== undefined && !MODES.includes(o.mode)) {
+    throw new IvbError('IPVLAN_E_MODE', `unknown mode "${String(o.mode)}" (l2, l3 or l3s)`, EINVAL);
+  }
+  if (o.flag !== undefined && !FLAGS.includes(o.flag)) {
+    throw new IvbError('IPVLAN_E_FLAG', `unknown flag "${String(o.flag)}" (bridge, private or vepa)`, EINVAL);
+  }
+  return withLock(() => {
+    const m = resolveMaster(o.master, o.netns);
+    if (getLink(o.name, o.netns)) {
+      throw new IvbError('IPVLAN_E_EXISTS', `Device "${o.name}" already exists`, EEXIST);
+    }
+    const undo: Undo[] = [];
+    try {
+      let port = m.port;
+      const created = port === null;
+      if (!port) {
+        port = {
+          portId: allocPortId(),
+          master: {
+            name: m.link.ifname,
+            ifindex: m.link.ifindex,
+            netns: m.netns,
+            netnsIno: nsIno(m.netns),
+            mac: m.link.address ?? '00:00:00:00:00:00',
+            mtu: m.link.mtu,
+          },
+          mode: 'l3',
+          flag: 'bridge',
+          slaves: [],
+          nextDevId: 1,
+        };
+        const p = port;
+        writePortEntry(p.portId, portEntry(p));
+        undo.push(() => destroyPortDatapath(p.portId));
+        createPortDatapath(p.portId, p.master.ifindex, p.master.netns);
+        writePort(p);
+        undo.push(() => removePort(p.portId));
+      }
+      const p = port;
+      const devId = nextDevId(p);
+      const peerName = `ivb${p.portId}x${devId}`;
+      if (getLink(peerName, p.master.netns)) ipTry(['link', 'del', peerName], p.master.netns);
+      const mtu = o.mtu ?? p.master.mtu;
+      const masterMac = p.master.mac;
+      // create both ends in the master's namespace, then move the slave end where the command runs
+      ip(['link', 'add', 'name', peerName, 'mtu', '65535', 'address', masterMac, 'type', 'veth',
+        'peer', 'name', o.name, 'mtu', String(mtu), 'address', masterMac,
+        ...(o.netns !== p.master.netns ? ['netns', o.netns ?? '1'] : [])], p.master.netns);
+      undo.push(() => ipTry(['link', 'del', peerName], p.master.netns));
+      const peer = getLink(peerName, p.master.netns);
+      if (!peer) throw new IvbError('IPVLAN_E_IPROUTE', `veth peer ${peerName} vanished`);
+      setupPeer(peerName, p.master.netns);
+      ip(['link', 'set', 'dev', o.name, 'alias', slaveAlias(p.portId, peerName)], o.netns);
+      const rec: SlaveRecord = { name: o.name, peerName, peerIfindex: peer.ifindex, devId, slot: p.slaves.length };
+      writeSlaveEntry(p.portId, rec.peerIfindex, { devId, flags: o.netns === p.master.netns ? SLAVE_SAME_NETNS : 0, mtu });
+      undo.push(() => deleteSlaveEntry(p.portId, rec.peerIfindex));
+      writeFanoutSlot(p.portId, rec.slot, rec.peerIfindex);
+      undo.push(() => deleteFanoutSlot(p.portId, rec.slot));
+      attachPeer(p.portId, rec.peerIfindex, p.master.netns);
+      undo.push(() => detachPeer(p.portId, rec.peerIfindex));
+      p.slaves.push(rec);
+      p.nextDevId = devId + 1;
+      // ipvlan_link_new always sets the port mode (l3 when none was sent); flags only when sent
+      p.mode = o.mode ?? 'l3';
+      if (o.typeArgs || created) p.flag = o.flag ?? 'bridge';
+      writePortEntry(p.portId, portEntry(p));
+      writePort(p);
+      applyNoarp(p, locateSlaves(p));
+      return { port: p, slave: rec };
+    } catch (e) {
+      runUndo(undo);
+      if (m.port) {
+        // the port existed before: put its map entry back as recorded
+        const before = readPort(m.port.portId);
+        if (before) writePortEntry(before.portId, portEntry(before));
+      }
+      throw e;
+    }
+  });
+}
+
+/** Removes one slave from its port (maps, link pin, fan-out slot); deletes the port with its last slave. */
+function removeSlave(port: PortRecord, rec: SlaveRecord, deleteVeth: () => void): void {
+  for (const a of portAddrs(port.portId)) {
+    if (a.peerIfindex === rec.peerIfindex) unlearnAddr(port.portId, a);
+  }
+  detachPeer(port.portId, rec.peerIfindex);
+  deleteSlaveEntry(port.portId, rec.peerIfindex);
+  // keep the fan-out list dense: the last slot moves into the hole
+  const last = port.slaves[port.slaves.length - 1];
+  port.slaves = port.slaves.filter((s) => s !== rec);
+  if (last && last !== rec) {
+    last.slot = rec.slot;
+    writeFanoutSlot(port.portId, last.slot, last.peerIfindex);
+  }
+  deleteFanoutSlot(port.portId, port.slaves.length);
+  deleteVeth();
+  if (port.slaves.length === 0) {
+    destroyPortDatapath(port.portId);
+    removePort(port.portId);
+  } else {
+    writePortEntry(port.portId, portEntry(port));
+    writePort(port);
+  }
+}
+
+export function linkDel(name: string, netns: string | null): void {
+  checkNetns(netns);
+  withLock(() => {
+    const link = getLink(name, netns);
+    if (!link) throw new IvbError('IPVLAN_E_NO_DEVICE', `Cannot find device "${name}"`, ENODEV);
+    const found = identifySlave(name, netns, listPorts());
+    if (!found) throw new IvbError('IPVLAN_E_NOT_IPVLAN', `${name} is not an ipvlan-bpf slave`, EINVAL);
+    removeSlave(found.port, found.record, () => {
+      ipTry(['link', 'del', 'dev', name], netns);
+    });
+  });
+}
+
+/** Deletes a whole port: every slave, wherever it lives, as deleting the master does in the kernel. */
+export function portDelete(port: PortRecord): void {
+  withLock(() => {
+    const locs = locateSlaves(port);
+    for (const loc of locs) {
+      removeSlave(port, loc.record, () => {
+        ipTry(['link', 'del', loc.record.peerName], port.master.netns);
+      });
+    }
+    destroyPortDatapath(port.portId);
+    removePort(port.portId);
+  });
+}
+
+export interface LinkSetOptions {
+  name: string;
+  netns: string | null;
+  mode?: Mode;
+  flag?: PortFlag;
+  typeArgs: boolean;
+}
+
+export function linkSet(o: LinkSetOptions): PortRecord {
+  checkNetns(o.netns);
+  return withLock(() => {
+    if (!getLink(o.name, o.netns)) throw new IvbError('IPVLAN_E_NO_DEVICE', `Cannot find device "${o.name}"`, ENODEV);
+    const found = identifySlave(o.name, o.netns, listPorts());
+    if (!found) throw new IvbError('IPVLAN_E_NOT_IPVLAN', `${o.name} is not an ipvlan-bpf slave`, EINVAL);
+    const port = found.port;
+    if (!o.typeArgs) return port;
+    // iproute2 sends mode only when given, flags always once any ipvlan word is given
+    if (o.mode) port.mode = o.mode;
+    port.flag = o.flag ?? 'bridge';
+    writePortEntry(port.portId, portEntry(port));
+    writePort(port);
+    applyNoarp(port, locateSlaves(port));
+    return port;
+  });
+}
+
+export interface SlaveView {
+  port: PortRecord;
+  loc: SlaveLocation;
+  addrs: Array<{ family: 4 | 6; addr: string; prefixlen: number }>;
+}
+
+export function linkShow(name: string | null, netns: string | null): SlaveView[] {
+  const ports = listPorts();
+  const out: SlaveView[] = [];
+  let want: { portId: number; peerName: string } | null = null;
+  if (name !== null) {
+    const found = identifySlave(name, netns, ports);
+    if (!found) {
+      if (!getLink(name, netns)) throw new IvbError('IPVLAN_E_NO_DEVICE', `Device "${name}" does not exist.`, ENODEV);
+      throw new IvbError('IPVLAN_E_NOT_IPVLAN', `${name} is not an ipvlan-bpf slave`, EINVAL);
+    }
+    want = { portId: found.port.portId, peerName: found.record.peerName };
+  }
+  for (const port of ports) {
+    if (want && want.portId !== port.portId) continue;
+    const addrs = portAddrs(port.portId);
+    for (const loc of locateSlaves(port)) {
+      if (want && loc.record.peerName !== want.peerName) continue;
+      out.push({
+        port,
+        loc,
+        addrs: addrs
+          .filter((a) => a.peerIfindex === loc.record.peerIfindex)
+          .map((a) => ({ family: a.family, addr: a.addr, prefixlen: a.prefixlen })),
+      });
+    }
+  }
+  return out;
+}
+
+export function listLinksSafe(netns: string | null): IpLink[] {
+  try {
+    return listLinks(netns);
+  } catch {
+    return [];
+  }
+}
+
+/** Forgets a slave whose veth pair is gone (its namespace was deleted). */
+export function pruneSlave(portId: number, peerName: string): void {
+  withLock(() => {
+    const port = readPort(portId);
+    const rec = port?.slaves.find((s) => s.peerName === peerName);
+    if (!port || !rec) return;
+    removeSlave(port, rec, () => {
+      ipTry(['link', 'del', peerName], port.master.netns);
+    });
+  });
+}

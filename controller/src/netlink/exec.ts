@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * Running iproute2 and friends. We use the field's own tools for netlink
+ * (ip -j gives iproute2's JSON, which is also what our -j output mirrors);
+ * every failure becomes an IvbError carrying the tool's own first line.
+ */
+import { spawnSync } from 'node:child_process';
+import { IvbError, type IvbErrorCode } from '../errors.js';
+
+export interface RunResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function run(cmd: string, args: readonly string[], input?: string): RunResult {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', input, maxBuffer: 256 * 1024 * 1024 });
+  if (r.error) throw new IvbError('IPVLAN_E_IPROUTE', `${cmd}: ${r.error.message}`);
+  return { status: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
+}
+
+export function firstLine(s: string): string {
+  return s.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? '';
+}
+
+/** Runs a command; a non-zero exit becomes an IvbError with the tool's first stderr line. */
+export function runOk(cmd: string, args: readonly string[], code: IvbErrorCode = 'IPVLAN_E_IPROUTE'): string {
+  const r = run(cmd, args);
+  if (r.status !== 0) {
+    throw new IvbError(code, `${cmd} ${args.join(' ')}: ${firstLine(r.stderr) || `exit ${r.status}`}`);
+  }
+  return r.stdout;
+}
+
+/** `ip [-n NS] ARGS` */
+export function ip(args: readonly string[], netns?: string | null): string {
+  const full = netns ? ['-n', netns, ...args] : [...args];
+  return runOk('ip', full);
+}
+
+/** `ip [-n NS] ARGS`, without throwing */
+export function ipTry(args: readonly string[], netns?: string | null): RunResult {
+  const full = netns ? ['-n', netns, ...args] : [...args];
+  return run('ip', full);
+}
+
+/** `ip -j [-n NS] ARGS` parsed */
+export function ipJson<T>(args: readonly string[], netns?: string | null): T {
+  const out = ip(['-j', ...args], netns);
+  const text = out.trim();
+  if (text === '') return [] as unknown as T;
+  return JSON.parse(text) as T;
+}
+
+/** sysctl -w, inside the current namespace; false when the key does not exist */
+export function sysctlSet(key: string, value: string, netns?: string | null): boolean {
+  const args = netns ? ['netns', 'exec', netns, 'sysctl', '-qw', `${key}=${value}`] : null;
+  const r = args ? run('ip', args) : run('sysctl', ['-qw', `${key}=${value}`]);
+  return r.status === 0;
+}

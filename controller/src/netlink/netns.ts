@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * Network namespaces by name, path and inode. A master may live in any
+ * namespace (as with the kernel driver); we record it by its iproute2 name
+ * (/run/netns/NAME) or as the init namespace, and find it again by inode.
+ */
+import { readdirSync, statSync } from 'node:fs';
+import { ipJson } from './exec.js';
+import { IvbError } from '../errors.js';
+
+export const NETNS_RUN_DIR = '/run/netns';
+
+export function netnsInodeOfPath(path: string): number {
+  try {
+    return statSync(path).ino;
+  } catch {
+    throw new IvbError('IPVLAN_E_NETNS', `Cannot open network namespace "${path}": No such file or directory`);
+  }
+}
+
+export function currentNetnsInode(): number {
+  return statSync('/proc/thread-self/ns/net').ino;
+}
+
+/**
+ * A /proc/PID of a task that lives in the init namespaces. PID 1 is the
+ * natural choice, but a sandbox's init may be undumpable (its /proc links
+ * refuse even root); kthreadd (PID 2) always runs in the init namespaces.
+ */
+export function initTaskProc(): string {
+  for (const pid of [1, 2]) {
+    try {
+      statSync(`/proc/${pid}/ns/net`);
+      return `/proc/${pid}`;
+    } catch {
+      /* not accessible: try the next */
+    }
+  }
+  throw new IvbError('IPVLAN_E_NETNS', 'cannot reach the init network namespace through /proc/1 or /proc/2');
+}
+
+export function initNetnsPath(): string {
+  return `${initTaskProc()}/ns/net`;
+}
+
+export function initNetnsInode(): number {
+  return statSync(initNetnsPath()).ino;
+}
+
+export function netnsPath(name: string): string {
+  if (name.includes('/') || name === '' || name === '.' || name === '..') {
+    throw new IvbError('IPVLAN_E_NETNS', `Invalid network namespace name "${name}"`);
+  }
+  return `${NETNS_RUN_DIR}/${name}`;
+}
+
+/** The iproute2 name of the namespace with this inode, or null. */
+export function netnsNameOfInode(ino: number): string | null {
+  let names: string[] = [];
+  try {
+    names = readdirSync(NETNS_RUN_DIR);
+  } catch {
+    return null;
+  }
+  for (const n of names) {
+    try {
+      if (statSync(`${NETNS_RUN_DIR}/${n}`).ino === ino) return n;
+    } catch {
+      /* being deleted */
+    }
+  }
+  return null;
+}
+
+/** How the current thread's namespace is recorded: null for init, else its name. */
+export function describeCurrentNetns(): { name: string | null; ino: number } {
+  const ino = currentNetnsInode();
+  if (ino === initNetnsInode()) return { name: null, ino };
+  const name = netnsNameOfInode(ino);
+  if (name === null) {
+    throw new IvbError(
+      'IPVLAN_E_NETNS',
+      'the current network namespace has no name; give it one with "ip netns attach NAME PID" and use -n NAME',
+    );
+  }
+  return { name, ino };
+}
+
+export function netnsExists(name: string | null): boolean {
+  if (name === null) return true;
+  try {
+    statSync(netnsPath(name));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+interface NsIdEntry {
+  nsid: number;
+  name?: string;
+}
+
+/** nsid (as seen from `inNetns`) -> namespace name, for named namespaces. */
+export function nsidNames(inNetns: string | null): Map<number, string> {
+  const m = new Map<number, string>();
+  try {
+    const list = ipJson<NsIdEntry[]>(['netns', 'list-id'], inNetns);
+    for (const e of list) if (e.name) m.set(e.nsid, e.name);
+  } catch {
+    /* no ids yet */
+  }
+  return m;
+}

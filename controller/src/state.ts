@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * Port records: one JSON file per master ("port" in the kernel driver),
+ * written atomically (rename) under a lock, so that concurrent CLI calls and
+ * the agent never see half a change.
+ */
+import { closeSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { IvbError } from './errors.js';
+import { ensureDir, stateDir } from './paths.js';
+
+export type Mode = 'l2' | 'l3' | 'l3s';
+export type PortFlag = 'bridge' | 'private' | 'vepa';
+
+export interface SlaveRecord {
+  /** the name given at `link add` (the user may rename it later) */
+  name: string;
+  /** our host-side veth peer, in the master's namespace */
+  peerName: string;
+  peerIfindex: number;
+  /** the kernel's per-port dev_id (1..0xfffd), folded into the IPv6 link-local address */
+  devId: number;
+  /** slot in the port's fan-out list */
+  slot: number;
+}
+
+export interface PortRecord {
+  portId: number;
+  master: {
+    name: string;
+    ifindex: number;
+    /** iproute2 name of the master's namespace, null for the init namespace */
+    netns: string | null;
+    netnsIno: number;
+    mac: string;
+    mtu: number;
+  };
+  mode: Mode;
+  flag: PortFlag;
+  slaves: SlaveRecord[];
+  nextDevId: number;
+}
+
+function portsDir(): string {
+  return join(stateDir(), 'ports');
+}
+
+export function portFile(portId: number): string {
+  return join(portsDir(), `${portId}.json`);
+}
+
+export function listPorts(): PortRecord[] {
+  let files: string[] = [];
+  try {
+    files = readdirSync(portsDir()).filter((f) => /^\d+\.json$/.test(f));
+  } catch {
+    return [];
+  }
+  const out: PortRecord[] = [];
+  for (const f of files) {
+    try {
+      out.push(JSON.parse(readFileSync(join(portsDir(), f), 'utf8')) as PortRecord);
+    } catch {
+      /* removed under us */
+    }
+  }
+  return out.sort((a, b) => a.portId - b.portId);
+}
+
+export function readPort(portId: number): PortRecord | null {
+  try {
+    return JSON.parse(readFileSync(portFile(portId), 'utf8')) as PortRecord;
+  } catch {
+    return null;
+  }
+}
+
+export function writePort(p: PortRecord): void {
+  ensureDir(portsDir());
+  const tmp = `${portFile(p.portId)}.tmp${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(p, null, 1));
+  renameSync(tmp, portFile(p.portId));
+}
+
+export function removePort(portId: number): void {
+  rmSync(portFile(portId), { force: true });
+}
+
+export function allocPortId(): number {
+  const used = new Set(listPorts().map((p) => p.portId));
+  let id = 1;
+  while (used.has(id)) id++;
+  return id;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+function sleepMs(ms: number): void {
+  Atomics.wait(sleepCell, 0, 0, ms);
+}
+
+/**
+ * Runs fn under the global lock (a pid file created with O_EXCL; a holder
+ * that died is detected and its lock taken over).
+ */
+let lockDepth = 0;
+
+export function withLock<T>(fn: () => T, timeoutMs = 15000): T {
+  if (lockDepth > 0) {
+    lockDepth++;
+    try {
+      return fn();
+    } finally {
+      lockDepth--;
+    }
+  }
+  ensureDir(stateDir());
+  const lock = join(stateDir(), 'lock');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const fd = openSync(lock, 'wx', 0o600);
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      let holder = 0;
+      try {
+        holder = Number(readFileSync(lock, 'utf8'));
+      } catch {
+        continue;
+      }
+      if (holder > 0 && !pidAlive(holder)) {
+        rmSync(lock, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new IvbError('IPVLAN_E_LOCK', `${lock} is held by pid ${holder}`);
+      sleepMs(5);
+    }
+  }
+  lockDepth = 1;
+  try {
+    return fn();
+  } finally {
+    lockDepth = 0;
+    rmSync(lock, { force: true });
+  }
+}

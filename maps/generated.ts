@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: GPL-2.0-only
+// generated from bpf/layout.bpf.o by maps/gen-layouts.ts — do not edit
+// (edit maps/layout.h, then: make -C bpf && npm run build:ts && npm run gen:maps)
+import { copyBytes, requireLength, requireSpan, type StructLayout } from './codec.js';
+
+/** enum ivb_mode */
+export const IvbMode = {
+  L2: 0, // IVB_MODE_L2
+  L3: 1, // IVB_MODE_L3
+  L3S: 2, // IVB_MODE_L3S
+} as const;
+export type IvbMode = (typeof IvbMode)[keyof typeof IvbMode];
+
+/** enum ivb_port_flags */
+export const IvbPortFlags = {
+  PRIVATE: 1, // IVB_F_PRIVATE
+  VEPA: 2, // IVB_F_VEPA
+} as const;
+export type IvbPortFlags = (typeof IvbPortFlags)[keyof typeof IvbPortFlags];
+
+/** enum ivb_family */
+export const IvbFamily = {
+  INET: 4, // IVB_AF_INET
+  INET6: 6, // IVB_AF_INET6
+} as const;
+export type IvbFamily = (typeof IvbFamily)[keyof typeof IvbFamily];
+
+/** enum ivb_slave_flags */
+export const IvbSlaveFlags = {
+  UP: 1, // IVB_SLAVE_UP
+  SAME_NETNS: 2, // IVB_SLAVE_SAME_NETNS
+} as const;
+export type IvbSlaveFlags = (typeof IvbSlaveFlags)[keyof typeof IvbSlaveFlags];
+
+/** struct ivb_port_key (4 bytes) */
+export interface IvbPortKey {
+  /** __u32 port_id */
+  portId: number;
+}
+
+export const IvbPortKeyLayout = {
+  name: 'ivb_port_key',
+  size: 4,
+  fields: {
+    portId: { offset: 0, size: 4, kind: 'u32' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbPortKey(v: IvbPortKey): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v.portId, 0);
+  return b;
+}
+
+export function decodeIvbPortKey(b: Buffer, offset = 0): IvbPortKey {
+  requireSpan('IvbPortKey', b, offset, 4);
+  return {
+    portId: b.readUInt32LE(offset),
+  };
+}
+
+/** struct ivb_port (20 bytes) */
+export interface IvbPort {
+  /** __u32 master_ifindex */
+  masterIfindex: number;
+  /** __u8 master_mac[6], exactly 6 bytes */
+  masterMac: Buffer;
+  /** __u8 mode */
+  mode: number;
+  /** __u8 flags */
+  flags: number;
+  /** __u32 nr_slaves */
+  nrSlaves: number;
+}
+
+export const IvbPortLayout = {
+  name: 'ivb_port',
+  size: 20,
+  fields: {
+    masterIfindex: { offset: 0, size: 4, kind: 'u32' },
+    masterMac: { offset: 4, size: 6, kind: 'bytes' },
+    mode: { offset: 10, size: 1, kind: 'u8' },
+    flags: { offset: 11, size: 1, kind: 'u8' },
+    nrSlaves: { offset: 12, size: 4, kind: 'u32' },
+    pad: { offset: 16, size: 4, kind: 'pad' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbPort(v: IvbPort): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(20);
+  b.writeUInt32LE(v.masterIfindex, 0);
+  b.set(requireLength('IvbPort.masterMac', v.masterMac, 6), 4);
+  b.writeUInt8(v.mode, 10);
+  b.writeUInt8(v.flags, 11);
+  b.writeUInt32LE(v.nrSlaves, 12);
+  return b;
+}
+
+export function decodeIvbPort(b: Buffer, offset = 0): IvbPort {
+  requireSpan('IvbPort', b, offset, 20);
+  return {
+    masterIfindex: b.readUInt32LE(offset),
+    masterMac: copyBytes(b, offset + 4, 6),
+    mode: b.readUInt8(offset + 10),
+    flags: b.readUInt8(offset + 11),
+    nrSlaves: b.readUInt32LE(offset + 12),
+  };
+}
+
+/** struct ivb_addr_key (24 bytes) */
+export interface IvbAddrKey {
+  /** __u32 port_id */
+  portId: number;
+  /** __u8 family */
+  family: number;
+  /** __u8 addr[16], exactly 16 bytes */
+  addr: Buffer;
+}
+
+export const IvbAddrKeyLayout = {
+  name: 'ivb_addr_key',
+  size: 24,
+  fields: {
+    portId: { offset: 0, size: 4, kind: 'u32' },
+    family: { offset: 4, size: 1, kind: 'u8' },
+    pad: { offset: 5, size: 3, kind: 'pad' },
+    addr: { offset: 8, size: 16, kind: 'bytes' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbAddrKey(v: IvbAddrKey): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(24);
+  b.writeUInt32LE(v.portId, 0);
+  b.writeUInt8(v.family, 4);
+  b.set(requireLength('IvbAddrKey.addr', v.addr, 16), 8);
+  return b;
+}
+
+export function decodeIvbAddrKey(b: Buffer, offset = 0): IvbAddrKey {
+  requireSpan('IvbAddrKey', b, offset, 24);
+  return {
+    portId: b.readUInt32LE(offset),
+    family: b.readUInt8(offset + 4),
+    addr: copyBytes(b, offset + 8, 16),
+  };
+}
+
+/** struct ivb_addr_owner (8 bytes) */
+export interface IvbAddrOwner {
+  /** __u32 peer_ifindex */
+  peerIfindex: number;
+  /** __u8 prefixlen */
+  prefixlen: number;
+}
+
+export const IvbAddrOwnerLayout = {
+  name: 'ivb_addr_owner',
+  size: 8,
+  fields: {
+    peerIfindex: { offset: 0, size: 4, kind: 'u32' },
+    prefixlen: { offset: 4, size: 1, kind: 'u8' },
+    pad: { offset: 5, size: 3, kind: 'pad' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbAddrOwner(v: IvbAddrOwner): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(v.peerIfindex, 0);
+  b.writeUInt8(v.prefixlen, 4);
+  return b;
+}
+
+export function decodeIvbAddrOwner(b: Buffer, offset = 0): IvbAddrOwner {
+  requireSpan('IvbAddrOwner', b, offset, 8);
+  return {
+    peerIfindex: b.readUInt32LE(offset),
+    prefixlen: b.readUInt8(offset + 4),
+  };
+}
+
+/** struct ivb_slave_key (8 bytes) */
+export interface IvbSlaveKey {
+  /** __u32 port_id */
+  portId: number;
+  /** __u32 peer_ifindex */
+  peerIfindex: number;
+}
+
+export const IvbSlaveKeyLayout = {
+  name: 'ivb_slave_key',
+  size: 8,
+  fields: {
+    portId: { offset: 0, size: 4, kind: 'u32' },
+    peerIfindex: { offset: 4, size: 4, kind: 'u32' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbSlaveKey(v: IvbSlaveKey): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(v.portId, 0);
+  b.writeUInt32LE(v.peerIfindex, 4);
+  return b;
+}
+
+export function decodeIvbSlaveKey(b: Buffer, offset = 0): IvbSlaveKey {
+  requireSpan('IvbSlaveKey', b, offset, 8);
+  return {
+    portId: b.readUInt32LE(offset),
+    peerIfindex: b.readUInt32LE(offset + 4),
+  };
+}
+
+/** struct ivb_slave (16 bytes) */
+export interface IvbSlave {
+  /** __u32 dev_id */
+  devId: number;
+  /** __u32 flags */
+  flags: number;
+  /** __u32 mtu */
+  mtu: number;
+}
+
+export const IvbSlaveLayout = {
+  name: 'ivb_slave',
+  size: 16,
+  fields: {
+    devId: { offset: 0, size: 4, kind: 'u32' },
+    flags: { offset: 4, size: 4, kind: 'u32' },
+    mtu: { offset: 8, size: 4, kind: 'u32' },
+    pad: { offset: 12, size: 4, kind: 'pad' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbSlave(v: IvbSlave): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(16);
+  b.writeUInt32LE(v.devId, 0);
+  b.writeUInt32LE(v.flags, 4);
+  b.writeUInt32LE(v.mtu, 8);
+  return b;
+}
+
+export function decodeIvbSlave(b: Buffer, offset = 0): IvbSlave {
+  requireSpan('IvbSlave', b, offset, 16);
+  return {
+    devId: b.readUInt32LE(offset),
+    flags: b.readUInt32LE(offset + 4),
+    mtu: b.readUInt32LE(offset + 8),
+  };
+}
+
+/** struct ivb_fanout_key (8 bytes) */
+export interface IvbFanoutKey {
+  /** __u32 port_id */
+  portId: number;
+  /** __u32 slot */
+  slot: number;
+}
+
+export const IvbFanoutKeyLayout = {
+  name: 'ivb_fanout_key',
+  size: 8,
+  fields: {
+    portId: { offset: 0, size: 4, kind: 'u32' },
+    slot: { offset: 4, size: 4, kind: 'u32' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbFanoutKey(v: IvbFanoutKey): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(v.portId, 0);
+  b.writeUInt32LE(v.slot, 4);
+  return b;
+}
+
+export function decodeIvbFanoutKey(b: Buffer, offset = 0): IvbFanoutKey {
+  requireSpan('IvbFanoutKey', b, offset, 8);
+  return {
+    portId: b.readUInt32LE(offset),
+    slot: b.readUInt32LE(offset + 4),
+  };
+}
+
+/** struct ivb_fanout_entry (8 bytes) */
+export interface IvbFanoutEntry {
+  /** __u32 peer_ifindex */
+  peerIfindex: number;
+}
+
+export const IvbFanoutEntryLayout = {
+  name: 'ivb_fanout_entry',
+  size: 8,
+  fields: {
+    peerIfindex: { offset: 0, size: 4, kind: 'u32' },
+    pad: { offset: 4, size: 4, kind: 'pad' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbFanoutEntry(v: IvbFanoutEntry): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(v.peerIfindex, 0);
+  return b;
+}
+
+export function decodeIvbFanoutEntry(b: Buffer, offset = 0): IvbFanoutEntry {
+  requireSpan('IvbFanoutEntry', b, offset, 8);
+  return {
+    peerIfindex: b.readUInt32LE(offset),
+  };
+}

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The one source of truth for every map key and value of ipvlan-bpf.
+ *
+ * Included by the BPF programs (bpf/lib/maps.h declares the maps with these
+ * types) and compiled into bpf/layout.bpf.o, whose BTF the TypeScript codecs
+ * in maps/generated.ts are generated from (npm run gen:maps). Never keep a
+ * hand-written copy of these structs anywhere else.
+ *
+ * Every struct is padded explicitly so that C, BTF and the generated
+ * TypeScript agree byte for byte without compiler-inserted holes.
+ */
+#ifndef IVB_MAPS_LAYOUT_H
+#define IVB_MAPS_LAYOUT_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* ipvlan's own numbers (include/uapi/linux/if_link.h: IPVLAN_MODE_*) */
+enum ivb_mode {
+	IVB_MODE_L2 = 0,
+	IVB_MODE_L3 = 1,
+	IVB_MODE_L3S = 2,
+};
+
+/* ipvlan's flag bits (IPVLAN_F_PRIVATE, IPVLAN_F_VEPA); 0 is "bridge" */
+enum ivb_port_flags {
+	IVB_F_PRIVATE = 0x01,
+	IVB_F_VEPA = 0x02,
+};
+
+enum ivb_family {
+	IVB_AF_INET = 4,
+	IVB_AF_INET6 = 6,
+};
+
+/* bits of ivb_slave.flags */
+enum ivb_slave_flags {
+	IVB_SLAVE_UP = 0x01, /* admin-up: only running slaves own traffic (ipvlan_open hashes) */
+	/*
+	 * the slave end is in the master's own namespace (a "shim" slave):
+	 * bpf_redirect_peer refuses a peer in the same namespace, so frames go
+	 * through the host-side peer's egress instead
+	 */
+	IVB_SLAVE_SAME_NETNS = 0x02,
+};
+
+/* key of ivb_ports: a master ("port" in the kernel driver) by its id */
+struct ivb_port_key {
+	__u32 port_id;
+};
+
+/* value of ivb_ports: the port-wide settings every slave reports */
+struct ivb_port {
+	__u32 master_ifindex; /* in the master's namespace */
+	__u8 master_mac[6];   /* the MAC all slaves share */
+	__u8 mode;            /* enum ivb_mode */
+	__u8 flags;           /* enum ivb_port_flags */
+	__u32 nr_slaves;      /* slots in use in ivb_fanout for this port */
+	__u32 pad;
+};
+
+/* key of ivb_addrs: an address learned on a slave, per port */
+struct ivb_addr_key {
+	__u32 port_id;
+	__u8 family; /* enum ivb_family */
+	__u8 pad[3];
+	__u8 addr[16]; /* IPv4 in the first 4 bytes, network order */
+};
+
+/* value of ivb_addrs: who owns it */
+struct ivb_addr_owner {
+	__u32 peer_ifindex; /* the slave's host-side veth peer, in the master's namespace */
+	__u8 prefixlen;     /* as configured on the slave (IPv4 broadcast detection in l3) */
+	__u8 pad[3];
+};
+
+/* key of ivb_slaves: a slave by its host-side peer */
+struct ivb_slave_key {
+	__u32 port_id;
+	__u32 peer_ifindex;
+};
+
+/* value of ivb_slaves */
+struct ivb_slave {
+	__u32 dev_id; /* the kernel's per-port dev_id: 1..0xfffd, folded into the IPv6 link-local */
+	__u32 flags;  /* enum ivb_slave_flags */
+	__u32 mtu;    /* the slave end's MTU: frames bigger than it are not delivered */
+	__u32 pad;
+};
+
+/* key of ivb_fanout: slot N of a port's broadcast/multicast fan-out list */
+struct ivb_fanout_key {
+	__u32 port_id;
+	__u32 slot;
+};
+
+/* value of ivb_fanout */
+struct ivb_fanout_entry {
+	__u32 peer_ifindex;
+	__u32 pad;
+};
+
+#endif /* IVB_MAPS_LAYOUT_H */
