@@ -22,6 +22,9 @@ struct ivb_layout_anchor {
 	enum ivb_port_flags port_flags;
 	enum ivb_family family;
 	enum ivb_slave_flags slave_flags;
+	enum ivb_action action;
+	enum ivb_drop_reason drop_reason;
+	struct ivb_decision decision;
 };
 
 struct ivb_layout_anchor ivb_layout_anchor SEC(".data.layout");

@@ -13,6 +13,7 @@
 #include "lib/parse.h"
 #include "lib/demux.h"
 #include "lib/fanout.h"
+#include "lib/verdict.h"
 
 /* Set by the loader: which port (master) this instance serves. */
 const volatile __u32 ivb_port_id = 0;
@@ -46,23 +47,24 @@ int ivb_master_ingress(struct __sk_buff *skb)
 	struct ivb_frame f;
 	__u32 peer;
 
+	ivb_trace_reset();
 	if (!port)
-		return IVB_TC_ACT_OK;
+		return IVB_PASS();
 	/* tagged frames belong to a VLAN device on the master, not to this port */
 	if (skb->vlan_present)
-		return IVB_TC_ACT_OK;
+		return IVB_PASS();
 	ivb_pull_headers(skb);
 	if (ivb_parse(skb, ivb_port_id, &f) < 0)
-		return IVB_TC_ACT_OK;
+		return IVB_PASS();
 	if (f.proto == IVB_ETH_P_8021Q || f.proto == IVB_ETH_P_8021AD)
-		return IVB_TC_ACT_OK;
+		return IVB_PASS();
 
 	if (f.mcast_dst) {
 		if (port->mode == IVB_MODE_L2) {
 			/* every up slave gets a copy, the master the original */
 			if (!ivb_is_reflected_own(skb, port, &f))
 				ivb_fanout(skb, ivb_port_id, port->nr_slaves, 0);
-			return IVB_TC_ACT_OK;
+			return IVB_PASS();
 		}
 		/*
 		 * L3: only the key matters, and for multicast/broadcast frames
@@ -70,17 +72,17 @@ int ivb_master_ingress(struct __sk_buff *skb)
 		 * NOARP slave ignores them. L3S leaves them to the master.
 		 */
 		if (port->mode != IVB_MODE_L3 || !f.has_key)
-			return IVB_TC_ACT_OK;
+			return IVB_PASS();
 		if (f.proto != IVB_ETH_P_ARP && !f.dad_ns)
-			return IVB_TC_ACT_OK;
+			return IVB_PASS();
 	}
 	if (!f.has_key)
-		return IVB_TC_ACT_OK;
+		return IVB_PASS();
 	if (port->mode == IVB_MODE_L3S && f.proto == IVB_ETH_P_ARP)
-		return IVB_TC_ACT_OK;
+		return IVB_PASS();
 	peer = ivb_owner_up(&f.dst);
 	if (!peer)
-		return IVB_TC_ACT_OK;
+		return IVB_PASS();
 	return ivb_deliver(skb, ivb_port_id, peer);
 }
 

@@ -13,9 +13,16 @@
 #include "lib/demux.h"
 #include "lib/fanout.h"
 #include "lib/route.h"
+#include "lib/verdict.h"
 
 /* Set by the loader: which port (master) this instance serves. */
 const volatile __u32 ivb_port_id = 0;
+
+static __always_inline int ivb_to_wire(const struct ivb_port *port)
+{
+	return ivb_verdict(bpf_redirect(port->master_ifindex, 0), IVB_ACT_TO_WIRE, port->master_ifindex,
+			   IVB_DROP_NONE);
+}
 
 /* ipvlan_xmit_mode_l2() */
 static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_port *port,
@@ -28,17 +35,18 @@ static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_p
 		peer = f->has_key ? ivb_owner_up(&f->dst) : 0;
 		if (peer) {
 			if (port->flags & IVB_F_PRIVATE)
-				return IVB_TC_ACT_SHOT;
+				return IVB_DROP(IVB_DROP_PRIVATE);
 			return ivb_deliver(skb, ivb_port_id, peer);
 		}
-		return bpf_redirect(port->master_ifindex, BPF_F_INGRESS);
+		return ivb_verdict(bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
+				   port->master_ifindex, IVB_DROP_NONE);
 	}
 	if (f->mcast_dst) {
 		/* siblings get copies whatever the flags; the master's stack never does */
 		ivb_fanout(skb, ivb_port_id, port->nr_slaves, self);
-		return bpf_redirect(port->master_ifindex, 0);
+		return ivb_to_wire(port);
 	}
-	return bpf_redirect(port->master_ifindex, 0);
+	return ivb_to_wire(port);
 }
 
 /* ipvlan_xmit_mode_l3() */
@@ -51,7 +59,7 @@ static __always_inline int ivb_xmit_l3(struct __sk_buff *skb, const struct ivb_p
 		peer = ivb_owner_up(&f->dst);
 		if (peer) {
 			if (port->flags & IVB_F_PRIVATE)
-				return IVB_TC_ACT_SHOT;
+				return IVB_DROP(IVB_DROP_PRIVATE);
 			return ivb_deliver(skb, ivb_port_id, peer);
 		}
 	}
@@ -66,12 +74,13 @@ int ivb_slave_egress(struct __sk_buff *skb)
 	__u32 self = skb->ingress_ifindex;
 	struct ivb_frame f;
 
+	ivb_trace_reset();
 	/* a slave without a port has no way out: never leak into the host peer's stack */
 	if (!port)
-		return IVB_TC_ACT_SHOT;
+		return IVB_DROP(IVB_DROP_NO_PORT);
 	ivb_pull_headers(skb);
 	if (ivb_parse(skb, ivb_port_id, &f) < 0)
-		return IVB_TC_ACT_SHOT;
+		return IVB_DROP(IVB_DROP_MALFORMED);
 	if (port->mode == IVB_MODE_L2)
 		return ivb_xmit_l2(skb, port, &f, self);
 	return ivb_xmit_l3(skb, port, &f);

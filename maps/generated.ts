@@ -32,6 +32,33 @@ export const IvbSlaveFlags = {
 } as const;
 export type IvbSlaveFlags = (typeof IvbSlaveFlags)[keyof typeof IvbSlaveFlags];
 
+/** enum ivb_action */
+export const IvbAction = {
+  PASS: 0, // IVB_ACT_PASS
+  DELIVER: 1, // IVB_ACT_DELIVER
+  TO_WIRE: 2, // IVB_ACT_TO_WIRE
+  TO_MASTER: 3, // IVB_ACT_TO_MASTER
+  ROUTE: 4, // IVB_ACT_ROUTE
+  ROUTE_PINNED: 5, // IVB_ACT_ROUTE_PINNED
+  DROP: 6, // IVB_ACT_DROP
+} as const;
+export type IvbAction = (typeof IvbAction)[keyof typeof IvbAction];
+
+/** enum ivb_drop_reason */
+export const IvbDropReason = {
+  NONE: 0, // IVB_DROP_NONE
+  NO_PORT: 1, // IVB_DROP_NO_PORT
+  MALFORMED: 2, // IVB_DROP_MALFORMED
+  PRIVATE: 3, // IVB_DROP_PRIVATE
+  L3_MULTICAST: 4, // IVB_DROP_L3_MULTICAST
+  L3_BROADCAST: 5, // IVB_DROP_L3_BROADCAST
+  L3_PROTOCOL: 6, // IVB_DROP_L3_PROTOCOL
+  NO_ROUTE: 7, // IVB_DROP_NO_ROUTE
+  TOO_BIG: 8, // IVB_DROP_TOO_BIG
+  SLAVE_GONE: 9, // IVB_DROP_SLAVE_GONE
+} as const;
+export type IvbDropReason = (typeof IvbDropReason)[keyof typeof IvbDropReason];
+
 /** struct ivb_port_key (4 bytes) */
 export interface IvbPortKey {
   /** __u32 port_id */
@@ -313,5 +340,48 @@ export function decodeIvbFanoutEntry(b: Buffer, offset = 0): IvbFanoutEntry {
   requireSpan('IvbFanoutEntry', b, offset, 8);
   return {
     peerIfindex: b.readUInt32LE(offset),
+  };
+}
+
+/** struct ivb_decision (16 bytes) */
+export interface IvbDecision {
+  /** __u32 action */
+  action: number;
+  /** __u32 target_ifindex */
+  targetIfindex: number;
+  /** __u32 reason */
+  reason: number;
+  /** __u32 fanout */
+  fanout: number;
+}
+
+export const IvbDecisionLayout = {
+  name: 'ivb_decision',
+  size: 16,
+  fields: {
+    action: { offset: 0, size: 4, kind: 'u32' },
+    targetIfindex: { offset: 4, size: 4, kind: 'u32' },
+    reason: { offset: 8, size: 4, kind: 'u32' },
+    fanout: { offset: 12, size: 4, kind: 'u32' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbDecision(v: IvbDecision): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(16);
+  b.writeUInt32LE(v.action, 0);
+  b.writeUInt32LE(v.targetIfindex, 4);
+  b.writeUInt32LE(v.reason, 8);
+  b.writeUInt32LE(v.fanout, 12);
+  return b;
+}
+
+export function decodeIvbDecision(b: Buffer, offset = 0): IvbDecision {
+  requireSpan('IvbDecision', b, offset, 16);
+  return {
+    action: b.readUInt32LE(offset),
+    targetIfindex: b.readUInt32LE(offset + 4),
+    reason: b.readUInt32LE(offset + 8),
+    fanout: b.readUInt32LE(offset + 12),
   };
 }

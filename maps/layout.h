@@ -102,4 +102,40 @@ struct ivb_fanout_entry {
 	__u32 pad;
 };
 
+/* what the datapath did with a frame (ivb_decision.action) */
+enum ivb_action {
+	IVB_ACT_PASS = 0,         /* to the master's own stack, untouched */
+	IVB_ACT_DELIVER = 1,      /* into a slave (target: its host-side peer) */
+	IVB_ACT_TO_WIRE = 2,      /* out of the master (target: master) */
+	IVB_ACT_TO_MASTER = 3,    /* into the master's stack as if received (target: master) */
+	IVB_ACT_ROUTE = 4,        /* to the master namespace's routing via the host peer */
+	IVB_ACT_ROUTE_PINNED = 5, /* routed out of the master by bpf_redirect_neigh (target: master) */
+	IVB_ACT_DROP = 6,         /* dropped (reason says why) */
+};
+
+/*
+ * Why a frame was dropped. Numbers are stable and never reused: they are
+ * counter keys and metric labels.
+ */
+enum ivb_drop_reason {
+	IVB_DROP_NONE = 0,
+	IVB_DROP_NO_PORT = 1,       /* the slave's port is gone */
+	IVB_DROP_MALFORMED = 2,     /* not even an Ethernet header */
+	IVB_DROP_PRIVATE = 3,       /* private mode: no slave-to-slave unicast */
+	IVB_DROP_L3_MULTICAST = 4,  /* l3/l3s slaves send no multicast/broadcast frames */
+	IVB_DROP_L3_BROADCAST = 5,  /* l3/l3s: a subnet or limited broadcast address */
+	IVB_DROP_L3_PROTOCOL = 6,   /* l3/l3s carry only IPv4 and IPv6 */
+	IVB_DROP_NO_ROUTE = 7,      /* the master namespace has no route (unreachable, blackhole, prohibit) */
+	IVB_DROP_TOO_BIG = 8,       /* bigger than the receiving slave's MTU */
+	IVB_DROP_SLAVE_GONE = 9,    /* the owner's slave entry is missing */
+};
+
+/* ivb_trace: the last decision of a program instance loaded for tests or "explain" */
+struct ivb_decision {
+	__u32 action;         /* enum ivb_action */
+	__u32 target_ifindex; /* where it went (0 for the stack / a drop) */
+	__u32 reason;         /* enum ivb_drop_reason */
+	__u32 fanout;         /* broadcast/multicast copies attempted */
+};
+
 #endif /* IVB_MAPS_LAYOUT_H */

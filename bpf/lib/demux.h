@@ -5,6 +5,7 @@
 
 #include "maps.h"
 #include "parse.h"
+#include "verdict.h"
 
 static __always_inline struct ivb_slave *ivb_slave_get(__u32 port_id, __u32 peer_ifindex)
 {
@@ -42,12 +43,12 @@ static __always_inline int ivb_deliver(struct __sk_buff *skb, __u32 port_id, __u
 	struct ivb_slave *s = ivb_slave_get(port_id, peer);
 
 	if (!s)
-		return IVB_TC_ACT_SHOT;
+		return IVB_DROP(IVB_DROP_SLAVE_GONE);
 	if (s->mtu && skb->len > s->mtu + IVB_ETH_HLEN)
-		return IVB_TC_ACT_SHOT;
+		return IVB_DROP(IVB_DROP_TOO_BIG);
 	if (s->flags & IVB_SLAVE_SAME_NETNS)
-		return bpf_redirect(peer, 0);
-	return bpf_redirect_peer(peer, 0);
+		return ivb_verdict(bpf_redirect(peer, 0), IVB_ACT_DELIVER, peer, IVB_DROP_NONE);
+	return ivb_verdict(bpf_redirect_peer(peer, 0), IVB_ACT_DELIVER, peer, IVB_DROP_NONE);
 }
 
 #endif /* IVB_DEMUX_H */

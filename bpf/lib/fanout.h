@@ -10,8 +10,9 @@
 
 #include "maps.h"
 #include "demux.h"
+#include "verdict.h"
 
-/* Clones skb to every up slave of the port except the one whose peer is `except`. */
+/* Clones skb to every up slave of the port except the one whose peer is `except`; returns copies tried. */
 static __always_inline __u32 ivb_fanout(struct __sk_buff *skb, __u32 port_id, __u32 nr_slaves,
 					__u32 except)
 {
@@ -31,9 +32,10 @@ static __always_inline __u32 ivb_fanout(struct __sk_buff *skb, __u32 port_id, __
 		if (!s || !(s->flags & IVB_SLAVE_UP))
 			continue;
 		/* egress of the host-side peer: veth hands it to the slave end */
-		if (bpf_clone_redirect(skb, e->peer_ifindex, 0) == 0)
-			copies++;
+		bpf_clone_redirect(skb, e->peer_ifindex, 0);
+		copies++;
 	}
+	ivb_trace_fanout(copies);
 	return copies;
 }
 

@@ -31,6 +31,7 @@
 #include "consts.h"
 #include "maps.h"
 #include "parse.h"
+#include "verdict.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -73,7 +74,14 @@ static __always_inline void ivb_ttl_compensate(struct __sk_buff *skb, __u16 prot
 static __always_inline int ivb_to_master_stack(struct __sk_buff *skb, __u16 proto)
 {
 	ivb_ttl_compensate(skb, proto);
-	return IVB_TC_ACT_OK;
+	return ivb_verdict(IVB_TC_ACT_OK, IVB_ACT_ROUTE, 0, IVB_DROP_NONE);
+}
+
+/* Out of the master with the kernel's oif-pinned route and neighbour lookup. */
+static __always_inline int ivb_redirect_pinned(const struct ivb_port *port)
+{
+	return ivb_verdict(bpf_redirect_neigh(port->master_ifindex, NULL, 0, 0), IVB_ACT_ROUTE_PINNED,
+			   port->master_ifindex, IVB_DROP_NONE);
 }
 
 /* The slave's own subnet broadcast: NOARP made it unicast; the kernel's route drops it. */
@@ -102,9 +110,9 @@ static __always_inline int ivb_route_v4(struct __sk_buff *skb, const struct ivb_
 	long rc;
 
 	if ((void *)(ip + 1) > data_end)
-		return IVB_TC_ACT_SHOT;
+		return IVB_DROP(IVB_DROP_MALFORMED);
 	if (ivb_is_slave_subnet_broadcast(f, ip->daddr))
-		return IVB_TC_ACT_SHOT;
+		return IVB_DROP(IVB_DROP_L3_BROADCAST);
 
 	/*
 	 * Ask the master namespace's FIB as its forward path will (input on
@@ -124,7 +132,7 @@ static __always_inline int ivb_route_v4(struct __sk_buff *skb, const struct ivb_
 	case BPF_FIB_LKUP_RET_NO_NEIGH:
 		if (p.ifindex != port->master_ifindex)
 			/* IPv4 egress is pinned to the master: other devices' routes are ignored */
-			return bpf_redirect_neigh(port->master_ifindex, NULL, 0, 0);
+			return ivb_redirect_pinned(port);
 		return ivb_to_master_stack(skb, IVB_ETH_P_IP);
 	case BPF_FIB_LKUP_RET_NOT_FWDED:	/* a local address of the master's namespace */
 	case BPF_FIB_LKUP_RET_FRAG_NEEDED:	/* the stack sends the ICMP */
@@ -132,7 +140,7 @@ static __always_inline int ivb_route_v4(struct __sk_buff *skb, const struct ivb_
 		return ivb_to_master_stack(skb, IVB_ETH_P_IP);
 	default:
 		/* blackhole, unreachable, prohibit: the kernel's route lookup fails too */
-		return IVB_TC_ACT_SHOT;
+		return IVB_DROP(IVB_DROP_NO_ROUTE);
 	}
 }
 
@@ -150,14 +158,15 @@ static __always_inline int ivb_route_v6(struct __sk_buff *skb, const struct ivb_
 					const struct ivb_frame *f)
 {
 	if (f->dst.addr[0] == 0xff)
-		return IVB_TC_ACT_SHOT;
+		return IVB_DROP(IVB_DROP_L3_MULTICAST);
 	if (!(f->dst.addr[0] == 0xfe && (f->dst.addr[1] & 0xc0) == 0x80))
 		/* not pinned for global destinations (semantics §3.1): the stack routes it */
 		return ivb_to_master_stack(skb, IVB_ETH_P_IPV6);
 	/* link-local: the master is the only link the kernel's lookup would use */
 	if (ivb_is_master_linklocal(port, f->dst.addr))
-		return bpf_redirect(port->master_ifindex, BPF_F_INGRESS);
-	return bpf_redirect_neigh(port->master_ifindex, NULL, 0, 0);
+		return ivb_verdict(bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
+				   port->master_ifindex, IVB_DROP_NONE);
+	return ivb_redirect_pinned(port);
 }
 
 /* ipvlan_process_outbound(): what an L3/L3S slave sends that no sibling takes. */
@@ -165,13 +174,13 @@ static __always_inline int ivb_route_out(struct __sk_buff *skb, const struct ivb
 					 const struct ivb_frame *f)
 {
 	if (f->mcast_dst)
-		return IVB_TC_ACT_SHOT;
+		return IVB_DROP(IVB_DROP_L3_MULTICAST);
 	if (f->proto == IVB_ETH_P_IP)
 		return ivb_route_v4(skb, port, f);
 	if (f->proto == IVB_ETH_P_IPV6)
 		return ivb_route_v6(skb, port, f);
 	/* "Dropped outbound packet type" */
-	return IVB_TC_ACT_SHOT;
+	return IVB_DROP(IVB_DROP_L3_PROTOCOL);
 }
 
 #endif /* IVB_ROUTE_H */

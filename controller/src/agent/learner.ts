@@ -27,7 +27,7 @@ import {
   type Family,
 } from '../bpf/datapath.js';
 import { locateSlaves, parseAlias, type SlaveLocation } from '../link/slaves.js';
-import { portDelete, pruneSlave, slaveLinkLocal } from '../link/manager.js';
+import { masterLinkLocal, portDelete, pruneSlave, slaveLinkLocal } from '../link/manager.js';
 import { errorLine } from '../errors.js';
 import { getLink } from '../netlink/links.js';
 
@@ -67,6 +67,7 @@ interface PortWatch {
   /** host-side peer ifindexes (events about them mean a slave moved or vanished) */
   peers: Set<number>;
   resyncTimer: NodeJS.Timeout | null;
+  resyncFirstAsk: number;
   refused: Set<string>;
   nsNames: Map<number, string>;
 }
@@ -75,12 +76,13 @@ export class Learner {
   private readonly watches = new Map<number, PortWatch>();
   private scanTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private scans = 0;
 
   constructor(private readonly log: Log) {}
 
   start(): void {
     this.scanPorts();
-    this.scanTimer = setInterval(() => this.scanPorts(), 1000);
+    this.scanTimer = setInterval(() => this.scanPorts(), 2000);
   }
 
   stop(): void {
@@ -101,14 +103,22 @@ export class Learner {
         this.watches.delete(id);
       }
     }
+    this.scans++;
     for (const p of ports) {
       let w = this.watches.get(p.portId);
+      const fresh = !w;
       if (!w) {
-        w = { port: p, monitor: null, bySlaveKey: new Map(), peers: new Set(), resyncTimer: null, refused: new Set(), nsNames: new Map() };
+        w = { port: p, monitor: null, bySlaveKey: new Map(), peers: new Set(), resyncTimer: null, resyncFirstAsk: 0, refused: new Set(), nsNames: new Map() };
         this.watches.set(p.portId, w);
         this.startMonitor(w);
       }
-      this.resync(w);
+      // new ports at once; every port every 10 s as a safety net against lost events
+      if (!fresh && this.scans % 5 !== 0) continue;
+      try {
+        withLock(() => this.resync(w));
+      } catch (e) {
+        this.log(`resync of ${p.master.name} failed: ${errorLine(e)}`);
+      }
     }
   }
 
@@ -137,12 +147,24 @@ export class Learner {
     });
   }
 
-  private scheduleResync(w: PortWatch, delayMs = 10): void {
-    if (w.resyncTimer) return;
+  /**
+   * Trailing debounce: the resync runs once events have been quiet for
+   * `delayMs` (at most 1 s after the first), so a burst of changes is handled
+   * by the incremental path without a blocking dump in the middle of it.
+   */
+  private scheduleResync(w: PortWatch, delayMs = 150): void {
+    const now = Date.now();
+    if (w.resyncTimer) clearTimeout(w.resyncTimer);
+    else w.resyncFirstAsk = now;
+    const wait = Math.max(0, Math.min(delayMs, w.resyncFirstAsk + 1000 - now));
     w.resyncTimer = setTimeout(() => {
       w.resyncTimer = null;
-      this.resync(w);
-    }, delayMs);
+      try {
+        withLock(() => this.resync(w));
+      } catch (e) {
+        this.log(`resync of ${w.port.master.name} failed: ${errorLine(e)}`);
+      }
+    }, wait);
   }
 
   private onLine(w: PortWatch, line: string): void {
@@ -160,11 +182,11 @@ export class Learner {
       }
       if (ev.kind === 'link') {
         this.onLinkEvent(w, ev, line);
-        this.scheduleResync(w, 30);
+        this.scheduleResync(w);
       }
     } catch (e) {
       this.log(`port ${w.port.master.name}: ${errorLine(e)}`);
-      this.scheduleResync(w, 100);
+      this.scheduleResync(w);
     }
   }
 
@@ -197,6 +219,20 @@ export class Learner {
     if (!cur || cur.flags !== flags || cur.mtu !== mtu) {
       writeSlaveEntry(fresh.portId, record.peerIfindex, { devId: record.devId, flags, mtu });
     }
+    const ifname = line.match(/^\[nsid [^\]]+\]\d+: ([^:@\s]+)/)?.[1];
+    if (up && netns !== undefined && ifname && (!cur || !(cur.flags & SLAVE_UP))) {
+      this.setLinkLocal(fresh, record.devId, ifname, netns);
+    }
+  }
+
+  /**
+   * Gives a slave that just came up the kernel's dev_id link-local in place
+   * of the one a veth derives from the shared MAC (the master's own).
+   */
+  private setLinkLocal(port: PortRecord, devId: number, ifname: string, netns: string | null): void {
+    ipTry(['link', 'set', 'dev', ifname, 'addrgenmode', 'none'], netns);
+    ipTry(['addr', 'add', `${slaveLinkLocal(port.master.mac, devId)}/64`, 'dev', ifname, 'nodad'], netns);
+    ipTry(['addr', 'del', `${masterLinkLocal(port.master.mac)}/64`, 'dev', ifname], netns);
   }
 
   private nsName(w: PortWatch, nsid: number): string | undefined {
@@ -349,7 +385,7 @@ export function resyncOnce(log: Log): void {
   const l = new Learner(log);
   withLock(() => {
     for (const p of listPorts()) {
-      const w: PortWatch = { port: p, monitor: null, bySlaveKey: new Map(), peers: new Set(), resyncTimer: null, refused: new Set(), nsNames: new Map() };
+      const w: PortWatch = { port: p, monitor: null, bySlaveKey: new Map(), peers: new Set(), resyncTimer: null, resyncFirstAsk: 0, refused: new Set(), nsNames: new Map() };
       l.resync(w);
     }
   });

@@ -159,6 +159,13 @@ export function slaveLinkLocal(mac: string, devId: number): string {
   return `fe80::${g.map((x) => x.toString(16)).join(':')}`;
 }
 
+/** The EUI-64 link-local a device with this MAC and dev_id 0 gets (the master's). */
+export function masterLinkLocal(mac: string): string {
+  const m = macBytes(mac);
+  const g = [((m[0]! ^ 2) << 8) | m[1]!, (m[2]! << 8) | 0xff, (0xfe << 8) | m[3]!, (m[4]! << 8) | m[5]!];
+  return `fe80::${g.map((x) => x.toString(16)).join(':')}`;
+}
+
 /** Sets NOARP on slaves as the kernel does per mode: on in l3/l3s, off in l2. */
 function applyNoarp(port: PortRecord, locs: SlaveLocation[]): void {
   const arp = port.mode === 'l2' ? 'on' : 'off';
