@@ -25,6 +25,8 @@ struct ivb_layout_anchor {
 	enum ivb_action action;
 	enum ivb_drop_reason drop_reason;
 	struct ivb_decision decision;
+	struct ivb_guard_key guard_key;
+	struct ivb_guard_entry guard_entry;
 };
 
 struct ivb_layout_anchor ivb_layout_anchor SEC(".data.layout");

@@ -385,3 +385,69 @@ export function decodeIvbDecision(b: Buffer, offset = 0): IvbDecision {
     fanout: b.readUInt32LE(offset + 12),
   };
 }
+
+/** struct ivb_guard_key (8 bytes) */
+export interface IvbGuardKey {
+  /** __u32 netns_ino */
+  netnsIno: number;
+  /** __u32 ifindex */
+  ifindex: number;
+}
+
+export const IvbGuardKeyLayout = {
+  name: 'ivb_guard_key',
+  size: 8,
+  fields: {
+    netnsIno: { offset: 0, size: 4, kind: 'u32' },
+    ifindex: { offset: 4, size: 4, kind: 'u32' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbGuardKey(v: IvbGuardKey): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(v.netnsIno, 0);
+  b.writeUInt32LE(v.ifindex, 4);
+  return b;
+}
+
+export function decodeIvbGuardKey(b: Buffer, offset = 0): IvbGuardKey {
+  requireSpan('IvbGuardKey', b, offset, 8);
+  return {
+    netnsIno: b.readUInt32LE(offset),
+    ifindex: b.readUInt32LE(offset + 4),
+  };
+}
+
+/** struct ivb_guard_entry (8 bytes) */
+export interface IvbGuardEntry {
+  /** __u32 port_id */
+  portId: number;
+  /** __u32 peer_ifindex */
+  peerIfindex: number;
+}
+
+export const IvbGuardEntryLayout = {
+  name: 'ivb_guard_entry',
+  size: 8,
+  fields: {
+    portId: { offset: 0, size: 4, kind: 'u32' },
+    peerIfindex: { offset: 4, size: 4, kind: 'u32' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbGuardEntry(v: IvbGuardEntry): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(v.portId, 0);
+  b.writeUInt32LE(v.peerIfindex, 4);
+  return b;
+}
+
+export function decodeIvbGuardEntry(b: Buffer, offset = 0): IvbGuardEntry {
+  requireSpan('IvbGuardEntry', b, offset, 8);
+  return {
+    portId: b.readUInt32LE(offset),
+    peerIfindex: b.readUInt32LE(offset + 4),
+  };
+}

@@ -102,6 +102,18 @@ struct ivb_fanout_entry {
 	__u32 pad;
 };
 
+/* key of ivb_guard: a slave end where it lives now (for the netlink guard) */
+struct ivb_guard_key {
+	__u32 netns_ino; /* inode of the slave's current network namespace */
+	__u32 ifindex;   /* the slave end's ifindex there */
+};
+
+/* value of ivb_guard */
+struct ivb_guard_entry {
+	__u32 port_id;
+	__u32 peer_ifindex;
+};
+
 /* what the datapath did with a frame (ivb_decision.action) */
 enum ivb_action {
 	IVB_ACT_PASS = 0,         /* to the master's own stack, untouched */

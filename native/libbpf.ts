@@ -635,12 +635,16 @@ export const XDP_FLAGS_SKB_MODE = 1 << 1;
 export const XDP_FLAGS_DRV_MODE = 1 << 2;
 export const XDP_FLAGS_HW_MODE = 1 << 3;
 
-export type LinkKind = 'tcx_ingress' | 'tcx_egress' | 'xdp';
+/** BPF_LSM_MAC: an LSM program's link (target 0: the hook comes from the program's BTF id) */
+export const BPF_LSM_MAC = 27;
+
+export type LinkKind = 'tcx_ingress' | 'tcx_egress' | 'xdp' | 'lsm';
 
 const LINK_ATTACH: Record<LinkKind, number> = {
 	tcx_ingress: BPF_TCX_INGRESS,
 	tcx_egress: BPF_TCX_EGRESS,
 	xdp: BPF_XDP,
+	lsm: BPF_LSM_MAC,
 };
 
 /**

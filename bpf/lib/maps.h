@@ -50,4 +50,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ivb_fanout_slots SEC(".maps");
 
+/*
+ * (slave's namespace, ifindex) -> its port and peer: lets the netlink guard
+ * recognise requests about a slave from inside the slave's namespace
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, IVB_MAX_SLAVES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ivb_guard_key);
+	__type(value, struct ivb_guard_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_guard SEC(".maps");
+
 #endif /* IVB_MAPS_H */

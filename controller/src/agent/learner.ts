@@ -13,11 +13,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { ipTry } from '../netlink/exec.js';
 import { listAddrs, type IpAddrLink } from '../netlink/links.js';
-import { netnsExists, nsidNames } from '../netlink/netns.js';
+import { initNetnsInode, netnsExists, netnsInodeOfPath, netnsPath, nsidNames } from '../netlink/netns.js';
 import { listPorts, readPort, withLock, type PortRecord } from '../state.js';
 import {
   addrOwner,
+  clearGuard,
+  ensureGuard,
   learnAddr,
+  setGuard,
   portAddrs,
   readSlaveEntry,
   SLAVE_UP,
@@ -77,6 +80,7 @@ export class Learner {
   private scanTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private scans = 0;
+  private guardChecked = false;
 
   constructor(private readonly log: Log) {}
 
@@ -104,6 +108,14 @@ export class Learner {
       }
     }
     this.scans++;
+    if (ports.length > 0 && !this.guardChecked) {
+      this.guardChecked = true;
+      if (!ensureGuard()) {
+        this.log(
+          'netlink guard unavailable (this kernel refuses BPF LSM programs): duplicate addresses are refused by the learner only, slave MAC changes are not refused',
+        );
+      }
+    }
     for (const p of ports) {
       let w = this.watches.get(p.portId);
       const fresh = !w;
@@ -214,6 +226,7 @@ export class Learner {
     const up = flagsText.split(',').includes('UP');
     const mtu = Number(line.match(/ mtu (\d+)/)?.[1] ?? 0);
     w.bySlaveKey.set(key, { record, netns, ifindex: ev.ifindex, link: null, peer: null });
+    this.guard(fresh.portId, record.peerIfindex, netns, ev.ifindex);
     const flags = (up ? SLAVE_UP : 0) | (ev.nsid === 'current' ? SLAVE_SAME_NETNS : 0);
     const cur = readSlaveEntry(fresh.portId, record.peerIfindex);
     if (!cur || cur.flags !== flags || cur.mtu !== mtu) {
@@ -233,6 +246,19 @@ export class Learner {
     ipTry(['link', 'set', 'dev', ifname, 'addrgenmode', 'none'], netns);
     ipTry(['addr', 'add', `${slaveLinkLocal(port.master.mac, devId)}/64`, 'dev', ifname, 'nodad'], netns);
     ipTry(['addr', 'del', `${masterLinkLocal(port.master.mac)}/64`, 'dev', ifname], netns);
+  }
+
+  /** Tells the netlink guard where the slave lives now. */
+  private guard(portId: number, peerIfindex: number, netns: string | null | undefined, ifindex: number): void {
+    if (netns === undefined || !ifindex) return;
+    let ino: number;
+    try {
+      ino = netns === null ? initNetnsInode() : netnsInodeOfPath(netnsPath(netns));
+    } catch {
+      return;
+    }
+    clearGuard(portId, peerIfindex);
+    setGuard(ino, ifindex, portId, peerIfindex);
   }
 
   private nsName(w: PortWatch, nsid: number): string | undefined {
@@ -311,6 +337,7 @@ export class Learner {
       if (loc.netns === undefined || !loc.link) continue;
       const nsid = loc.netns === port.master.netns ? 'current' : String(loc.peer.link_netnsid);
       bySlaveKey.set(`${nsid}:${loc.ifindex}`, loc);
+      this.guard(port.portId, loc.record.peerIfindex, loc.netns, loc.ifindex);
       const up = loc.link.flags.includes('UP');
       const cur = readSlaveEntry(port.portId, loc.record.peerIfindex);
       const sameNs = loc.netns === port.master.netns ? SLAVE_SAME_NETNS : 0;

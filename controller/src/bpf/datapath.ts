@@ -37,6 +37,11 @@ import {
   encodeIvbPortKey,
   encodeIvbSlave,
   encodeIvbSlaveKey,
+  encodeIvbGuardKey,
+  encodeIvbGuardEntry,
+  decodeIvbGuardEntry,
+  IvbGuardKeyLayout,
+  IvbGuardEntryLayout,
   IvbAddrKeyLayout,
   IvbAddrOwnerLayout,
   IvbPortLayout,
@@ -45,7 +50,7 @@ import {
   type IvbPort,
   type IvbSlave,
 } from '../../../maps/generated.js';
-import { bpfObjectPath, ensureDir, mapsPinDir, portPinDir } from '../paths.js';
+import { bpfObjectPath, ensureDir, mapsPinDir, pinRoot, portPinDir } from '../paths.js';
 import { initNetnsPath, netnsPath } from '../netlink/netns.js';
 import type { Mode, PortFlag } from '../state.js';
 
@@ -142,11 +147,18 @@ export interface Maps {
   addrs: number;
   slaves: number;
   fanout: number;
+  guard: number;
 }
 
 let openMaps: Maps | null = null;
 
-const MAP_PINS = { ports: 'ivb_ports', addrs: 'ivb_addrs', slaves: 'ivb_slaves', fanout: 'ivb_fanout_slots' } as const;
+const MAP_PINS = {
+  ports: 'ivb_ports',
+  addrs: 'ivb_addrs',
+  slaves: 'ivb_slaves',
+  fanout: 'ivb_fanout_slots',
+  guard: 'ivb_guard',
+} as const;
 
 /** Loads a throw-away instance once so libbpf creates and pins any missing map. */
 function createPinnedMaps(): void {
@@ -168,6 +180,7 @@ export function maps(): Maps {
     addrs: objGet(join(dir, MAP_PINS.addrs)),
     slaves: objGet(join(dir, MAP_PINS.slaves)),
     fanout: objGet(join(dir, MAP_PINS.fanout)),
+    guard: objGet(join(dir, MAP_PINS.guard)),
   };
   return openMaps;
 }
@@ -203,6 +216,63 @@ function attachPinned(progPin: string, ifindex: number, linkPin: string, netns: 
     }
   } finally {
     closeFd(prog);
+  }
+}
+
+function guardLinkPin(): string {
+  return join(pinRoot(), 'guard_link');
+}
+
+/**
+ * The netlink guard (bpf/guard.bpf.c): one LSM program for all ports, there
+ * while any port exists. Where the kernel has no BPF LSM the port still
+ * works, without the duplicate-address and MAC-change refusals.
+ */
+let guardUnavailable = false;
+
+export function ensureGuard(): boolean {
+  if (existsSync(guardLinkPin())) return true;
+  if (guardUnavailable) return false;
+  const obj = BpfObject.open(bpfObjectPath('guard.bpf.o'), { pinRoot: mapsPinDir() });
+  try {
+    obj.load();
+    const link = linkCreate(obj.programFd('ivb_netlink_send'), 0, 'lsm');
+    try {
+      objPin(link, guardLinkPin());
+    } finally {
+      closeFd(link);
+    }
+    return true;
+  } catch {
+    // e.g. lockdown=integrity or a sandbox refusing LSM programs (EPERM)
+    guardUnavailable = true;
+    return false;
+  } finally {
+    obj.close();
+  }
+}
+
+/** Whether the netlink guard is attached (for status output and tests). */
+export function guardActive(): boolean {
+  return existsSync(guardLinkPin());
+}
+
+export function removeGuard(): void {
+  rmSync(guardLinkPin(), { force: true });
+}
+
+export function setGuard(netnsIno: number, ifindex: number, portId: number, peerIfindex: number): void {
+  mapUpdate(maps().guard, encodeIvbGuardKey({ netnsIno, ifindex }), encodeIvbGuardEntry({ portId, peerIfindex }), BPF_ANY);
+}
+
+/** Forgets where a slave was (all its entries, or all of a port's with peerIfindex null). */
+export function clearGuard(portId: number, peerIfindex: number | null): void {
+  const m = maps();
+  for (const key of mapKeys(m.guard, IvbGuardKeyLayout.size)) {
+    const v = mapLookup(m.guard, key, IvbGuardEntryLayout.size);
+    if (!v) continue;
+    const e = decodeIvbGuardEntry(v);
+    if (e.portId === portId && (peerIfindex === null || e.peerIfindex === peerIfindex)) mapDelete(m.guard, key);
   }
 }
 
@@ -242,6 +312,7 @@ export function destroyPortDatapath(portId: number): void {
   for (const key of mapKeys(m.fanout, 8)) {
     if (key.readUInt32LE(0) === portId) mapDelete(m.fanout, key);
   }
+  clearGuard(portId, null);
 }
 
 export function writePortEntry(portId: number, v: IvbPort): void {

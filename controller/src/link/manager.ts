@@ -25,7 +25,11 @@ import {
 } from '../state.js';
 import {
   attachPeer,
+  clearGuard,
   createPortDatapath,
+  ensureGuard,
+  removeGuard,
+  setGuard,
   deleteFanoutSlot,
   deleteSlaveEntry,
   destroyPortDatapath,
@@ -251,6 +255,10 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       if (!peer) throw new IvbError('IPVLAN_E_IPROUTE', `veth peer ${peerName} vanished`);
       setupPeer(peerName, p.master.netns);
       ip(['link', 'set', 'dev', o.name, 'alias', slaveAlias(p.portId, peerName)], o.netns);
+      const slaveLink = getLink(o.name, o.netns);
+      ensureGuard();
+      if (slaveLink) setGuard(nsIno(o.netns), slaveLink.ifindex, p.portId, peer.ifindex);
+      undo.push(() => clearGuard(p.portId, peer.ifindex));
       const rec: SlaveRecord = { name: o.name, peerName, peerIfindex: peer.ifindex, devId, slot: p.slaves.length };
       writeSlaveEntry(p.portId, rec.peerIfindex, { devId, flags: o.netns === p.master.netns ? SLAVE_SAME_NETNS : 0, mtu });
       undo.push(() => deleteSlaveEntry(p.portId, rec.peerIfindex));
@@ -269,6 +277,7 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       return { port: p, slave: rec };
     } catch (e) {
       runUndo(undo);
+      if (listPorts().length === 0) removeGuard();
       if (m.port) {
         // the port existed before: put its map entry back as recorded
         const before = readPort(m.port.portId);
@@ -285,6 +294,7 @@ function removeSlave(port: PortRecord, rec: SlaveRecord, deleteVeth: () => void)
     if (a.peerIfindex === rec.peerIfindex) unlearnAddr(port.portId, a);
   }
   detachPeer(port.portId, rec.peerIfindex);
+  clearGuard(port.portId, rec.peerIfindex);
   deleteSlaveEntry(port.portId, rec.peerIfindex);
   // keep the fan-out list dense: the last slot moves into the hole
   const last = port.slaves[port.slaves.length - 1];
@@ -298,6 +308,7 @@ function removeSlave(port: PortRecord, rec: SlaveRecord, deleteVeth: () => void)
   if (port.slaves.length === 0) {
     destroyPortDatapath(port.portId);
     removePort(port.portId);
+    if (listPorts().length === 0) removeGuard();
   } else {
     writePortEntry(port.portId, portEntry(port));
     writePort(port);
@@ -328,6 +339,7 @@ export function portDelete(port: PortRecord): void {
     }
     destroyPortDatapath(port.portId);
     removePort(port.portId);
+    if (listPorts().length === 0) removeGuard();
   });
 }
 
