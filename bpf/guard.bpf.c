@@ -23,10 +23,13 @@
 #define IVB_IFA_ADDRESS 1
 #define IVB_IFA_LOCAL 2
 #define IVB_IFLA_ADDRESS 1
+#define IVB_IFLA_MASTER 10
 #define IVB_SYS_AF_INET 2
 #define IVB_SYS_AF_INET6 10
 #define IVB_EADDRINUSE 98
 #define IVB_EOPNOTSUPP 95
+#define IVB_EBUSY 16
+#define IVB_EINVAL 22
 #define IVB_NLMSG_HDRLEN 16
 #define IVB_IFADDRMSG_LEN 8
 #define IVB_IFINFOMSG_LEN 16
@@ -106,15 +109,35 @@ static __always_inline int ivb_check_newaddr(struct sock *sk, const unsigned cha
 	return 0;
 }
 
+/*
+ * Link changes. For a slave: a MAC change is refused (no ndo_set_mac_address)
+ * and so is enslaving it (ipvlan slaves carry IFF_NO_RX_HANDLER). For a
+ * master (entry with peer_ifindex 0): enslaving it to a bridge or bond fails
+ * with EBUSY, since the port's rx_handler holds the device.
+ */
 static __always_inline int ivb_check_link(struct sock *sk, const unsigned char *data, __u32 msg_len)
 {
 	struct ifinfomsg ifi;
+	struct ivb_guard_entry *g;
+	__u32 start = IVB_NLMSG_HDRLEN + IVB_IFINFOMSG_LEN;
+	__u32 at;
+	__u32 master = 0;
 
 	if (bpf_probe_read_kernel(&ifi, sizeof(ifi), data + IVB_NLMSG_HDRLEN))
 		return 0;
-	if (ifi.ifi_index <= 0 || !ivb_guard_lookup(sk, ifi.ifi_index))
+	if (ifi.ifi_index <= 0)
 		return 0;
-	if (ivb_find_attr(data, IVB_NLMSG_HDRLEN + IVB_IFINFOMSG_LEN, msg_len, IVB_IFLA_ADDRESS))
+	g = ivb_guard_lookup(sk, ifi.ifi_index);
+	if (!g)
+		return 0;
+	at = ivb_find_attr(data, start, msg_len, IVB_IFLA_MASTER);
+	if (at && at + sizeof(struct ivb_nlattr_hdr) + 4 <= msg_len)
+		bpf_probe_read_kernel(&master, 4, data + at + sizeof(struct ivb_nlattr_hdr));
+	if (g->peer_ifindex == 0)
+		return master ? -IVB_EBUSY : 0;
+	if (master)
+		return -IVB_EINVAL;
+	if (ivb_find_attr(data, start, msg_len, IVB_IFLA_ADDRESS))
 		return -IVB_EOPNOTSUPP;
 	return 0;
 }

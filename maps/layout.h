@@ -111,7 +111,7 @@ struct ivb_guard_key {
 /* value of ivb_guard */
 struct ivb_guard_entry {
 	__u32 port_id;
-	__u32 peer_ifindex;
+	__u32 peer_ifindex; /* 0: the key is the port's master itself */
 };
 
 /* what the datapath did with a frame (ivb_decision.action) */

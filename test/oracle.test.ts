@@ -32,7 +32,7 @@ interface OracleRecord {
   per_receiver?: boolean;
 }
 
-const GUARD_SCENARIOS = new Set(['dup_addr_other_slave', 'mac_change_slave']);
+const GUARD_SCENARIOS = new Set(['dup_addr_other_slave', 'mac_change_slave', 'global_enslave_master_to_bridge']);
 
 function cellKey(r: OracleRecord): string {
   return [r.mode, r.flag, r.wire, r.family, r.scenario, r.src, r.dst, r.per_receiver ? 'pr' : ''].join('|');

@@ -14,10 +14,14 @@ import { createInterface } from 'node:readline';
 import { ipTry } from '../netlink/exec.js';
 import { listAddrs, type IpAddrLink } from '../netlink/links.js';
 import { initNetnsInode, netnsExists, netnsInodeOfPath, netnsPath, nsidNames } from '../netlink/netns.js';
-import { listPorts, readPort, withLock, type PortRecord } from '../state.js';
+import { listPorts, readPort, withLock, writePort, type PortRecord } from '../state.js';
 import {
   addrOwner,
   clearGuard,
+  FLAG_NUM,
+  macBytes,
+  MODE_NUM,
+  writePortEntry,
   ensureGuard,
   learnAddr,
   setGuard,
@@ -318,6 +322,7 @@ export class Learner {
       return;
     }
     const locs = locateSlaves(port);
+    this.followMaster(port, locs);
     const bySlaveKey = new Map<string, SlaveLocation>();
     const peers = new Set<number>();
     const addrDumps = new Map<string, IpAddrLink[]>();
@@ -388,6 +393,42 @@ export class Learner {
       const [fam, addr] = [Number(k.slice(0, 1)) as Family, k.slice(2)];
       unlearnAddr(port.portId, { family: fam, addr });
     }
+  }
+
+  /**
+   * NETDEV_CHANGEADDR / NETDEV_CHANGEMTU on the master: every slave takes the
+   * master's new MAC, and its new MTU (up or down), as the kernel's
+   * ipvlan_device_event does. Our host-side peers keep the MAC too (the L3
+   * path needs frames to them to be PACKET_HOST).
+   */
+  private followMaster(port: PortRecord, locs: SlaveLocation[]): void {
+    const master = getLink(port.master.name, port.master.netns);
+    if (!master || master.ifindex !== port.master.ifindex) return;
+    const mac = master.address ?? port.master.mac;
+    if (mac === port.master.mac && master.mtu === port.master.mtu) return;
+    const macChanged = mac !== port.master.mac;
+    const mtuChanged = master.mtu !== port.master.mtu;
+    this.log(`master ${port.master.name} changed (${macChanged ? `MAC ${mac}` : ''}${macChanged && mtuChanged ? ', ' : ''}${mtuChanged ? `MTU ${master.mtu}` : ''}): its slaves follow`);
+    for (const loc of locs) {
+      if (!loc.link || loc.netns === undefined) continue;
+      if (macChanged) {
+        // our own change: the netlink guard would refuse it like any other
+        clearGuard(port.portId, loc.record.peerIfindex);
+        ipTry(['link', 'set', 'dev', loc.link.ifname, 'address', mac], loc.netns);
+        ipTry(['link', 'set', 'dev', loc.record.peerName, 'address', mac], port.master.netns);
+      }
+      if (mtuChanged) ipTry(['link', 'set', 'dev', loc.link.ifname, 'mtu', String(master.mtu)], loc.netns);
+    }
+    port.master.mac = mac;
+    port.master.mtu = master.mtu;
+    writePort(port);
+    writePortEntry(port.portId, {
+      masterIfindex: port.master.ifindex,
+      masterMac: macBytes(mac),
+      mode: MODE_NUM[port.mode],
+      flags: FLAG_NUM[port.flag],
+      nrSlaves: port.slaves.length,
+    });
   }
 
   /**

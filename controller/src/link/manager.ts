@@ -256,7 +256,7 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       setupPeer(peerName, p.master.netns);
       ip(['link', 'set', 'dev', o.name, 'alias', slaveAlias(p.portId, peerName)], o.netns);
       const slaveLink = getLink(o.name, o.netns);
-      ensureGuard();
+      if (ensureGuard()) setGuard(p.master.netnsIno, p.master.ifindex, p.portId, 0);
       if (slaveLink) setGuard(nsIno(o.netns), slaveLink.ifindex, p.portId, peer.ifindex);
       undo.push(() => clearGuard(p.portId, peer.ifindex));
       const rec: SlaveRecord = { name: o.name, peerName, peerIfindex: peer.ifindex, devId, slot: p.slaves.length };

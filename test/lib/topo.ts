@@ -1,0 +1,537 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * Shared helpers for the end-to-end tests: throw-away namespaces, iproute2,
+ * bounded pings, the ipvlan-bpf CLI and agent run with a private state, and
+ * polling with a deadline. Everything a test creates is registered in its
+ * TestEnv, whose cleanup() (called from afterAll, which vitest runs even when
+ * a test or beforeAll failed) kills the agents, deletes every namespace and
+ * removes the private pin and state folders.
+ *
+ * Real kernel, real packets: no mocks. Nothing here touches the init
+ * namespace's devices; addresses are only ever configured inside the test's
+ * own namespaces.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CLI = join(REPO, 'bin', 'ipvlan-bpf.js');
+/** the host's bpffs: tests run in the init mount namespace, so /sys/fs/bpf is the real one */
+export const BPFFS = '/sys/fs/bpf';
+
+export interface Result {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+}
+
+/** Runs a command to completion; never throws (a spawn failure is status -1). */
+export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Result {
+  const r = spawnSync(cmd, args, {
+    encoding: 'utf8',
+    env: opts.env ?? process.env,
+    timeout: opts.timeoutMs ?? 30_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return {
+    status: r.status ?? -1,
+    stdout: r.stdout ?? '',
+    stderr: (r.stderr ?? '') + (r.error ? String(r.error) : ''),
+  };
+}
+
+/** Runs a command that must succeed; the error names the command and its stderr. */
+export function must(cmd: string, args: readonly string[], opts: RunOptions = {}): string {
+  const r = run(cmd, args, opts);
+  if (r.status !== 0) {
+    throw new Error(`${cmd} ${args.join(' ')} -> exit ${r.status}: ${r.stderr.trim()}`);
+  }
+  return r.stdout;
+}
+
+/** `ip -n NS ARGS`, which must succeed */
+export function ip(ns: string, ...args: string[]): string {
+  return must('ip', ['-n', ns, ...args]);
+}
+
+/** `ip -n NS ARGS`, result only */
+export function ipTry(ns: string, ...args: string[]): Result {
+  return run('ip', ['-n', ns, ...args]);
+}
+
+/** `ip -n NS -j ARGS`, parsed */
+export function ipJson<T>(ns: string, ...args: string[]): T {
+  const out = ip(ns, '-j', ...args).trim();
+  return JSON.parse(out === '' ? '[]' : out) as T;
+}
+
+/** `ip netns exec NS CMD ARGS` */
+export function nsExec(ns: string, cmd: string, args: readonly string[], opts: RunOptions = {}): Result {
+  return run('ip', ['netns', 'exec', ns, cmd, ...args], opts);
+}
+
+export interface IpLinkJson {
+  ifindex: number;
+  ifname: string;
+  flags: string[];
+  mtu: number;
+  address?: string;
+  operstate?: string;
+  ifalias?: string;
+}
+
+export interface IpAddrJson extends IpLinkJson {
+  addr_info: Array<{ family: string; local: string; prefixlen: number; scope?: string }>;
+}
+
+export function linkNames(ns: string): string[] {
+  return ipJson<IpLinkJson[]>(ns, 'link', 'show').map((l) => l.ifname).sort();
+}
+
+export function linkOf(ns: string, dev: string): IpLinkJson | null {
+  const r = run('ip', ['-n', ns, '-j', 'link', 'show', 'dev', dev]);
+  if (r.status !== 0) return null;
+  return (JSON.parse(r.stdout) as IpLinkJson[])[0] ?? null;
+}
+
+/** the addresses (text) configured on DEV in NS */
+export function addrsOf(ns: string, dev: string): string[] {
+  const r = run('ip', ['-n', ns, '-j', 'addr', 'show', 'dev', dev]);
+  if (r.status !== 0) return [];
+  const list = JSON.parse(r.stdout) as IpAddrJson[];
+  return list.flatMap((l) => l.addr_info.map((a) => a.local));
+}
+
+/**
+ * One bounded ping (`-c 1 -W 1`) from inside NS; true when a reply came.
+ * DEV binds the socket, as a link-local destination needs.
+ */
+export function ping(ns: string, addr: string, dev?: string): boolean {
+  const args = ['-c', '1', '-W', '1', ...(dev ? ['-I', dev] : []), addr];
+  return nsExec(ns, 'ping', args, { timeoutMs: 5_000 }).status === 0;
+}
+
+/**
+ * A counter of NS's IP stack from /proc/net/snmp (IPv4: `Icmp InEchos`) or
+ * /proc/net/snmp6 (IPv6: `Icmp6InEchos`). Which namespace answered a ping is
+ * how the tests tell which slave got the traffic.
+ */
+export function snmp(ns: string, proto: 'Ip' | 'Icmp' | 'Icmp6' | 'Ip6', field: string): number {
+  if (proto === 'Icmp6' || proto === 'Ip6') {
+    const text = must('ip', ['netns', 'exec', ns, 'cat', '/proc/net/snmp6']);
+    const line = text.split('\n').find((l) => l.split(/\s+/)[0] === `${proto}${field}`);
+    if (!line) throw new Error(`no ${proto}${field} in ${ns}'s /proc/net/snmp6`);
+    return Number(line.split(/\s+/)[1]);
+  }
+  const lines = must('ip', ['netns', 'exec', ns, 'cat', '/proc/net/snmp'])
+    .split('\n')
+    .filter((l) => l.startsWith(`${proto}:`));
+  const names = lines[0]?.split(/\s+/) ?? [];
+  const values = lines[1]?.split(/\s+/) ?? [];
+  const i = names.indexOf(field);
+  if (i < 0) throw new Error(`no ${proto} ${field} in ${ns}'s /proc/net/snmp`);
+  return Number(values[i]);
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Polls PROBE until it returns something other than undefined/null/false, or
+ * throws after TIMEOUTMS. Returns the value and how long it took (the first
+ * probe runs at once, so 0 ms means "already true").
+ */
+export async function waitUntil<T>(
+  what: string,
+  probe: () => T | undefined | null | false,
+  timeoutMs = 2_000,
+  intervalMs = 10,
+): Promise<{ value: T; ms: number }> {
+  const t0 = performance.now();
+  for (;;) {
+    const v = probe();
+    const ms = performance.now() - t0;
+    if (v !== undefined && v !== null && v !== false) return { value: v, ms };
+    if (ms > timeoutMs) throw new Error(`timed out after ${Math.round(ms)} ms waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+/** `ipvlan-bpf -j link show` as the tests read it (iproute2 key names plus ours) */
+export interface LearnedJson {
+  family: 'inet' | 'inet6';
+  local: string;
+  prefixlen: number;
+}
+
+export interface SlaveJson {
+  ifindex: number;
+  ifname: string;
+  link: string;
+  flags: string[];
+  address: string;
+  link_netns?: string;
+  linkinfo: {
+    info_kind: string;
+    info_data: { mode: string; bridge?: boolean; private?: boolean; vepa?: boolean };
+  };
+  ipvlan_bpf: {
+    master_netns?: string | null;
+    port_id: number;
+    dev_id: number;
+    peer: string;
+    peer_ifindex?: number;
+    netns: string | null;
+    learned: LearnedJson[];
+  };
+}
+
+/** "l2 bridge", "l3s vepa", ...: mode and the one flag set, as the tests compare them */
+export function modeOf(s: SlaveJson): string {
+  const d = s.linkinfo.info_data;
+  const flags = (['bridge', 'private', 'vepa'] as const).filter((f) => d[f] === true);
+  return [d.mode, ...flags].join(' ');
+}
+
+/** The kernel's link-local for slave DEVID of a master with MAC (semantics §1.2). */
+export function slaveLinkLocal(mac: string, devId: number): string {
+  const m = mac.split(':').map((h) => parseInt(h, 16));
+  const g = [(m[0]! << 8) | m[1]!, (m[2]! << 8) | (devId >> 8), ((devId & 0xff) << 8) | m[3]!, (m[4]! << 8) | m[5]!];
+  return `fe80::${g.map((x) => x.toString(16)).join(':')}`;
+}
+
+/** A running `ipvlan-bpf agent`, with every stdout/stderr line kept for assertions. */
+export class Agent {
+  readonly lines: string[] = [];
+  readonly proc: ChildProcess;
+  private exited: Promise<void>;
+  private done = false;
+
+  constructor(env: NodeJS.ProcessEnv) {
+    // own process group, so that its `ip monitor` children can be ended with it
+    this.proc = spawn(process.execPath, [CLI, 'agent'], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    for (const stream of [this.proc.stdout, this.proc.stderr]) {
+      if (stream) createInterface({ input: stream }).on('line', (l) => this.lines.push(l));
+    }
+    this.exited = new Promise((res) => {
+      this.proc.once('exit', () => {
+        this.done = true;
+        res();
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.proc.pid ?? -1;
+  }
+
+  get running(): boolean {
+    return !this.done;
+  }
+
+  matching(re: RegExp): string[] {
+    return this.lines.filter((l) => re.test(l));
+  }
+
+  async waitForLine(re: RegExp, timeoutMs = 5_000): Promise<string> {
+    const { value } = await waitUntil(`agent line ${re}`, () => this.lines.find((l) => re.test(l)), timeoutMs, 20);
+    return value;
+  }
+
+  /** SIGTERM (the agent's clean stop), escalating to SIGKILL of the group after 3 s. */
+  async stop(): Promise<void> {
+    if (this.done) return this.killGroup();
+    try {
+      process.kill(this.pid, 'SIGTERM');
+    } catch {
+      /* already gone */
+    }
+    const t = setTimeout(() => this.killGroup(), 3_000);
+    await this.exited;
+    clearTimeout(t);
+    this.killGroup();
+  }
+
+  /** SIGKILL of the agent process alone, as a crash would be. */
+  async crash(): Promise<void> {
+    if (!this.done) process.kill(this.pid, 'SIGKILL');
+    await this.exited;
+  }
+
+  /** The processes the agent left in its group (orphaned `ip monitor`s), as "pid cmd" lines. */
+  leftovers(): string[] {
+    const r = run('pgrep', ['-a', '-g', String(this.pid)]);
+    return r.stdout.split('\n').filter((l) => l.trim() !== '');
+  }
+
+  /** Ends whatever is left of the agent's process group (ours: we started it). */
+  killGroup(): void {
+    try {
+      process.kill(-this.pid, 'SIGKILL');
+    } catch {
+      /* nothing left */
+    }
+  }
+}
+
+export type CliVia = 'direct' | 'ip-netns-exec' | 'nsenter';
+
+/**
+ * One test file's private world: namespace names with a unique prefix, the
+ * private state and pin folders the CLI and agent are pointed at, and the
+ * cleanup registry.
+ */
+export class TestEnv {
+  readonly prefix: string;
+  readonly stateDir: string;
+  readonly pinSubdir: string;
+  readonly pinDir: string;
+  readonly env: NodeJS.ProcessEnv;
+  private readonly namespaces = new Set<string>();
+  private readonly agents = new Set<Agent>();
+  private readonly extra: Array<() => void> = [];
+
+  /** FILE names the test file (state and pin folders); NSTAG starts every namespace name */
+  constructor(file: string, nsTag: string) {
+    const id = `ivb-test-${file}-${process.pid}`;
+    this.prefix = `${nsTag}${process.pid}-`;
+    this.stateDir = `/run/${id}`;
+    this.pinSubdir = id;
+    this.pinDir = join(BPFFS, id);
+    this.env = { ...process.env, IPVLAN_BPF_STATE_DIR: this.stateDir, IPVLAN_BPF_PIN_SUBDIR: this.pinSubdir };
+    delete this.env.IPVLAN_BPF_BPFFS;
+    // a crashed worker must not leave an agent running
+    process.once('exit', () => this.killAgents());
+  }
+
+  /** Creates namespace PREFIX+NAME (lo up) and registers it for cleanup; returns its full name. */
+  netns(name: string): string {
+    const full = `${this.prefix}${name}`;
+    if (existsSync(`/run/netns/${full}`)) run('ip', ['netns', 'del', full]);
+    must('ip', ['netns', 'add', full]);
+    this.namespaces.add(full);
+    ip(full, 'link', 'set', 'lo', 'up');
+    return full;
+  }
+
+  /** Deletes one of our namespaces now (the test of "slave's namespace deleted"). */
+  delNetns(full: string): void {
+    must('ip', ['netns', 'del', full]);
+    this.namespaces.delete(full);
+  }
+
+  onCleanup(fn: () => void): void {
+    this.extra.push(fn);
+  }
+
+  /**
+   * Runs the CLI with the private state. VIA starts it inside NS the way a
+   * user would: `ip netns exec NS` (which remounts /sys) or
+   * `nsenter --net=/run/netns/NS`.
+   */
+  cli(args: readonly string[], via: CliVia = 'direct', ns?: string): Result {
+    const node = process.execPath;
+    switch (via) {
+      case 'direct':
+        return run(node, [CLI, ...args], { env: this.env });
+      case 'ip-netns-exec':
+        return run('ip', ['netns', 'exec', ns!, node, CLI, ...args], { env: this.env });
+      case 'nsenter':
+        return run('nsenter', [`--net=/run/netns/${ns!}`, node, CLI, ...args], { env: this.env });
+    }
+  }
+
+  /** The CLI, which must succeed; returns stdout. */
+  cliOk(...args: string[]): string {
+    const r = this.cli(args);
+    if (r.status !== 0) throw new Error(`ipvlan-bpf ${args.join(' ')} -> exit ${r.status}: ${r.stderr.trim()}`);
+    return r.stdout;
+  }
+
+  /** `ipvlan-bpf -j link show` */
+  show(): SlaveJson[] {
+    const out = this.cliOk('-j', 'link', 'show').trim();
+    return out === '' ? [] : (JSON.parse(out) as SlaveJson[]);
+  }
+
+  slave(ifname: string): SlaveJson | undefined {
+    return this.show().find((s) => s.ifname === ifname);
+  }
+
+  learned(ifname: string): string[] {
+    return this.slave(ifname)?.ipvlan_bpf.learned.map((a) => a.local) ?? [];
+  }
+
+  /** Starts the agent and waits for its "started" line. */
+  async startAgent(): Promise<Agent> {
+    const a = new Agent(this.env);
+    this.agents.add(a);
+    await a.waitForLine(/ipvlan-bpf agent: started/, 10_000);
+    return a;
+  }
+
+  /** Every file under the private pin folder, relative, sorted ("" when it does not exist). */
+  pinFiles(): string[] {
+    return listTree(this.pinDir);
+  }
+
+  /** Every file under the private state folder except the agent's pid file and the lock. */
+  stateFiles(): string[] {
+    return listTree(this.stateDir).filter((f) => !/(^|\/)(agent\.pid|\.?lock[^/]*)$/.test(f));
+  }
+
+  /** The address map's pin, read with bpftool (null when the map is not pinned). */
+  addrMapHas(addr: string): boolean | null {
+    const pin = join(this.pinDir, 'maps', 'ivb_addrs');
+    if (!existsSync(pin)) return null;
+    const r = run('bpftool', ['-j', 'map', 'dump', 'pinned', pin]);
+    if (r.status !== 0) return null;
+    const needle = addrBytes(addr);
+    const entries = JSON.parse(r.stdout) as Array<{ key?: unknown }>;
+    // layout-agnostic: the address's bytes anywhere in the raw key
+    return entries.some((e) => Array.isArray(e.key) && containsSeq(e.key.map((b) => parseInt(String(b), 16)), needle));
+  }
+
+  killAgents(): void {
+    for (const a of this.agents) a.killGroup();
+  }
+
+  /** Kills the agents, deletes every namespace, removes the private pin and state folders. */
+  async cleanup(): Promise<void> {
+    for (const a of this.agents) await a.stop().catch(() => a.killGroup());
+    this.agents.clear();
+    for (const fn of this.extra.reverse()) {
+      try {
+        fn();
+      } catch {
+        /* best effort: keep cleaning */
+      }
+    }
+    for (const ns of this.namespaces) run('ip', ['netns', 'del', ns]);
+    this.namespaces.clear();
+    rmSync(this.pinDir, { recursive: true, force: true });
+    rmSync(this.stateDir, { recursive: true, force: true });
+  }
+}
+
+function listTree(root: string): string[] {
+  const out: string[] = [];
+  const walk = (dir: string, rel: string): void => {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      const p = join(dir, n);
+      const r = rel ? `${rel}/${n}` : n;
+      let isDir = false;
+      try {
+        isDir = statSync(p).isDirectory();
+      } catch {
+        continue;
+      }
+      if (isDir) walk(p, r);
+      else out.push(r);
+    }
+  };
+  walk(root, '');
+  return out.sort();
+}
+
+function addrBytes(addr: string): number[] {
+  if (addr.includes(':')) {
+    const [head = '', tail = ''] = addr.split('::');
+    const h = head ? head.split(':') : [];
+    const t = addr.includes('::') ? (tail ? tail.split(':') : []) : [];
+    const groups = [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+    return groups.flatMap((g) => {
+      const v = parseInt(g, 16);
+      return [v >> 8, v & 0xff];
+    });
+  }
+  return addr.split('.').map(Number);
+}
+
+function containsSeq(hay: number[], needle: number[]): boolean {
+  for (let i = 0; i + needle.length <= hay.length; i++) {
+    if (needle.every((b, j) => hay[i + j] === b)) return true;
+  }
+  return false;
+}
+
+/** The HOWTO's shape: a host namespace with the master, a wire namespace as the external router. */
+export interface Wire {
+  host: string;
+  wire: string;
+  master: string;
+  masterMac: string;
+  routerV4: string;
+  routerV6: string;
+  hostV4: string;
+  hostV6: string;
+}
+
+/**
+ * host ns: master eth0m (a veth, MAC MASTERMAC) with 198.18.0.2/24 and 2001:db8::2/64;
+ * wire ns: its peer wp0 in bridge br0, the router, 198.18.0.1/24 and 2001:db8::1/64,
+ * forwarding on. A bridge, so that a test can hang more "wire" hosts off it.
+ */
+export function buildWire(env: TestEnv, masterMac = '02:00:00:00:00:02'): Wire {
+  const host = env.netns('host');
+  const wire = env.netns('wire');
+  ip(host, 'link', 'add', 'eth0m', 'address', masterMac, 'type', 'veth', 'peer', 'name', 'wp0', 'netns', wire);
+  ip(wire, 'link', 'add', 'br0', 'type', 'bridge');
+  ip(wire, 'link', 'set', 'wp0', 'master', 'br0');
+  ip(wire, 'link', 'set', 'wp0', 'up');
+  ip(wire, 'link', 'set', 'br0', 'up');
+  ip(wire, 'addr', 'add', '198.18.0.1/24', 'dev', 'br0');
+  ip(wire, 'addr', 'add', '2001:db8::1/64', 'dev', 'br0', 'nodad');
+  must('ip', ['netns', 'exec', wire, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+  ip(host, 'link', 'set', 'eth0m', 'up');
+  ip(host, 'addr', 'add', '198.18.0.2/24', 'dev', 'eth0m');
+  ip(host, 'addr', 'add', '2001:db8::2/64', 'dev', 'eth0m', 'nodad');
+  return {
+    host,
+    wire,
+    master: 'eth0m',
+    masterMac,
+    routerV4: '198.18.0.1',
+    routerV6: '2001:db8::1',
+    hostV4: '198.18.0.2',
+    hostV6: '2001:db8::2',
+  };
+}
+
+/**
+ * The HOWTO's per-namespace steps: link up, lo up, an IPv4 and an IPv6
+ * (nodad) address, default routes via the router (GW4/GW6) or, for l3, out
+ * of the device.
+ */
+export function configureSlave(
+  ns: string,
+  dev: string,
+  v4: string,
+  v6: string,
+  via: { gw4: string; gw6: string } | 'dev',
+): void {
+  ip(ns, 'link', 'set', 'dev', dev, 'up');
+  ip(ns, 'link', 'set', 'dev', 'lo', 'up');
+  ip(ns, 'addr', 'add', v4, 'dev', dev);
+  ip(ns, 'addr', 'add', v6, 'dev', dev, 'nodad');
+  if (via === 'dev') {
+    ip(ns, 'route', 'add', 'default', 'dev', dev);
+    ip(ns, '-6', 'route', 'add', 'default', 'dev', dev);
+  } else {
+    ip(ns, 'route', 'add', 'default', 'via', via.gw4, 'dev', dev);
+    ip(ns, '-6', 'route', 'add', 'default', 'via', via.gw6, 'dev', dev);
+  }
+}
