@@ -67,13 +67,12 @@ int ivb_master_ingress(struct __sk_buff *skb)
 			return IVB_PASS();
 		}
 		/*
-		 * L3: only the key matters, and for multicast/broadcast frames
-		 * only ARP and DAD NS can carry a slave's address as key; the
-		 * NOARP slave ignores them. L3S leaves them to the master.
+		 * L3 looks at the key only, whatever the MAC (ipvlan_handle_mode_l3):
+		 * a multicast/broadcast IP never matches a slave, an ARP or DAD NS
+		 * for a slave's address is diverted to it (the NOARP slave ignores
+		 * it). L3S leaves such frames to the master.
 		 */
-		if (port->mode != IVB_MODE_L3 || !f.has_key)
-			return IVB_PASS();
-		if (f.proto != IVB_ETH_P_ARP && !f.dad_ns)
+		if (port->mode == IVB_MODE_L3S)
 			return IVB_PASS();
 	}
 	if (!f.has_key)
@@ -83,7 +82,7 @@ int ivb_master_ingress(struct __sk_buff *skb)
 	peer = ivb_owner_up(&f.dst);
 	if (!peer)
 		return IVB_PASS();
-	return ivb_deliver(skb, ivb_port_id, peer);
+	return ivb_deliver(skb, ivb_port_id, peer, 0);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -36,7 +36,7 @@ static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_p
 		if (peer) {
 			if (port->flags & IVB_F_PRIVATE)
 				return IVB_DROP(IVB_DROP_PRIVATE);
-			return ivb_deliver(skb, ivb_port_id, peer);
+			return ivb_deliver(skb, ivb_port_id, peer, 1);
 		}
 		return ivb_verdict(bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
 				   port->master_ifindex, IVB_DROP_NONE);
@@ -60,7 +60,7 @@ static __always_inline int ivb_xmit_l3(struct __sk_buff *skb, const struct ivb_p
 		if (peer) {
 			if (port->flags & IVB_F_PRIVATE)
 				return IVB_DROP(IVB_DROP_PRIVATE);
-			return ivb_deliver(skb, ivb_port_id, peer);
+			return ivb_deliver(skb, ivb_port_id, peer, 1);
 		}
 	}
 	return ivb_route_out(skb, port, f);

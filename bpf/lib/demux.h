@@ -35,16 +35,17 @@ static __always_inline __u32 ivb_owner_up(const struct ivb_addr_key *key)
 
 /*
  * Hands the frame to the slave behind `peer`, straight into its namespace.
- * Frames bigger than the slave's MTU are dropped, as dev_forward_skb()'s
- * is_skb_forwardable() does.
+ * From a sibling (`from_slave`), frames bigger than the receiver's MTU are
+ * dropped, as dev_forward_skb()'s is_skb_forwardable() does (GSO frames pass:
+ * they are segmented to fit); from the wire the kernel checks nothing.
  */
-static __always_inline int ivb_deliver(struct __sk_buff *skb, __u32 port_id, __u32 peer)
+static __always_inline int ivb_deliver(struct __sk_buff *skb, __u32 port_id, __u32 peer, int from_slave)
 {
 	struct ivb_slave *s = ivb_slave_get(port_id, peer);
 
 	if (!s)
 		return IVB_DROP(IVB_DROP_SLAVE_GONE);
-	if (s->mtu && skb->len > s->mtu + IVB_ETH_HLEN)
+	if (from_slave && s->mtu && !skb->gso_size && skb->len > s->mtu + IVB_ETH_HLEN)
 		return IVB_DROP(IVB_DROP_TOO_BIG);
 	if (s->flags & IVB_SLAVE_SAME_NETNS)
 		return ivb_verdict(bpf_redirect(peer, 0), IVB_ACT_DELIVER, peer, IVB_DROP_NONE);

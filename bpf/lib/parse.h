@@ -100,10 +100,12 @@ static __always_inline int ivb_parse(struct __sk_buff *skb, __u32 port_id, struc
 	if (f->proto == IVB_ETH_P_ARP) {
 		struct ivb_arp_eth_ipv4 *arp = (void *)(eth + 1);
 
+		/*
+		 * ipvlan_get_L3_hdr: arp_hdr_len() of the master (Ethernet) must
+		 * fit; the addresses are read at Ethernet/IPv4 offsets whatever
+		 * hln/pln say
+		 */
 		if ((void *)(arp + 1) > data_end)
-			return 0;
-		/* ipvlan_get_L3_hdr: arp_hdr_len() must fit; it takes tpa/spa at hln/pln offsets */
-		if (arp->ar_hln != 6 || arp->ar_pln != 4)
 			return 0;
 		ivb_key_v4(&f->dst, port_id, arp->ar_tip);
 		ivb_key_v4(&f->src, port_id, arp->ar_sip);
@@ -116,7 +118,8 @@ static __always_inline int ivb_parse(struct __sk_buff *skb, __u32 port_id, struc
 		/* ipvlan_get_L3_hdr: version 4, ihl >= 5, tot_len within the skb */
 		if (ip->version != 4 || ip->ihl < 5)
 			return 0;
-		if (bpf_ntohs(ip->tot_len) > skb->len - IVB_ETH_HLEN)
+		if (bpf_ntohs(ip->tot_len) > skb->len - IVB_ETH_HLEN ||
+		    bpf_ntohs(ip->tot_len) < ip->ihl * 4)
 			return 0;
 		ivb_key_v4(&f->dst, port_id, (const __u8 *)&ip->daddr);
 		ivb_key_v4(&f->src, port_id, (const __u8 *)&ip->saddr);

@@ -134,10 +134,17 @@ static __always_inline int ivb_route_v4(struct __sk_buff *skb, const struct ivb_
 			/* IPv4 egress is pinned to the master: other devices' routes are ignored */
 			return ivb_redirect_pinned(port);
 		return ivb_to_master_stack(skb, IVB_ETH_P_IP);
-	case BPF_FIB_LKUP_RET_NOT_FWDED:	/* a local address of the master's namespace */
+	case BPF_FIB_LKUP_RET_NOT_FWDED:
+		/*
+		 * a local address of the master's namespace (or no route at all:
+		 * bpf_fib_lookup does not tell them apart; the stack answers that
+		 * with an ICMP unreachable, where the kernel would ARP on the master)
+		 */
 	case BPF_FIB_LKUP_RET_FRAG_NEEDED:	/* the stack sends the ICMP */
-	case BPF_FIB_LKUP_RET_FWD_DISABLED:	/* someone turned the peer's forwarding off */
 		return ivb_to_master_stack(skb, IVB_ETH_P_IP);
+	case BPF_FIB_LKUP_RET_FWD_DISABLED:
+		/* someone turned the peer's forwarding off: the kernel's way still works */
+		return ivb_redirect_pinned(port);
 	default:
 		/* blackhole, unreachable, prohibit: the kernel's route lookup fails too */
 		return IVB_DROP(IVB_DROP_NO_ROUTE);
@@ -157,13 +164,22 @@ static __always_inline int ivb_is_master_linklocal(const struct ivb_port *port, 
 static __always_inline int ivb_route_v6(struct __sk_buff *skb, const struct ivb_port *port,
 					const struct ivb_frame *f)
 {
-	if (f->dst.addr[0] == 0xff)
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ipv6hdr *ip6 = data + IVB_ETH_HLEN;
+	__u8 dst[16];
+
+	/* the header, not the demux key: a frame from :: has no key */
+	if ((void *)(ip6 + 1) > data_end)
+		return IVB_DROP(IVB_DROP_MALFORMED);
+	__builtin_memcpy(dst, &ip6->daddr, 16);
+	if (dst[0] == 0xff)
 		return IVB_DROP(IVB_DROP_L3_MULTICAST);
-	if (!(f->dst.addr[0] == 0xfe && (f->dst.addr[1] & 0xc0) == 0x80))
+	if (!(dst[0] == 0xfe && (dst[1] & 0xc0) == 0x80))
 		/* not pinned for global destinations (semantics §3.1): the stack routes it */
 		return ivb_to_master_stack(skb, IVB_ETH_P_IPV6);
 	/* link-local: the master is the only link the kernel's lookup would use */
-	if (ivb_is_master_linklocal(port, f->dst.addr))
+	if (ivb_is_master_linklocal(port, dst))
 		return ivb_verdict(bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
 				   port->master_ifindex, IVB_DROP_NONE);
 	return ivb_redirect_pinned(port);
