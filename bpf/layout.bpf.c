@@ -27,6 +27,11 @@ struct ivb_layout_anchor {
 	struct ivb_decision decision;
 	struct ivb_guard_key guard_key;
 	struct ivb_guard_entry guard_entry;
+	enum ivb_direction direction;
+	struct ivb_counter_key counter_key;
+	struct ivb_counter counter;
+	struct ivb_settings settings;
+	struct ivb_event event;
 };
 
 struct ivb_layout_anchor ivb_layout_anchor SEC(".data.layout");

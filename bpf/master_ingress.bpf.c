@@ -6,6 +6,9 @@
  * broadcast/multicast is copied to every up slave; everything else goes to the
  * master's own stack untouched.
  */
+/* counters and events of this program are "from the wire" */
+#define IVB_PROG_DIR IVB_DIR_FROM_WIRE
+
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "lib/consts.h"
@@ -14,9 +17,6 @@
 #include "lib/demux.h"
 #include "lib/fanout.h"
 #include "lib/verdict.h"
-
-/* Set by the loader: which port (master) this instance serves. */
-const volatile __u32 ivb_port_id = 0;
 
 /*
  * ipvlan_external_frame(): a broadcast that carries the master's MAC and a
@@ -45,26 +45,26 @@ int ivb_master_ingress(struct __sk_buff *skb)
 	struct ivb_port_key pk = { .port_id = ivb_port_id };
 	struct ivb_port *port = bpf_map_lookup_elem(&ivb_ports, &pk);
 	struct ivb_frame f;
-	__u32 peer;
+	__u32 peer, why;
 
 	ivb_trace_reset();
 	if (!port)
-		return IVB_PASS();
+		return IVB_PASS(skb, IVB_DROP_NONE);
 	/* tagged frames belong to a VLAN device on the master, not to this port */
 	if (skb->vlan_present)
-		return IVB_PASS();
+		return IVB_PASS(skb, IVB_DROP_NONE);
 	ivb_pull_headers(skb);
 	if (ivb_parse(skb, ivb_port_id, &f) < 0)
-		return IVB_PASS();
+		return IVB_PASS(skb, IVB_DROP_NONE);
 	if (f.proto == IVB_ETH_P_8021Q || f.proto == IVB_ETH_P_8021AD)
-		return IVB_PASS();
+		return IVB_PASS(skb, IVB_DROP_NONE);
 
 	if (f.mcast_dst) {
 		if (port->mode == IVB_MODE_L2) {
 			/* every up slave gets a copy, the master the original */
 			if (!ivb_is_reflected_own(skb, port, &f))
 				ivb_fanout(skb, ivb_port_id, port->nr_slaves, 0);
-			return IVB_PASS();
+			return IVB_PASS(skb, IVB_DROP_NONE);
 		}
 		/*
 		 * L3 looks at the key only, whatever the MAC (ipvlan_handle_mode_l3):
@@ -73,15 +73,15 @@ int ivb_master_ingress(struct __sk_buff *skb)
 		 * it). L3S leaves such frames to the master.
 		 */
 		if (port->mode == IVB_MODE_L3S)
-			return IVB_PASS();
+			return IVB_PASS(skb, IVB_DROP_NONE);
 	}
 	if (!f.has_key)
-		return IVB_PASS();
+		return IVB_PASS(skb, IVB_DROP_NONE);
 	if (port->mode == IVB_MODE_L3S && f.proto == IVB_ETH_P_ARP)
-		return IVB_PASS();
-	peer = ivb_owner_up(&f.dst);
+		return IVB_PASS(skb, IVB_DROP_NONE);
+	peer = ivb_owner_why(&f.dst, &why);
 	if (!peer)
-		return IVB_PASS();
+		return IVB_PASS(skb, why);
 	return ivb_deliver(skb, ivb_port_id, peer, 0);
 }
 

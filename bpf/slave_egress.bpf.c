@@ -5,6 +5,9 @@
  * ipvlan_xmit_mode_l3(). Nothing a slave sends reaches the host peer's own
  * stack except the L3 egress that route.h hands to the master's namespace.
  */
+/* counters and events of this program are "from a slave" */
+#define IVB_PROG_DIR IVB_DIR_FROM_SLAVE
+
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "lib/consts.h"
@@ -15,12 +18,9 @@
 #include "lib/route.h"
 #include "lib/verdict.h"
 
-/* Set by the loader: which port (master) this instance serves. */
-const volatile __u32 ivb_port_id = 0;
-
-static __always_inline int ivb_to_wire(const struct ivb_port *port)
+static __always_inline int ivb_to_wire(struct __sk_buff *skb, const struct ivb_port *port)
 {
-	return ivb_verdict(bpf_redirect(port->master_ifindex, 0), IVB_ACT_TO_WIRE, port->master_ifindex,
+	return ivb_verdict(skb, bpf_redirect(port->master_ifindex, 0), IVB_ACT_TO_WIRE, port->master_ifindex,
 			   IVB_DROP_NONE);
 }
 
@@ -35,18 +35,22 @@ static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_p
 		peer = f->has_key ? ivb_owner_up(&f->dst) : 0;
 		if (peer) {
 			if (port->flags & IVB_F_PRIVATE)
-				return IVB_DROP(IVB_DROP_PRIVATE);
+				return IVB_DROP(skb, IVB_DROP_PRIVATE);
 			return ivb_deliver(skb, ivb_port_id, peer, 1);
 		}
-		return ivb_verdict(bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
+		return ivb_verdict(skb, bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
 				   port->master_ifindex, IVB_DROP_NONE);
 	}
+	if ((port->flags & IVB_F_VEPA) && f->mac_local && f->has_key && ivb_owner_up(&f->dst))
+		/* for a sibling: out for the switch to reflect (counted as a hairpin) */
+		return ivb_verdict(skb, bpf_redirect(port->master_ifindex, 0), IVB_ACT_TO_WIRE,
+				   port->master_ifindex, IVB_DROP_VEPA_HAIRPIN);
 	if (f->mcast_dst) {
 		/* siblings get copies whatever the flags; the master's stack never does */
 		ivb_fanout(skb, ivb_port_id, port->nr_slaves, self);
-		return ivb_to_wire(port);
+		return ivb_to_wire(skb, port);
 	}
-	return ivb_to_wire(port);
+	return ivb_to_wire(skb, port);
 }
 
 /* ipvlan_xmit_mode_l3() */
@@ -59,7 +63,7 @@ static __always_inline int ivb_xmit_l3(struct __sk_buff *skb, const struct ivb_p
 		peer = ivb_owner_up(&f->dst);
 		if (peer) {
 			if (port->flags & IVB_F_PRIVATE)
-				return IVB_DROP(IVB_DROP_PRIVATE);
+				return IVB_DROP(skb, IVB_DROP_PRIVATE);
 			return ivb_deliver(skb, ivb_port_id, peer, 1);
 		}
 	}
@@ -77,10 +81,10 @@ int ivb_slave_egress(struct __sk_buff *skb)
 	ivb_trace_reset();
 	/* a slave without a port has no way out: never leak into the host peer's stack */
 	if (!port)
-		return IVB_DROP(IVB_DROP_NO_PORT);
+		return IVB_DROP(skb, IVB_DROP_NO_PORT);
 	ivb_pull_headers(skb);
 	if (ivb_parse(skb, ivb_port_id, &f) < 0)
-		return IVB_DROP(IVB_DROP_MALFORMED);
+		return IVB_DROP(skb, IVB_DROP_MALFORMED);
 	if (port->mode == IVB_MODE_L2)
 		return ivb_xmit_l2(skb, port, &f, self);
 	return ivb_xmit_l3(skb, port, &f);

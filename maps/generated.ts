@@ -41,6 +41,7 @@ export const IvbAction = {
   ROUTE: 4, // IVB_ACT_ROUTE
   ROUTE_PINNED: 5, // IVB_ACT_ROUTE_PINNED
   DROP: 6, // IVB_ACT_DROP
+  FANOUT_COPY: 7, // IVB_ACT_FANOUT_COPY
 } as const;
 export type IvbAction = (typeof IvbAction)[keyof typeof IvbAction];
 
@@ -56,8 +57,21 @@ export const IvbDropReason = {
   NO_ROUTE: 7, // IVB_DROP_NO_ROUTE
   TOO_BIG: 8, // IVB_DROP_TOO_BIG
   SLAVE_GONE: 9, // IVB_DROP_SLAVE_GONE
+  NO_OWNER: 10, // IVB_DROP_NO_OWNER
+  SLAVE_DOWN: 11, // IVB_DROP_SLAVE_DOWN
+  SPOOFED_MAC: 12, // IVB_DROP_SPOOFED_MAC
+  SPOOFED_SOURCE: 13, // IVB_DROP_SPOOFED_SOURCE
+  NO_NEIGH: 14, // IVB_DROP_NO_NEIGH
+  VEPA_HAIRPIN: 15, // IVB_DROP_VEPA_HAIRPIN
 } as const;
 export type IvbDropReason = (typeof IvbDropReason)[keyof typeof IvbDropReason];
+
+/** enum ivb_direction */
+export const IvbDirection = {
+  WIRE: 0, // IVB_DIR_FROM_WIRE
+  SLAVE: 1, // IVB_DIR_FROM_SLAVE
+} as const;
+export type IvbDirection = (typeof IvbDirection)[keyof typeof IvbDirection];
 
 /** struct ivb_port_key (4 bytes) */
 export interface IvbPortKey {
@@ -449,5 +463,194 @@ export function decodeIvbGuardEntry(b: Buffer, offset = 0): IvbGuardEntry {
   return {
     portId: b.readUInt32LE(offset),
     peerIfindex: b.readUInt32LE(offset + 4),
+  };
+}
+
+/** struct ivb_counter_key (12 bytes) */
+export interface IvbCounterKey {
+  /** __u32 port_id */
+  portId: number;
+  /** __u32 ifindex */
+  ifindex: number;
+  /** __u8 direction */
+  direction: number;
+  /** __u8 action */
+  action: number;
+  /** __u8 reason */
+  reason: number;
+}
+
+export const IvbCounterKeyLayout = {
+  name: 'ivb_counter_key',
+  size: 12,
+  fields: {
+    portId: { offset: 0, size: 4, kind: 'u32' },
+    ifindex: { offset: 4, size: 4, kind: 'u32' },
+    direction: { offset: 8, size: 1, kind: 'u8' },
+    action: { offset: 9, size: 1, kind: 'u8' },
+    reason: { offset: 10, size: 1, kind: 'u8' },
+    pad: { offset: 11, size: 1, kind: 'pad' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbCounterKey(v: IvbCounterKey): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(12);
+  b.writeUInt32LE(v.portId, 0);
+  b.writeUInt32LE(v.ifindex, 4);
+  b.writeUInt8(v.direction, 8);
+  b.writeUInt8(v.action, 9);
+  b.writeUInt8(v.reason, 10);
+  return b;
+}
+
+export function decodeIvbCounterKey(b: Buffer, offset = 0): IvbCounterKey {
+  requireSpan('IvbCounterKey', b, offset, 12);
+  return {
+    portId: b.readUInt32LE(offset),
+    ifindex: b.readUInt32LE(offset + 4),
+    direction: b.readUInt8(offset + 8),
+    action: b.readUInt8(offset + 9),
+    reason: b.readUInt8(offset + 10),
+  };
+}
+
+/** struct ivb_counter (16 bytes) */
+export interface IvbCounter {
+  /** __u64 packets */
+  packets: bigint;
+  /** __u64 bytes */
+  bytes: bigint;
+}
+
+export const IvbCounterLayout = {
+  name: 'ivb_counter',
+  size: 16,
+  fields: {
+    packets: { offset: 0, size: 8, kind: 'u64' },
+    bytes: { offset: 8, size: 8, kind: 'u64' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbCounter(v: IvbCounter): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(16);
+  b.writeBigUInt64LE(v.packets, 0);
+  b.writeBigUInt64LE(v.bytes, 8);
+  return b;
+}
+
+export function decodeIvbCounter(b: Buffer, offset = 0): IvbCounter {
+  requireSpan('IvbCounter', b, offset, 16);
+  return {
+    packets: b.readBigUInt64LE(offset),
+    bytes: b.readBigUInt64LE(offset + 8),
+  };
+}
+
+/** struct ivb_settings (8 bytes) */
+export interface IvbSettings {
+  /** __u32 events */
+  events: number;
+  /** __u32 events_per_sec */
+  eventsPerSec: number;
+}
+
+export const IvbSettingsLayout = {
+  name: 'ivb_settings',
+  size: 8,
+  fields: {
+    events: { offset: 0, size: 4, kind: 'u32' },
+    eventsPerSec: { offset: 4, size: 4, kind: 'u32' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbSettings(v: IvbSettings): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(v.events, 0);
+  b.writeUInt32LE(v.eventsPerSec, 4);
+  return b;
+}
+
+export function decodeIvbSettings(b: Buffer, offset = 0): IvbSettings {
+  requireSpan('IvbSettings', b, offset, 8);
+  return {
+    events: b.readUInt32LE(offset),
+    eventsPerSec: b.readUInt32LE(offset + 4),
+  };
+}
+
+/** struct ivb_event (96 bytes) */
+export interface IvbEvent {
+  /** __u64 ts_ns */
+  tsNs: bigint;
+  /** __u32 port_id */
+  portId: number;
+  /** __u32 ifindex */
+  ifindex: number;
+  /** __u32 target */
+  target: number;
+  /** __u32 len */
+  len: number;
+  /** __u8 direction */
+  direction: number;
+  /** __u8 action */
+  action: number;
+  /** __u8 reason */
+  reason: number;
+  /** __u8 cap_len */
+  capLen: number;
+  /** __u8 head[64], exactly 64 bytes */
+  head: Buffer;
+}
+
+export const IvbEventLayout = {
+  name: 'ivb_event',
+  size: 96,
+  fields: {
+    tsNs: { offset: 0, size: 8, kind: 'u64' },
+    portId: { offset: 8, size: 4, kind: 'u32' },
+    ifindex: { offset: 12, size: 4, kind: 'u32' },
+    target: { offset: 16, size: 4, kind: 'u32' },
+    len: { offset: 20, size: 4, kind: 'u32' },
+    direction: { offset: 24, size: 1, kind: 'u8' },
+    action: { offset: 25, size: 1, kind: 'u8' },
+    reason: { offset: 26, size: 1, kind: 'u8' },
+    capLen: { offset: 27, size: 1, kind: 'u8' },
+    head: { offset: 28, size: 64, kind: 'bytes' },
+    pad: { offset: 92, size: 4, kind: 'pad' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbEvent(v: IvbEvent): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(96);
+  b.writeBigUInt64LE(v.tsNs, 0);
+  b.writeUInt32LE(v.portId, 8);
+  b.writeUInt32LE(v.ifindex, 12);
+  b.writeUInt32LE(v.target, 16);
+  b.writeUInt32LE(v.len, 20);
+  b.writeUInt8(v.direction, 24);
+  b.writeUInt8(v.action, 25);
+  b.writeUInt8(v.reason, 26);
+  b.writeUInt8(v.capLen, 27);
+  b.set(requireLength('IvbEvent.head', v.head, 64), 28);
+  return b;
+}
+
+export function decodeIvbEvent(b: Buffer, offset = 0): IvbEvent {
+  requireSpan('IvbEvent', b, offset, 96);
+  return {
+    tsNs: b.readBigUInt64LE(offset),
+    portId: b.readUInt32LE(offset + 8),
+    ifindex: b.readUInt32LE(offset + 12),
+    target: b.readUInt32LE(offset + 16),
+    len: b.readUInt32LE(offset + 20),
+    direction: b.readUInt8(offset + 24),
+    action: b.readUInt8(offset + 25),
+    reason: b.readUInt8(offset + 26),
+    capLen: b.readUInt8(offset + 27),
+    head: copyBytes(b, offset + 28, 64),
   };
 }

@@ -123,23 +123,57 @@ enum ivb_action {
 	IVB_ACT_ROUTE = 4,        /* to the master namespace's routing via the host peer */
 	IVB_ACT_ROUTE_PINNED = 5, /* routed out of the master by bpf_redirect_neigh (target: master) */
 	IVB_ACT_DROP = 6,         /* dropped (reason says why) */
+	IVB_ACT_FANOUT_COPY = 7,  /* a broadcast/multicast copy to a slave (counters only) */
 };
 
-/*
- * Why a frame was dropped. Numbers are stable and never reused: they are
- * counter keys and metric labels.
- */
+/* which program counted: frames from the wire, or frames a slave sent */
+enum ivb_direction {
+	IVB_DIR_FROM_WIRE = 0,
+	IVB_DIR_FROM_SLAVE = 1,
+};
+
+/* key of ivb_counters (per-CPU): one row per (port, device, direction, action, reason) */
+struct ivb_counter_key {
+	__u32 port_id;
+	__u32 ifindex;   /* the slave's host-side peer; 0 for the master itself */
+	__u8 direction;  /* enum ivb_direction */
+	__u8 action;     /* enum ivb_action */
+	__u8 reason;     /* enum ivb_drop_reason */
+	__u8 pad;
+};
+
+/* value of ivb_counters */
+struct ivb_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* ivb_settings[0]: runtime switches (no reload needed) */
+struct ivb_settings {
+	__u32 events;          /* 0 off, 1 drops only, 2 every decision */
+	__u32 events_per_sec;  /* per CPU; 0 = 1000 */
+};
+
+/* an event in the ivb_events ring buffer (monitor) */
+struct ivb_event {
+	__u64 ts_ns;      /* bpf_ktime_get_ns */
+	__u32 port_id;
+	__u32 ifindex;    /* as in ivb_counter_key */
+	__u32 target;     /* target ifindex of the decision */
+	__u32 len;        /* frame length */
+	__u8 direction;
+	__u8 action;
+	__u8 reason;
+	__u8 cap_len;     /* bytes of the frame in head[] */
+	__u8 head[64];    /* the frame's first bytes (headers) */
+	__u8 pad[4];
+};
+
+/* why (maps/drop_reasons.def is the table: number, name, label, text) */
 enum ivb_drop_reason {
-	IVB_DROP_NONE = 0,
-	IVB_DROP_NO_PORT = 1,       /* the slave's port is gone */
-	IVB_DROP_MALFORMED = 2,     /* not even an Ethernet header */
-	IVB_DROP_PRIVATE = 3,       /* private mode: no slave-to-slave unicast */
-	IVB_DROP_L3_MULTICAST = 4,  /* l3/l3s slaves send no multicast/broadcast frames */
-	IVB_DROP_L3_BROADCAST = 5,  /* l3/l3s: a subnet or limited broadcast address */
-	IVB_DROP_L3_PROTOCOL = 6,   /* l3/l3s carry only IPv4 and IPv6 */
-	IVB_DROP_NO_ROUTE = 7,      /* the master namespace has no route (unreachable, blackhole, prohibit) */
-	IVB_DROP_TOO_BIG = 8,       /* bigger than the receiving slave's MTU */
-	IVB_DROP_SLAVE_GONE = 9,    /* the owner's slave entry is missing */
+#define IVB_REASON(num, name, label, text) IVB_DROP_##name = num,
+#include "drop_reasons.def"
+#undef IVB_REASON
 };
 
 /* ivb_trace: the last decision of a program instance loaded for tests or "explain" */

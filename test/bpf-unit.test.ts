@@ -149,7 +149,10 @@ interface Expect {
 	fanout: number;
 }
 
-const pass = (fanout = 0): Expect => ({ retval: TC_ACT_OK, action: IvbAction.PASS, target: null, reason: 0, fanout });
+const pass = (fanout = 0, reason = 0): Expect => ({ retval: TC_ACT_OK, action: IvbAction.PASS, target: null, reason, fanout });
+/* to the master's stack because no (up) slave owns the destination */
+const passNoOwner = (): Expect => pass(0, IvbDropReason.NO_OWNER);
+const passSlaveDown = (): Expect => pass(0, IvbDropReason.SLAVE_DOWN);
 const deliver = (peer: Dev): Expect => ({ retval: TC_ACT_REDIRECT, action: IvbAction.DELIVER, target: peer, reason: 0, fanout: 0 });
 const drop = (reason: number): Expect => ({ retval: TC_ACT_SHOT, action: IvbAction.DROP, target: null, reason, fanout: 0 });
 const toWire = (fanout = 0): Expect => ({ retval: TC_ACT_REDIRECT, action: IvbAction.TO_WIRE, target: 'm0', reason: 0, fanout });
@@ -215,24 +218,24 @@ const masterCases: Case[] = [
 	{ name: 'L2 IPv4 unicast to an up slave -> its peer', mode: L2, frame: fromWire4(A4), expect: deliver('p1') },
 	{ name: 'L2 IPv6 unicast to an up slave -> its peer', mode: L2, frame: fromWire6(B6), expect: deliver('p2') },
 	{ name: 'L2 IPv6 link-local unicast to a slave (dev_id link-local) -> its peer', mode: L2, frame: fromWire6(B_LL, { src: ip6('fe80::99') }), expect: deliver('p2') },
-	{ name: 'L2 IPv4 to a down slave -> master stack', mode: L2, frame: fromWire4(C4), expect: pass() },
-	{ name: 'L2 IPv6 to a down slave -> master stack', mode: L2, frame: fromWire6(C6), expect: pass() },
-	{ name: 'L2 IPv4 to an unknown address -> master stack', mode: L2, frame: fromWire4(UNKNOWN4), expect: pass() },
-	{ name: "L2 IPv4 to the master's own address -> master stack", mode: L2, frame: fromWire4(MASTER_IP), expect: pass() },
+	{ name: 'L2 IPv4 to a down slave -> master stack', mode: L2, frame: fromWire4(C4), expect: passSlaveDown() },
+	{ name: 'L2 IPv6 to a down slave -> master stack', mode: L2, frame: fromWire6(C6), expect: passSlaveDown() },
+	{ name: 'L2 IPv4 to an unknown address -> master stack', mode: L2, frame: fromWire4(UNKNOWN4), expect: passNoOwner() },
+	{ name: "L2 IPv4 to the master's own address -> master stack", mode: L2, frame: fromWire4(MASTER_IP), expect: passNoOwner() },
 	{
 		name: 'L2 IPv4 to an address owned under another port only -> master stack',
 		mode: L2,
 		frame: fromWire4(ip4('198.18.1.77')),
-		expect: pass(),
+		expect: passNoOwner(),
 	},
 	{
-		name: 'L2 owner entry whose slave entry is missing -> master stack (never SLAVE_GONE)',
+		name: 'L2 owner entry whose slave entry is missing -> master stack, reason SLAVE_GONE',
 		mode: L2,
 		tweak: (s) => {
 			s.slaves = s.slaves.filter((x) => x.peerIfindex !== ifx.p2);
 		},
 		frame: fromWire4(B4),
-		expect: pass(),
+		expect: pass(0, IvbDropReason.SLAVE_GONE),
 	},
 	{ name: 'L2 UDP from :: to a slave (not ICMPv6) keys by daddr -> its peer', mode: L2, frame: fromWire6(A6, { src: ip6('::') }), expect: deliver('p1') },
 	{
@@ -247,7 +250,7 @@ const masterCases: Case[] = [
 	// ARP by target protocol address, requests and replies alike (§2.2 row 3)
 	{ name: 'L2 unicast ARP request, tpa = slave -> that slave', mode: L2, frame: arpFrame(MASTER_MAC, EXT_MAC, { op: 1, sha: EXT_MAC, spa: EXT_IP, tpa: A4 }), expect: deliver('p1') },
 	{ name: 'L2 unicast ARP reply, tpa = slave -> that slave', mode: L2, frame: arpFrame(MASTER_MAC, EXT_MAC, { op: 2, sha: EXT_MAC, spa: EXT_IP, tha: MASTER_MAC, tpa: B4 }), expect: deliver('p2') },
-	{ name: 'L2 unicast ARP, tpa = down slave -> master stack', mode: L2, frame: arpFrame(MASTER_MAC, EXT_MAC, { sha: EXT_MAC, spa: EXT_IP, tpa: C4 }), expect: pass() },
+	{ name: 'L2 unicast ARP, tpa = down slave -> master stack', mode: L2, frame: arpFrame(MASTER_MAC, EXT_MAC, { sha: EXT_MAC, spa: EXT_IP, tpa: C4 }), expect: passSlaveDown() },
 	{ name: 'L2 ARP with hln 8: addresses read at the Ethernet offsets, as the kernel (port addr_len) -> that slave', mode: L2, frame: arpFrame(MASTER_MAC, EXT_MAC, { sha: EXT_MAC, spa: EXT_IP, tpa: A4, hln: 8 }), expect: deliver('p1') },
 	{ name: 'L2 ARP with pln 16: addresses read at the Ethernet/IPv4 offsets, as the kernel -> that slave', mode: L2, frame: arpFrame(MASTER_MAC, EXT_MAC, { sha: EXT_MAC, spa: EXT_IP, tpa: A4, pln: 16 }), expect: deliver('p1') },
 	{
@@ -360,11 +363,11 @@ const masterCases: Case[] = [
 	// L3 (§2.2 column L3)
 	{ name: 'L3 IPv4 unicast to an up slave -> its peer', mode: L3, frame: fromWire4(A4), expect: deliver('p1') },
 	{ name: 'L3 IPv6 unicast to an up slave -> its peer', mode: L3, frame: fromWire6(B6), expect: deliver('p2') },
-	{ name: 'L3 IPv4 to a down slave -> master stack', mode: L3, frame: fromWire4(C4), expect: pass() },
+	{ name: 'L3 IPv4 to a down slave -> master stack', mode: L3, frame: fromWire4(C4), expect: passSlaveDown() },
 	{ name: 'L3 unicast ARP, tpa = slave -> that slave (NOARP ignores it)', mode: L3, frame: arpFrame(MASTER_MAC, EXT_MAC, { sha: EXT_MAC, spa: EXT_IP, tpa: A4 }), expect: deliver('p1') },
 	{ name: 'L3 broadcast ARP, tpa = slave -> only that slave, no copies', mode: L3, frame: arpFrame(BROADCAST_MAC, EXT_MAC, { sha: EXT_MAC, spa: EXT_IP, tpa: B4 }), expect: deliver('p2') },
-	{ name: 'L3 broadcast ARP, tpa unknown -> master stack', mode: L3, frame: arpFrame(BROADCAST_MAC, EXT_MAC, { sha: EXT_MAC, spa: EXT_IP, tpa: UNKNOWN4 }), expect: pass() },
-	{ name: 'L3 broadcast ARP, tpa = down slave -> master stack', mode: L3, frame: arpFrame(BROADCAST_MAC, EXT_MAC, { sha: EXT_MAC, spa: EXT_IP, tpa: C4 }), expect: pass() },
+	{ name: 'L3 broadcast ARP, tpa unknown -> master stack', mode: L3, frame: arpFrame(BROADCAST_MAC, EXT_MAC, { sha: EXT_MAC, spa: EXT_IP, tpa: UNKNOWN4 }), expect: passNoOwner() },
+	{ name: 'L3 broadcast ARP, tpa = down slave -> master stack', mode: L3, frame: arpFrame(BROADCAST_MAC, EXT_MAC, { sha: EXT_MAC, spa: EXT_IP, tpa: C4 }), expect: passSlaveDown() },
 	{ name: 'L3 DAD NS for a slave address -> diverted to the owner by target', mode: L3, frame: dadNs(A6), expect: deliver('p1') },
 	{
 		name: 'L3 normal NS (real source) to the solicited-node group -> master stack',
@@ -375,11 +378,11 @@ const masterCases: Case[] = [
 			ETH_P_IPV6,
 			ipv6({ src: EXT_IP6, dst: solicitedNodeAddr(A6), nextHeader: IPPROTO_ICMPV6, hopLimit: 255, payload: icmp6NeighbourSolicitation(A6) }),
 		),
-		expect: pass(),
+		expect: passNoOwner(),
 	},
-	{ name: 'L3 IPv4 multicast -> master only, no copies', mode: L3, frame: fromWire4(MCAST4, { dmac: MCAST4_MAC }), expect: pass(0) },
-	{ name: 'L3 IPv6 multicast -> master only, no copies', mode: L3, frame: fromWire6(ALL_NODES, { dmac: ALL_NODES_MAC }), expect: pass(0) },
-	{ name: 'L3 IPv4 subnet broadcast -> master only', mode: L3, frame: fromWire4(ip4('198.18.1.255'), { dmac: BROADCAST_MAC }), expect: pass(0) },
+	{ name: 'L3 IPv4 multicast -> master only, no copies', mode: L3, frame: fromWire4(MCAST4, { dmac: MCAST4_MAC }), expect: passNoOwner() },
+	{ name: 'L3 IPv6 multicast -> master only, no copies', mode: L3, frame: fromWire6(ALL_NODES, { dmac: ALL_NODES_MAC }), expect: passNoOwner() },
+	{ name: 'L3 IPv4 subnet broadcast -> master only', mode: L3, frame: fromWire4(ip4('198.18.1.255'), { dmac: BROADCAST_MAC }), expect: passNoOwner() },
 	{ name: 'L3 broadcast without key -> master only', mode: L3, frame: lldp(BROADCAST_MAC), expect: pass(0) },
 	{ name: 'L3 vepa: RX unicast unchanged', mode: L3, flags: VEPA, frame: fromWire4(A4), expect: deliver('p1') },
 	// L3S (§2.2 column L3S): ARP and all multicast stay with the master
@@ -387,7 +390,7 @@ const masterCases: Case[] = [
 	{ name: 'L3S broadcast ARP, tpa = slave -> master stack', mode: L3S, frame: arpFrame(BROADCAST_MAC, EXT_MAC, { sha: EXT_MAC, spa: EXT_IP, tpa: A4 }), expect: pass(0) },
 	{ name: 'L3S DAD NS for a slave address -> master stack', mode: L3S, frame: dadNs(A6), expect: pass(0) },
 	{ name: 'L3S IPv4 multicast -> master only', mode: L3S, frame: fromWire4(MCAST4, { dmac: MCAST4_MAC }), expect: pass(0) },
-	{ name: 'L3S IPv4 to a down slave -> master stack', mode: L3S, frame: fromWire4(C4), expect: pass() },
+	{ name: 'L3S IPv4 to a down slave -> master stack', mode: L3S, frame: fromWire4(C4), expect: passSlaveDown() },
 ];
 
 // ---------------------------------------------------------------------------
@@ -403,7 +406,7 @@ const slaveCases: Case[] = [
 	{ name: 'L2 bridge from B to A -> delivered to A', mode: L2, from: 'B', frame: slave4(A4, { src: B4 }), expect: deliver('p1') },
 	{ name: 'L2 private IPv4 to a sibling -> DROP PRIVATE', mode: L2, flags: PRIVATE, frame: slave4(B4), expect: drop(IvbDropReason.PRIVATE) },
 	{ name: 'L2 private ARP reply to a sibling -> DROP PRIVATE', mode: L2, flags: PRIVATE, frame: arpFrame(MASTER_MAC, MASTER_MAC, { op: 2, sha: MASTER_MAC, spa: A4, tpa: B4 }), expect: drop(IvbDropReason.PRIVATE) },
-	{ name: 'L2 vepa IPv4 to a sibling -> out of the master, not switched', mode: L2, flags: VEPA, frame: slave4(B4), expect: toWire() },
+	{ name: 'L2 vepa IPv4 to a sibling -> out of the master, not switched (counted as a hairpin)', mode: L2, flags: VEPA, frame: slave4(B4), expect: { ...toWire(), reason: IvbDropReason.VEPA_HAIRPIN } },
 	{ name: "L2 vepa to the master's address -> out of the master", mode: L2, flags: VEPA, frame: slave4(MASTER_IP), expect: toWire() },
 	{ name: "L2 dst MAC == src MAC to the master's address -> master stack", mode: L2, frame: slave4(MASTER_IP), expect: toMaster() },
 	{ name: 'L2 dst MAC == src MAC to a down sibling -> master stack', mode: L2, frame: slave4(C4), expect: toMaster() },

@@ -94,13 +94,11 @@ describe('bad input: one line on stderr, non-zero exit, nothing left behind', ()
       what: 'unknown -n namespace (link show)',
       args: ['-n', '<nosuch>', 'link', 'show'],
       message: /Cannot open network namespace/,
-      defect: 'link show without a device never checks -n: it exits 0 and lists every slave',
     },
     {
       what: 'unknown -n namespace (link show dev)',
       args: ['-n', '<nosuch>', 'link', 'show', 'dev', 'base0'],
       message: /Cannot open network namespace/,
-      defect: 'says \'Device "base0" does not exist.\' instead of naming the missing namespace',
     },
     { what: 'unknown option', args: ['-x', 'link', 'show'], message: /Option "-x" is unknown/ },
     { what: 'unknown object', args: ['route', 'show'], message: /Object "route" is unknown/ },

@@ -188,7 +188,7 @@ describe('layouts match BTF', () => {
     expect(generated.IvbMode).toEqual({ L2: 0, L3: 1, L3S: 2 });
     expect(generated.IvbPortFlags).toEqual({ PRIVATE: 1, VEPA: 2 });
     expect(generated.IvbFamily).toEqual({ INET: 4, INET6: 6 });
-    expect(generated.IvbSlaveFlags).toEqual({ UP: 1 });
+    expect(generated.IvbSlaveFlags).toEqual({ UP: 1, SAME_NETNS: 2 });
   });
 });
 

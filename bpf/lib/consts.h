@@ -20,6 +20,14 @@
  */
 #define IVB_MAX_FANOUT 256
 
+/*
+ * Counter rows: one per (port, device, direction, action, reason) seen; a
+ * port with 256 slaves using a dozen rows each stays far below.
+ */
+#define IVB_MAX_COUNTER_ROWS 65536
+/* monitor ring: 1 MiB holds ~10k events between two reads */
+#define IVB_EVENTS_RING_BYTES (1 << 20)
+
 /* ETH_P_* in host order (linux/if_ether.h pulls in too much for BPF) */
 #define IVB_ETH_P_IP 0x0800
 #define IVB_ETH_P_ARP 0x0806

@@ -20,17 +20,28 @@ static __always_inline struct ivb_slave *ivb_slave_get(__u32 port_id, __u32 peer
  * we keep down slaves' addresses in the table (they still block duplicates)
  * and skip them here.
  */
-static __always_inline __u32 ivb_owner_up(const struct ivb_addr_key *key)
+static __always_inline __u32 ivb_owner_why(const struct ivb_addr_key *key, __u32 *why)
 {
 	struct ivb_addr_owner *o = bpf_map_lookup_elem(&ivb_addrs, key);
 	struct ivb_slave *s;
 
+	*why = IVB_DROP_NO_OWNER;
 	if (!o)
 		return 0;
 	s = ivb_slave_get(key->port_id, o->peer_ifindex);
-	if (!s || !(s->flags & IVB_SLAVE_UP))
+	if (!s || !(s->flags & IVB_SLAVE_UP)) {
+		*why = s ? IVB_DROP_SLAVE_DOWN : IVB_DROP_SLAVE_GONE;
 		return 0;
+	}
+	*why = IVB_DROP_NONE;
 	return o->peer_ifindex;
+}
+
+static __always_inline __u32 ivb_owner_up(const struct ivb_addr_key *key)
+{
+	__u32 why;
+
+	return ivb_owner_why(key, &why);
 }
 
 /*
@@ -44,12 +55,12 @@ static __always_inline int ivb_deliver(struct __sk_buff *skb, __u32 port_id, __u
 	struct ivb_slave *s = ivb_slave_get(port_id, peer);
 
 	if (!s)
-		return IVB_DROP(IVB_DROP_SLAVE_GONE);
+		return IVB_DROP(skb, IVB_DROP_SLAVE_GONE);
 	if (from_slave && s->mtu && !skb->gso_size && skb->len > s->mtu + IVB_ETH_HLEN)
-		return IVB_DROP(IVB_DROP_TOO_BIG);
+		return IVB_DROP(skb, IVB_DROP_TOO_BIG);
 	if (s->flags & IVB_SLAVE_SAME_NETNS)
-		return ivb_verdict(bpf_redirect(peer, 0), IVB_ACT_DELIVER, peer, IVB_DROP_NONE);
-	return ivb_verdict(bpf_redirect_peer(peer, 0), IVB_ACT_DELIVER, peer, IVB_DROP_NONE);
+		return ivb_verdict(skb, bpf_redirect(peer, 0), IVB_ACT_DELIVER, peer, IVB_DROP_NONE);
+	return ivb_verdict(skb, bpf_redirect_peer(peer, 0), IVB_ACT_DELIVER, peer, IVB_DROP_NONE);
 }
 
 #endif /* IVB_DEMUX_H */

@@ -33,6 +33,7 @@ static __always_inline __u32 ivb_fanout(struct __sk_buff *skb, __u32 port_id, __
 			continue;
 		/* egress of the host-side peer: veth hands it to the slave end */
 		bpf_clone_redirect(skb, e->peer_ifindex, 0);
+		ivb_count(skb, IVB_ACT_FANOUT_COPY, e->peer_ifindex, IVB_DROP_NONE);
 		copies++;
 	}
 	ivb_trace_fanout(copies);

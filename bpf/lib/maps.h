@@ -63,4 +63,45 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ivb_guard SEC(".maps");
 
+/* (port, device, direction, action, reason) -> packets, bytes; per CPU, summed by the controller */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, IVB_MAX_COUNTER_ROWS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ivb_counter_key);
+	__type(value, struct ivb_counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_counters SEC(".maps");
+
+/* runtime switches: monitor events on/off and their rate */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ivb_settings);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_settings SEC(".maps");
+
+/* sampled decisions for `ipvlan-bpf monitor` */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, IVB_EVENTS_RING_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_events SEC(".maps");
+
+/* per-CPU event budget window (not a layout anyone else reads) */
+struct ivb_rate {
+	__u64 window_ns;
+	__u32 count;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ivb_rate);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_event_rate SEC(".maps");
+
 #endif /* IVB_MAPS_H */

@@ -74,13 +74,13 @@ static __always_inline void ivb_ttl_compensate(struct __sk_buff *skb, __u16 prot
 static __always_inline int ivb_to_master_stack(struct __sk_buff *skb, __u16 proto)
 {
 	ivb_ttl_compensate(skb, proto);
-	return ivb_verdict(IVB_TC_ACT_OK, IVB_ACT_ROUTE, 0, IVB_DROP_NONE);
+	return ivb_verdict(skb, IVB_TC_ACT_OK, IVB_ACT_ROUTE, 0, IVB_DROP_NONE);
 }
 
 /* Out of the master with the kernel's oif-pinned route and neighbour lookup. */
-static __always_inline int ivb_redirect_pinned(const struct ivb_port *port)
+static __always_inline int ivb_redirect_pinned(struct __sk_buff *skb, const struct ivb_port *port)
 {
-	return ivb_verdict(bpf_redirect_neigh(port->master_ifindex, NULL, 0, 0), IVB_ACT_ROUTE_PINNED,
+	return ivb_verdict(skb, bpf_redirect_neigh(port->master_ifindex, NULL, 0, 0), IVB_ACT_ROUTE_PINNED,
 			   port->master_ifindex, IVB_DROP_NONE);
 }
 
@@ -110,9 +110,9 @@ static __always_inline int ivb_route_v4(struct __sk_buff *skb, const struct ivb_
 	long rc;
 
 	if ((void *)(ip + 1) > data_end)
-		return IVB_DROP(IVB_DROP_MALFORMED);
+		return IVB_DROP(skb, IVB_DROP_MALFORMED);
 	if (ivb_is_slave_subnet_broadcast(f, ip->daddr))
-		return IVB_DROP(IVB_DROP_L3_BROADCAST);
+		return IVB_DROP(skb, IVB_DROP_L3_BROADCAST);
 
 	/*
 	 * Ask the master namespace's FIB as its forward path will (input on
@@ -132,7 +132,7 @@ static __always_inline int ivb_route_v4(struct __sk_buff *skb, const struct ivb_
 	case BPF_FIB_LKUP_RET_NO_NEIGH:
 		if (p.ifindex != port->master_ifindex)
 			/* IPv4 egress is pinned to the master: other devices' routes are ignored */
-			return ivb_redirect_pinned(port);
+			return ivb_redirect_pinned(skb, port);
 		return ivb_to_master_stack(skb, IVB_ETH_P_IP);
 	case BPF_FIB_LKUP_RET_NOT_FWDED:
 		/*
@@ -144,10 +144,10 @@ static __always_inline int ivb_route_v4(struct __sk_buff *skb, const struct ivb_
 		return ivb_to_master_stack(skb, IVB_ETH_P_IP);
 	case BPF_FIB_LKUP_RET_FWD_DISABLED:
 		/* someone turned the peer's forwarding off: the kernel's way still works */
-		return ivb_redirect_pinned(port);
+		return ivb_redirect_pinned(skb, port);
 	default:
 		/* blackhole, unreachable, prohibit: the kernel's route lookup fails too */
-		return IVB_DROP(IVB_DROP_NO_ROUTE);
+		return IVB_DROP(skb, IVB_DROP_NO_ROUTE);
 	}
 }
 
@@ -171,18 +171,18 @@ static __always_inline int ivb_route_v6(struct __sk_buff *skb, const struct ivb_
 
 	/* the header, not the demux key: a frame from :: has no key */
 	if ((void *)(ip6 + 1) > data_end)
-		return IVB_DROP(IVB_DROP_MALFORMED);
+		return IVB_DROP(skb, IVB_DROP_MALFORMED);
 	__builtin_memcpy(dst, &ip6->daddr, 16);
 	if (dst[0] == 0xff)
-		return IVB_DROP(IVB_DROP_L3_MULTICAST);
+		return IVB_DROP(skb, IVB_DROP_L3_MULTICAST);
 	if (!(dst[0] == 0xfe && (dst[1] & 0xc0) == 0x80))
 		/* not pinned for global destinations (semantics §3.1): the stack routes it */
 		return ivb_to_master_stack(skb, IVB_ETH_P_IPV6);
 	/* link-local: the master is the only link the kernel's lookup would use */
 	if (ivb_is_master_linklocal(port, dst))
-		return ivb_verdict(bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
+		return ivb_verdict(skb, bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
 				   port->master_ifindex, IVB_DROP_NONE);
-	return ivb_redirect_pinned(port);
+	return ivb_redirect_pinned(skb, port);
 }
 
 /* ipvlan_process_outbound(): what an L3/L3S slave sends that no sibling takes. */
@@ -190,13 +190,13 @@ static __always_inline int ivb_route_out(struct __sk_buff *skb, const struct ivb
 					 const struct ivb_frame *f)
 {
 	if (f->mcast_dst)
-		return IVB_DROP(IVB_DROP_L3_MULTICAST);
+		return IVB_DROP(skb, IVB_DROP_L3_MULTICAST);
 	if (f->proto == IVB_ETH_P_IP)
 		return ivb_route_v4(skb, port, f);
 	if (f->proto == IVB_ETH_P_IPV6)
 		return ivb_route_v6(skb, port, f);
 	/* "Dropped outbound packet type" */
-	return IVB_DROP(IVB_DROP_L3_PROTOCOL);
+	return IVB_DROP(skb, IVB_DROP_L3_PROTOCOL);
 }
 
 #endif /* IVB_ROUTE_H */

@@ -10,6 +10,9 @@
  * owns an address; a later claimant gets none of its traffic and is logged.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { watch, type FSWatcher } from 'node:fs';
+import { join } from 'node:path';
+import { ensureDir, stateDir } from '../paths.js';
 import { createInterface } from 'node:readline';
 import { ipTry } from '../netlink/exec.js';
 import { listAddrs, type IpAddrLink } from '../netlink/links.js';
@@ -84,6 +87,8 @@ export class Learner {
   private scanTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private scans = 0;
+  private dirWatch: FSWatcher | null = null;
+  private scanSoon: NodeJS.Timeout | null = null;
   private guardChecked = false;
 
   constructor(private readonly log: Log) {}
@@ -91,17 +96,32 @@ export class Learner {
   start(): void {
     this.scanPorts();
     this.scanTimer = setInterval(() => this.scanPorts(), 2000);
+    // a port created by the CLI is picked up at once, not at the next scan
+    try {
+      ensureDir(join(stateDir(), 'ports'));
+      this.dirWatch = watch(join(stateDir(), 'ports'), () => {
+        if (this.scanSoon) return;
+        this.scanSoon = setTimeout(() => {
+          this.scanSoon = null;
+          this.scanPorts(false);
+        }, 20);
+      });
+    } catch {
+      /* the periodic scan still runs */
+    }
   }
 
   stop(): void {
     this.stopped = true;
     if (this.scanTimer) clearInterval(this.scanTimer);
+    if (this.scanSoon) clearTimeout(this.scanSoon);
+    this.dirWatch?.close();
     for (const w of this.watches.values()) this.unwatch(w);
     this.watches.clear();
   }
 
   /** Picks up ports created or deleted by the CLI; resyncs each one periodically as a safety net. */
-  scanPorts(): void {
+  scanPorts(periodic = true): void {
     if (this.stopped) return;
     const ports = listPorts();
     const ids = new Set(ports.map((p) => p.portId));
@@ -111,7 +131,7 @@ export class Learner {
         this.watches.delete(id);
       }
     }
-    this.scans++;
+    if (periodic) this.scans++;
     if (ports.length > 0 && !this.guardChecked) {
       this.guardChecked = true;
       if (!ensureGuard()) {
@@ -129,7 +149,7 @@ export class Learner {
         this.startMonitor(w);
       }
       // new ports at once; every port every 10 s as a safety net against lost events
-      if (!fresh && this.scans % 5 !== 0) continue;
+      if (!fresh && (!periodic || this.scans % 5 !== 0)) continue;
       try {
         withLock(() => this.resync(w));
       } catch (e) {
@@ -149,7 +169,8 @@ export class Learner {
     if (!netnsExists(ns)) return;
     // -d adds the link alias, which names the slave's port and peer
     const args = [...(ns ? ['-n', ns] : []), '-d', '-o', 'monitor', 'link', 'address', 'all-nsid'];
-    const child = spawn('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // setpriv: the monitor dies with the agent, even on SIGKILL (it would hold the namespace)
+    const child = spawn('setpriv', ['--pdeathsig', 'SIGTERM', '--', 'ip', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     w.monitor = child;
     const rl = createInterface({ input: child.stdout });
     rl.on('line', (line) => this.onLine(w, line));
@@ -284,8 +305,12 @@ export class Learner {
     const owner = addrOwner(portId, a);
     const key = `${a.family}:${a.addr}`;
     if (deleted) {
-      if (owner === loc.record.peerIfindex) unlearnAddr(portId, a);
-      w.refused.delete(`${key}@${loc.record.peerIfindex}`);
+      if (owner === loc.record.peerIfindex) {
+        unlearnAddr(portId, a);
+        // a refused sibling may hold it too: it is the owner now
+        if ([...w.refused].some((t) => t.startsWith(`${a.addr}@`))) this.scheduleResync(w, 20);
+      }
+      w.refused.delete(`${a.addr}@${loc.record.peerIfindex}`);
       return;
     }
     if (owner !== null && owner !== loc.record.peerIfindex) {

@@ -193,6 +193,8 @@ function loadProgram(objName: string, progName: string, portId: number, pinPath:
   const obj = BpfObject.open(bpfObjectPath(objName), { pinRoot: mapsPinDir() });
   try {
     obj.setRodata('ivb_port_id', u32(portId));
+    // counters are on unless someone measures their cost (bench: IPVLAN_BPF_COUNTERS=0)
+    obj.setRodata('ivb_counters_enabled', u32(process.env.IPVLAN_BPF_COUNTERS === '0' ? 0 : 1));
     obj.load();
     obj.pinProgram(progName, pinPath);
   } finally {

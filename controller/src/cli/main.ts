@@ -94,7 +94,7 @@ function runLink(global: GlobalOptions, netns: string | null, cmd: string | unde
     case 'list':
     case 'ls': {
       const name = parseDevOnly(rest, false, 'link show');
-      const views = linkShow(name, netns);
+      const views = linkShow(name, netns, global.netns !== null);
       if (global.json) print(global, views.map(toJson));
       else if (views.length) process.stdout.write(views.map(toText).join('\n') + '\n');
       return 0;

@@ -50,8 +50,15 @@ export function printLearned(views: SlaveView[], shortNs: (ns: string | null | u
   for (const v of views) {
     const name = v.loc.link?.ifname ?? v.loc.record.name;
     out(`  ${name}@${v.port.master.name} [${shortNs(v.loc.netns)}] mode ${v.port.mode} ${v.port.flag} dev_id ${v.loc.record.devId}`);
-    out(`      learned ${v.addrs.map((a) => `${a.addr}/${a.prefixlen}`).join(' ') || '(none)'}`);
+    const addrs = [...v.addrs].sort((a, b) => addrRank(a) - addrRank(b));
+    out(`      learned ${addrs.map((a) => `${a.addr}/${a.prefixlen}`).join(' ') || '(none)'}`);
   }
+}
+
+/** IPv4 first, then global IPv6, then link-local, as `ip addr` lists them */
+function addrRank(a: { family: 4 | 6; addr: string }): number {
+  if (a.family === 4) return 0;
+  return a.addr.toLowerCase().startsWith('fe80:') ? 2 : 1;
 }
 
 export function printVerdict(rows: Row[]): void {

@@ -375,7 +375,12 @@ export interface SlaveView {
   addrs: Array<{ family: 4 | 6; addr: string; prefixlen: number }>;
 }
 
-export function linkShow(name: string | null, netns: string | null): SlaveView[] {
+/**
+ * Slaves, as `ip link show`: `onlyNetns` (given with -n) restricts the list to
+ * slaves that live in that namespace now; without it every slave is listed.
+ */
+export function linkShow(name: string | null, netns: string | null, onlyNetns = false): SlaveView[] {
+  checkNetns(netns);
   const ports = listPorts();
   const out: SlaveView[] = [];
   let want: { portId: number; peerName: string } | null = null;
@@ -392,6 +397,7 @@ export function linkShow(name: string | null, netns: string | null): SlaveView[]
     const addrs = portAddrs(port.portId);
     for (const loc of locateSlaves(port)) {
       if (want && loc.record.peerName !== want.peerName) continue;
+      if (!want && onlyNetns && loc.netns !== netns) continue;
       out.push({
         port,
         loc,
