@@ -20,6 +20,7 @@ struct ivb_layout_anchor {
 	struct ivb_fanout_entry fanout_entry;
 	enum ivb_mode mode;
 	enum ivb_port_flags port_flags;
+	enum ivb_port_options port_options;
 	enum ivb_family family;
 	enum ivb_slave_flags slave_flags;
 	enum ivb_action action;

@@ -17,6 +17,7 @@
 #include "lib/fanout.h"
 #include "lib/route.h"
 #include "lib/verdict.h"
+#include "lib/guard_tx.h"
 
 static __always_inline int ivb_to_wire(struct __sk_buff *skb, const struct ivb_port *port)
 {
@@ -77,6 +78,7 @@ int ivb_slave_egress(struct __sk_buff *skb)
 	struct ivb_port *port = bpf_map_lookup_elem(&ivb_ports, &pk);
 	__u32 self = skb->ingress_ifindex;
 	struct ivb_frame f;
+	int ret;
 
 	ivb_trace_reset();
 	/* a slave without a port has no way out: never leak into the host peer's stack */
@@ -85,6 +87,9 @@ int ivb_slave_egress(struct __sk_buff *skb)
 	ivb_pull_headers(skb);
 	if (ivb_parse(skb, ivb_port_id, &f) < 0)
 		return IVB_DROP(skb, IVB_DROP_MALFORMED);
+	ret = ivb_check_sender(skb, port, &f, self);
+	if (ret >= 0)
+		return ret;
 	if (port->mode == IVB_MODE_L2)
 		return ivb_xmit_l2(skb, port, &f, self);
 	return ivb_xmit_l3(skb, port, &f);

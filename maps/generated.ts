@@ -18,6 +18,12 @@ export const IvbPortFlags = {
 } as const;
 export type IvbPortFlags = (typeof IvbPortFlags)[keyof typeof IvbPortFlags];
 
+/** enum ivb_port_options */
+export const IvbPortOptions = {
+  VALIDATION: 1, // IVB_OPT_SOURCE_VALIDATION
+} as const;
+export type IvbPortOptions = (typeof IvbPortOptions)[keyof typeof IvbPortOptions];
+
 /** enum ivb_family */
 export const IvbFamily = {
   INET: 4, // IVB_AF_INET
@@ -113,6 +119,8 @@ export interface IvbPort {
   flags: number;
   /** __u32 nr_slaves */
   nrSlaves: number;
+  /** __u32 options */
+  options: number;
 }
 
 export const IvbPortLayout = {
@@ -124,7 +132,7 @@ export const IvbPortLayout = {
     mode: { offset: 10, size: 1, kind: 'u8' },
     flags: { offset: 11, size: 1, kind: 'u8' },
     nrSlaves: { offset: 12, size: 4, kind: 'u32' },
-    pad: { offset: 16, size: 4, kind: 'pad' },
+    options: { offset: 16, size: 4, kind: 'u32' },
   },
 } as const satisfies StructLayout;
 
@@ -136,6 +144,7 @@ export function encodeIvbPort(v: IvbPort): Buffer {
   b.writeUInt8(v.mode, 10);
   b.writeUInt8(v.flags, 11);
   b.writeUInt32LE(v.nrSlaves, 12);
+  b.writeUInt32LE(v.options, 16);
   return b;
 }
 
@@ -147,6 +156,7 @@ export function decodeIvbPort(b: Buffer, offset = 0): IvbPort {
     mode: b.readUInt8(offset + 10),
     flags: b.readUInt8(offset + 11),
     nrSlaves: b.readUInt32LE(offset + 12),
+    options: b.readUInt32LE(offset + 16),
   };
 }
 

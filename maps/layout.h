@@ -30,6 +30,15 @@ enum ivb_port_flags {
 	IVB_F_VEPA = 0x02,
 };
 
+/* bits of ivb_port.options: ours, beyond the kernel driver */
+enum ivb_port_options {
+	/*
+	 * a slave may send only from its own learned addresses (on by default;
+	 * off gives the kernel's behaviour, which validates nothing)
+	 */
+	IVB_OPT_SOURCE_VALIDATION = 0x01,
+};
+
 enum ivb_family {
 	IVB_AF_INET = 4,
 	IVB_AF_INET6 = 6,
@@ -58,7 +67,7 @@ struct ivb_port {
 	__u8 mode;            /* enum ivb_mode */
 	__u8 flags;           /* enum ivb_port_flags */
 	__u32 nr_slaves;      /* slots in use in ivb_fanout for this port */
-	__u32 pad;
+	__u32 options;        /* enum ivb_port_options */
 };
 
 /* key of ivb_addrs: an address learned on a slave, per port */

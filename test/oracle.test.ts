@@ -5,9 +5,9 @@
  * ipvlan-bpf on this kernel, and checks every l2 and l3 cell (and the
  * port-wide checks) against the kernel's recorded verdict.
  *
- * Two cell kinds need the netlink guard (bpf/guard.bpf.c, a BPF LSM
- * program): refusing a duplicate address at `ip addr add` time and refusing
- * a slave MAC change. Where the kernel refuses LSM programs (lockdown,
+ * Three cell kinds need the netlink guard (bpf/guard.bpf.c, a BPF LSM
+ * program): refusing a duplicate address at `ip addr add` time, refusing a
+ * slave MAC change and refusing to enslave a master that has slaves. Where the kernel refuses LSM programs (lockdown,
  * sandboxes) those cells are reported as skipped, with the reason.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
@@ -78,6 +78,8 @@ describe.skipIf(cells.length === 0)('kernel oracle: l2 and l3 cells', () => {
       ORACLE_COMPARE: '1',
       IPVLAN_BPF_STATE_DIR: join(work, 'state'),
       IPVLAN_BPF_PIN_SUBDIR: `ivb-oracle-${process.pid}`,
+      // the kernel validates no source address: compare like with like
+      IPVLAN_BPF_SOURCE_VALIDATION: '0',
     };
     const r = spawnSync('bash', [join(copy, 'run-host.sh'), 'ipvlan-bpf'], { env, encoding: 'utf8', timeout: 540_000 });
     runLog = `${r.stderr}\n${r.stdout}`;

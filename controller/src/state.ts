@@ -37,6 +37,8 @@ export interface PortRecord {
   };
   mode: Mode;
   flag: PortFlag;
+  /** slaves may send only from their own learned addresses (ours; the kernel validates nothing) */
+  sourceValidation?: boolean;
   slaves: SlaveRecord[];
   nextDevId: number;
 }

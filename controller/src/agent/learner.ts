@@ -21,9 +21,7 @@ import { listPorts, readPort, withLock, writePort, type PortRecord } from '../st
 import {
   addrOwner,
   clearGuard,
-  FLAG_NUM,
-  macBytes,
-  MODE_NUM,
+  portEntryOf,
   writePortEntry,
   ensureGuard,
   learnAddr,
@@ -151,7 +149,7 @@ export class Learner {
       // new ports at once; every port every 10 s as a safety net against lost events
       if (!fresh && (!periodic || this.scans % 5 !== 0)) continue;
       try {
-        withLock(() => this.resync(w));
+        this.resync(w);
       } catch (e) {
         this.log(`resync of ${p.master.name} failed: ${errorLine(e)}`);
       }
@@ -197,7 +195,8 @@ export class Learner {
     w.resyncTimer = setTimeout(() => {
       w.resyncTimer = null;
       try {
-        withLock(() => this.resync(w));
+        // no state lock: waiting for a CLI command would stall the event path
+        this.resync(w);
       } catch (e) {
         this.log(`resync of ${w.port.master.name} failed: ${errorLine(e)}`);
       }
@@ -218,8 +217,15 @@ export class Learner {
         return;
       }
       if (ev.kind === 'link') {
-        this.onLinkEvent(w, ev, line);
-        this.scheduleResync(w);
+        // slave events carrying our alias are applied at once; a resync is
+        // needed only for what that cannot cover
+        const handled = this.onLinkEvent(w, ev, line);
+        const current = ev.nsid === 'current';
+        const masterEvent = current && ev.ifindex === w.port.master.ifindex;
+        const peerEvent = current && w.peers.has(ev.ifindex);
+        if (masterEvent || (peerEvent && ev.deleted) || (!handled && !current) || (handled === false && ev.deleted)) {
+          this.scheduleResync(w);
+        }
       }
     } catch (e) {
       this.log(`port ${w.port.master.name}: ${errorLine(e)}`);
@@ -233,13 +239,14 @@ export class Learner {
    * resync, so that addresses added right after `link set up` are learned
    * within milliseconds.
    */
-  private onLinkEvent(w: PortWatch, ev: MonitorEvent, line: string): void {
-    if (ev.deleted) return;
+  private onLinkEvent(w: PortWatch, ev: MonitorEvent, line: string): boolean {
+    if (ev.deleted) return false;
     const alias = parseAlias(line.match(/ alias (\S+)\s*$/)?.[1]);
-    if (!alias || alias.portId !== w.port.portId) return;
+    if (!alias || alias.portId !== w.port.portId) return false;
     const fresh = readPort(w.port.portId);
     const record = fresh?.slaves.find((s) => s.peerName === alias.peerName);
-    if (!fresh || !record) return;
+    // a slave being created: its record is written when `link add` completes
+    if (!fresh || !record) return true;
     w.port = fresh;
     const key = `${ev.nsid}:${ev.ifindex}`;
     for (const [k, l] of w.bySlaveKey) if (l.record.peerName === record.peerName && k !== key) w.bySlaveKey.delete(k);
@@ -261,6 +268,7 @@ export class Learner {
     if (up && netns !== undefined && ifname && (!cur || !(cur.flags & SLAVE_UP))) {
       this.setLinkLocal(fresh, record.devId, ifname, netns);
     }
+    return true;
   }
 
   /**
@@ -447,13 +455,7 @@ export class Learner {
     port.master.mac = mac;
     port.master.mtu = master.mtu;
     writePort(port);
-    writePortEntry(port.portId, {
-      masterIfindex: port.master.ifindex,
-      masterMac: macBytes(mac),
-      mode: MODE_NUM[port.mode],
-      flags: FLAG_NUM[port.flag],
-      nrSlaves: port.slaves.length,
-    });
+    writePortEntry(port.portId, portEntryOf(port));
   }
 
   /**

@@ -47,16 +47,18 @@ import {
   IvbPortLayout,
   IvbSlaveLayout,
   IvbSlaveFlags,
+  IvbPortOptions,
   type IvbPort,
   type IvbSlave,
 } from '../../../maps/generated.js';
 import { bpfObjectPath, ensureDir, mapsPinDir, pinRoot, portPinDir } from '../paths.js';
 import { initNetnsPath, netnsPath } from '../netlink/netns.js';
-import type { Mode, PortFlag } from '../state.js';
+import type { Mode, PortFlag, PortRecord } from '../state.js';
 
 export const MODE_NUM: Record<Mode, number> = { l2: 0, l3: 1, l3s: 2 };
 export const FLAG_NUM: Record<PortFlag, number> = { bridge: 0, private: 1, vepa: 2 };
 export const SLAVE_UP = IvbSlaveFlags.UP;
+export const OPT_SOURCE_VALIDATION = IvbPortOptions.VALIDATION;
 export const SLAVE_SAME_NETNS = IvbSlaveFlags.SAME_NETNS;
 
 export type Family = 4 | 6;
@@ -315,6 +317,18 @@ export function destroyPortDatapath(portId: number): void {
     if (key.readUInt32LE(0) === portId) mapDelete(m.fanout, key);
   }
   clearGuard(portId, null);
+}
+
+/** The map entry of a port record: what the datapath reads per packet. */
+export function portEntryOf(port: PortRecord): IvbPort {
+  return {
+    masterIfindex: port.master.ifindex,
+    masterMac: macBytes(port.master.mac),
+    mode: MODE_NUM[port.mode],
+    flags: FLAG_NUM[port.flag],
+    nrSlaves: port.slaves.length,
+    options: port.sourceValidation === false ? 0 : OPT_SOURCE_VALIDATION,
+  };
 }
 
 export function writePortEntry(portId: number, v: IvbPort): void {

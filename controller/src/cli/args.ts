@@ -104,13 +104,21 @@ export function parseLinkAdd(words: readonly string[]): LinkAddArgs {
   return { master, name, mtu, ...ip };
 }
 
-/** `link set dev SLAVE type ipvlan [ARGS]` */
-export function parseLinkSet(words: readonly string[]): { name: string } & IpvlanArgs {
+/** `link set dev SLAVE [source-validation on|off] [type ipvlan [ARGS]]` */
+export function parseLinkSet(words: readonly string[]): { name: string; sourceValidation?: boolean } & IpvlanArgs {
   let name: string | undefined;
   let typeAt = -1;
+  let sourceValidation: boolean | undefined;
   for (let i = 0; i < words.length; i++) {
     const w = words[i]!;
     if (w === 'dev' || w === 'name') name = need(words, ++i, w);
+    else if (w === 'source-validation') {
+      const v = need(words, ++i, w);
+      if (v !== 'on' && v !== 'off') {
+        throw new IvbError('IPVLAN_E_USAGE', `source-validation takes "on" or "off", not "${v}"`, EINVAL);
+      }
+      sourceValidation = v === 'on';
+    }
     else if (w === 'type') {
       const t = need(words, ++i, 'type');
       if (t !== 'ipvlan') throw new IvbError('IPVLAN_E_USAGE', `type "${t}" is not supported: only "type ipvlan"`, EINVAL);
@@ -120,7 +128,7 @@ export function parseLinkSet(words: readonly string[]): { name: string } & Ipvla
     else throw new IvbError('IPVLAN_E_USAGE', `link set: unknown argument "${w}"`, EINVAL);
   }
   if (!name) throw new IvbError('IPVLAN_E_USAGE', 'link set: "dev SLAVE" is required', EINVAL);
-  return { name, ...parseIpvlanArgs(typeAt >= 0 ? words.slice(typeAt) : []) };
+  return { name, sourceValidation, ...parseIpvlanArgs(typeAt >= 0 ? words.slice(typeAt) : []) };
 }
 
 /** `link del [dev] SLAVE` / `link show [dev] [SLAVE]` */

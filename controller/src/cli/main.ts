@@ -13,7 +13,7 @@ import { enterInitNetns } from '../netlink/context.js';
 
 const HELP = `Usage: ipvlan-bpf [ OPTIONS ] OBJECT { COMMAND | help }
   ipvlan-bpf [-n NETNS] link add link MASTER name SLAVE [mtu MTU] [type ipvlan [mode l2|l3|l3s] [bridge|private|vepa]]
-  ipvlan-bpf [-n NETNS] link set dev SLAVE type ipvlan [mode l2|l3|l3s] [bridge|private|vepa]
+  ipvlan-bpf [-n NETNS] link set dev SLAVE [source-validation on|off] [type ipvlan [mode l2|l3|l3s] [bridge|private|vepa]]
   ipvlan-bpf [-n NETNS] link del [dev] SLAVE
   ipvlan-bpf [-n NETNS] [-j] link show [[dev] SLAVE]
   ipvlan-bpf agent          learn slave addresses (runs until stopped)
@@ -81,7 +81,7 @@ function runLink(global: GlobalOptions, netns: string | null, cmd: string | unde
     case 'set':
     case 'change': {
       const a = parseLinkSet(rest);
-      linkSet({ name: a.name, netns, mode: a.mode, flag: a.flag, typeArgs: a.typeArgs });
+      linkSet({ name: a.name, netns, mode: a.mode, flag: a.flag, typeArgs: a.typeArgs, sourceValidation: a.sourceValidation });
       return 0;
     }
     case 'del':

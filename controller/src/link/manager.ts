@@ -43,6 +43,7 @@ import {
   writeFanoutSlot,
   writePortEntry,
   writeSlaveEntry,
+  portEntryOf,
 } from '../bpf/datapath.js';
 import { identifySlave, locateSlaves, parseAlias, slaveAlias, type SlaveLocation } from './slaves.js';
 
@@ -142,13 +143,7 @@ function nextDevId(port: PortRecord): number {
 }
 
 function portEntry(port: PortRecord) {
-  return {
-    masterIfindex: port.master.ifindex,
-    masterMac: macBytes(port.master.mac),
-    mode: MODE_NUM[port.mode],
-    flags: FLAG_NUM[port.flag],
-    nrSlaves: port.slaves.length,
-  };
+  return portEntryOf(port);
 }
 
 /** IPv6 link-local the kernel gives slave `devId` (EUI-64 with dev_id instead of ff:fe, no U/L flip). */
@@ -230,6 +225,8 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
           },
           mode: 'l3',
           flag: 'bridge',
+          // on unless asked for the kernel's exact behaviour
+          sourceValidation: process.env.IPVLAN_BPF_SOURCE_VALIDATION !== '0',
           slaves: [],
           nextDevId: 1,
         };
@@ -349,6 +346,8 @@ export interface LinkSetOptions {
   mode?: Mode;
   flag?: PortFlag;
   typeArgs: boolean;
+  /** ours: `source-validation on|off` for the slave's whole port */
+  sourceValidation?: boolean;
 }
 
 export function linkSet(o: LinkSetOptions): PortRecord {
@@ -358,6 +357,11 @@ export function linkSet(o: LinkSetOptions): PortRecord {
     const found = identifySlave(o.name, o.netns, listPorts());
     if (!found) throw new IvbError('IPVLAN_E_NOT_IPVLAN', `${o.name} is not an ipvlan-bpf slave`, EINVAL);
     const port = found.port;
+    if (o.sourceValidation !== undefined) {
+      port.sourceValidation = o.sourceValidation;
+      writePortEntry(port.portId, portEntry(port));
+      writePort(port);
+    }
     if (!o.typeArgs) return port;
     // iproute2 sends mode only when given, flags always once any ipvlan word is given
     if (o.mode) port.mode = o.mode;

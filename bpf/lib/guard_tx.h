@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * What a slave may send, checked before any forwarding decision: hostile
+ * namespaces own their veth end and can change its MAC or send from any
+ * address, which a kernel ipvlan slave cannot (MAC) or is not checked for
+ * (addresses). Issue 6: MAC enforcement always, source validation per port.
+ */
+#ifndef IVB_GUARD_TX_H
+#define IVB_GUARD_TX_H
+
+#include "parse.h"
+#include "demux.h"
+#include "verdict.h"
+
+#define IVB_NDISC_NEIGHBOUR_ADVERTISEMENT 136
+
+/* The kernel builds every slave frame with the master's MAC (ipvlan_hard_header). */
+static __always_inline int ivb_mac_spoofed(struct __sk_buff *skb, const struct ivb_port *port,
+					   const struct ivb_frame *f)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return 1;
+	if (!ivb_mac_equal(eth->h_source, port->master_mac))
+		return 1;
+	if (f->proto == IVB_ETH_P_ARP) {
+		struct ivb_arp_eth_ipv4 *arp = (void *)(eth + 1);
+
+		if ((void *)(arp + 1) <= data_end && !ivb_mac_equal(arp->ar_sha, port->master_mac))
+			return 1;
+	}
+	return 0;
+}
+
+static __always_inline int ivb_addr_is_zero(const __u8 *a, int len)
+{
+	__u8 acc = 0;
+
+	for (int i = 0; i < 16; i++)
+		if (i < len)
+			acc |= a[i];
+	return acc == 0;
+}
+
+/* The address is the sender's own (learned on it, up or not). */
+static __always_inline int ivb_owned_by(const struct ivb_addr_key *k, __u32 self)
+{
+	struct ivb_addr_owner *o = bpf_map_lookup_elem(&ivb_addrs, k);
+
+	return o && o->peer_ifindex == self;
+}
+
+/*
+ * Source validation: IPv4/IPv6 source, ARP sender, the target of a neighbour
+ * advertisement must be the slave's own; the unspecified address (DHCP,
+ * ARP probes, DAD, MLD before a link-local exists) passes.
+ */
+static __always_inline int ivb_source_spoofed(struct __sk_buff *skb, const struct ivb_frame *f, __u32 self)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+
+	if (!f->has_key)
+		return 0; /* non-IP, non-ARP: nothing to validate (l3 drops it anyway) */
+	if (f->dad_ns)
+		return 0; /* from ::, keyed by the NS target: the slave probes its own address */
+	if (!ivb_addr_is_zero(f->src.addr, f->src.family == IVB_AF_INET ? 4 : 16) && !ivb_owned_by(&f->src, self))
+		return 1;
+	if (f->proto == IVB_ETH_P_IPV6) {
+		struct ipv6hdr *ip6 = data + IVB_ETH_HLEN;
+		struct ivb_icmp6_ns *na = (void *)(ip6 + 1);
+		struct ivb_addr_key k = {};
+
+		if ((void *)(na + 1) > data_end || ip6->nexthdr != IVB_NEXTHDR_ICMPV6 ||
+		    na->type != IVB_NDISC_NEIGHBOUR_ADVERTISEMENT)
+			return 0;
+		/* an advertisement claims its target: only the slave's own */
+		ivb_key_v6(&k, f->src.port_id, na->target);
+		return !ivb_owned_by(&k, self);
+	}
+	return 0;
+}
+
+/* Returns a drop verdict, or -1 when the frame may go on. */
+static __always_inline int ivb_check_sender(struct __sk_buff *skb, const struct ivb_port *port,
+					    const struct ivb_frame *f, __u32 self)
+{
+	if (ivb_mac_spoofed(skb, port, f))
+		return IVB_DROP(skb, IVB_DROP_SPOOFED_MAC);
+	if ((port->options & IVB_OPT_SOURCE_VALIDATION) && ivb_source_spoofed(skb, f, self))
+		return IVB_DROP(skb, IVB_DROP_SPOOFED_SOURCE);
+	return -1;
+}
+
+#endif /* IVB_GUARD_TX_H */
