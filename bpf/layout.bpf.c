@@ -32,6 +32,7 @@ struct ivb_layout_anchor {
 	struct ivb_counter_key counter_key;
 	struct ivb_counter counter;
 	struct ivb_settings settings;
+	struct ivb_layout_id layout_id;
 	struct ivb_event event;
 };
 

@@ -591,6 +591,34 @@ export function decodeIvbSettings(b: Buffer, offset = 0): IvbSettings {
   };
 }
 
+/** struct ivb_layout_id (32 bytes) */
+export interface IvbLayoutId {
+  /** __u8 sha256[32], exactly 32 bytes */
+  sha256: Buffer;
+}
+
+export const IvbLayoutIdLayout = {
+  name: 'ivb_layout_id',
+  size: 32,
+  fields: {
+    sha256: { offset: 0, size: 32, kind: 'bytes' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbLayoutId(v: IvbLayoutId): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(32);
+  b.set(requireLength('IvbLayoutId.sha256', v.sha256, 32), 0);
+  return b;
+}
+
+export function decodeIvbLayoutId(b: Buffer, offset = 0): IvbLayoutId {
+  requireSpan('IvbLayoutId', b, offset, 32);
+  return {
+    sha256: copyBytes(b, offset, 32),
+  };
+}
+
 /** struct ivb_event (96 bytes) */
 export interface IvbEvent {
   /** __u64 ts_ns */

@@ -123,6 +123,11 @@ struct ivb_guard_entry {
 	__u32 peer_ifindex; /* 0: the key is the port's master itself */
 };
 
+/* value of ivb_layout: sha256 of the generated layouts (maps/generated.ts) */
+struct ivb_layout_id {
+	__u8 sha256[32];
+};
+
 /* what the datapath did with a frame (ivb_decision.action) */
 enum ivb_action {
 	IVB_ACT_PASS = 0,         /* to the master's own stack, untouched */

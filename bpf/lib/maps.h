@@ -104,4 +104,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ivb_event_rate SEC(".maps");
 
+/*
+ * Fingerprint of the map layouts the pinned maps were created with (the
+ * controller writes it when it creates them and refuses to reuse maps whose
+ * fingerprint differs: a layout change is never reinterpreted)
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ivb_layout_id);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_layout SEC(".maps");
+
 #endif /* IVB_MAPS_H */

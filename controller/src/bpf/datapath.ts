@@ -10,12 +10,16 @@
  * attached after our process exits; removing the pin detaches it.
  */
 import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import * as generated from '../../../maps/generated.js';
+import { IvbError } from '../errors.js';
 import { join } from 'node:path';
 import {
   BpfObject,
   BPF_ANY,
   closeFd,
   linkCreate,
+  linkUpdate,
   mapDelete,
   mapKeys,
   mapLookup,
@@ -42,6 +46,7 @@ import {
   decodeIvbGuardEntry,
   IvbGuardKeyLayout,
   IvbGuardEntryLayout,
+  IvbCounterKeyLayout,
   IvbAddrKeyLayout,
   IvbAddrOwnerLayout,
   IvbPortLayout,
@@ -150,6 +155,7 @@ export interface Maps {
   slaves: number;
   fanout: number;
   guard: number;
+  counters: number;
 }
 
 let openMaps: Maps | null = null;
@@ -160,6 +166,7 @@ const MAP_PINS = {
   slaves: 'ivb_slaves',
   fanout: 'ivb_fanout_slots',
   guard: 'ivb_guard',
+  counters: 'ivb_counters',
 } as const;
 
 /** Loads a throw-away instance once so libbpf creates and pins any missing map. */
@@ -173,16 +180,54 @@ function createPinnedMaps(): void {
   }
 }
 
+/**
+ * sha256 of every generated layout (each derived from BTF, and checked
+ * against it by test/layout.test.ts): two builds with the same fingerprint
+ * agree on every key and value byte.
+ */
+export function layoutFingerprint(): Buffer {
+  const layouts = Object.entries(generated)
+    .filter(([name]) => name.endsWith('Layout'))
+    .sort(([a], [b]) => a.localeCompare(b));
+  return createHash('sha256').update(JSON.stringify(layouts)).digest();
+}
+
+/** Refuses pinned maps made by a build with other layouts; stamps new ones. */
+function checkLayout(dir: string): void {
+  const fd = objGet(join(dir, 'ivb_layout'));
+  try {
+    const key = Buffer.alloc(4);
+    const have = mapLookup(fd, key, 32);
+    const want = layoutFingerprint();
+    if (!have || have.every((b) => b === 0)) {
+      mapUpdate(fd, key, want, BPF_ANY);
+      return;
+    }
+    if (!have.equals(want)) {
+      throw new IvbError(
+        'IPVLAN_E_STATE',
+        `the pinned maps in ${dir} were created with other map layouts (${have.toString('hex').slice(0, 12)}, this build ${want.toString('hex').slice(0, 12)}): refusing to reuse them; delete the ports (or the pins) first`,
+      );
+    }
+  } finally {
+    closeFd(fd);
+  }
+}
+
 export function maps(): Maps {
   if (openMaps) return openMaps;
   const dir = mapsPinDir();
-  if (!Object.values(MAP_PINS).every((n) => existsSync(join(dir, n)))) createPinnedMaps();
+  if (!Object.values(MAP_PINS).every((n) => existsSync(join(dir, n))) || !existsSync(join(dir, 'ivb_layout'))) {
+    createPinnedMaps();
+  }
+  checkLayout(dir);
   openMaps = {
     ports: objGet(join(dir, MAP_PINS.ports)),
     addrs: objGet(join(dir, MAP_PINS.addrs)),
     slaves: objGet(join(dir, MAP_PINS.slaves)),
     fanout: objGet(join(dir, MAP_PINS.fanout)),
     guard: objGet(join(dir, MAP_PINS.guard)),
+    counters: objGet(join(dir, MAP_PINS.counters)),
   };
   return openMaps;
 }
@@ -317,6 +362,9 @@ export function destroyPortDatapath(portId: number): void {
     if (key.readUInt32LE(0) === portId) mapDelete(m.fanout, key);
   }
   clearGuard(portId, null);
+  for (const key of mapKeys(m.counters, IvbCounterKeyLayout.size)) {
+    if (key.readUInt32LE(0) === portId) mapDelete(m.counters, key);
+  }
 }
 
 /** The map entry of a port record: what the datapath reads per packet. */
@@ -393,4 +441,47 @@ export function portAddrs(portId: number): Array<LearnedAddr & { peerIfindex: nu
     out.push({ family, addr: bytesToAddr(family, k.addr), prefixlen: o.prefixlen, peerIfindex: o.peerIfindex });
   }
   return out;
+}
+
+/**
+ * Replaces every port's programs with the objects of this build, atomically
+ * per hook (bpf_link_update: no moment without a program). The pinned maps
+ * are reused only when their layout fingerprint matches this build's.
+ */
+export function upgradePorts(ports: Array<{ portId: number }>): string[] {
+  maps();
+  const done: string[] = [];
+  for (const { portId } of ports) {
+    const dir = portPinDir(portId);
+    const swaps: Array<[string, string, string]> = [
+      ['master_ingress.bpf.o', 'ivb_master_ingress', 'master_ingress'],
+      ['slave_egress.bpf.o', 'ivb_slave_egress', 'slave_egress'],
+    ];
+    for (const [objName, progName, pin] of swaps) {
+      const obj = BpfObject.open(bpfObjectPath(objName), { pinRoot: mapsPinDir() });
+      try {
+        obj.setRodata('ivb_port_id', u32(portId));
+        obj.setRodata('ivb_counters_enabled', u32(process.env.IPVLAN_BPF_COUNTERS === '0' ? 0 : 1));
+        obj.load();
+        const prog = obj.programFd(progName);
+        const links = readdirSync(dir).filter((f) =>
+          pin === 'master_ingress' ? f === 'link_master' : f.startsWith('link_peer_'),
+        );
+        for (const l of links) {
+          const linkFd = objGet(join(dir, l));
+          try {
+            linkUpdate(linkFd, prog);
+          } finally {
+            closeFd(linkFd);
+          }
+        }
+        rmSync(join(dir, pin), { force: true });
+        obj.pinProgram(progName, join(dir, pin));
+        done.push(`port ${portId}: ${progName} replaced on ${links.length} link(s)`);
+      } finally {
+        obj.close();
+      }
+    }
+  }
+  return done;
 }

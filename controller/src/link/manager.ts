@@ -7,7 +7,9 @@
  * state lock and is undone step by step when a later step fails, so a failed
  * command leaves no veth, map entry or pin behind.
  */
+import { basename } from 'node:path';
 import { IvbError, EBUSY, EEXIST, EINVAL, ENODEV } from '../errors.js';
+import { pinRoot } from '../paths.js';
 import { ip, ipTry, sysctlSet } from '../netlink/exec.js';
 import { getLink, listLinks, type IpLink } from '../netlink/links.js';
 import { netnsExists, netnsInodeOfPath, netnsPath, initNetnsInode } from '../netlink/netns.js';
@@ -174,7 +176,13 @@ function applyNoarp(port: PortRecord, locs: SlaveLocation[]): void {
   }
 }
 
+/** The alias of our host-side peers: which state (pin subtree) they belong to, for gc. */
+export function peerAlias(): string {
+  return `ipvlan-bpf-peer:${basename(pinRoot())}`;
+}
+
 function setupPeer(peerName: string, netns: string | null): void {
+  ip(['link', 'set', 'dev', peerName, 'alias', peerAlias()], netns);
   // the master's namespace routes what l3/l3s slaves send: forwarding on this device only
   sysctlSet(`net.ipv4.conf.${peerName}.forwarding`, '1', netns);
   sysctlSet(`net.ipv4.conf.${peerName}.rp_filter`, '0', netns);

@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * `ipvlan-bpf gc`: finds and removes what a crash can leave behind — pins of
+ * ports that have no record, records of ports whose master is gone, slaves
+ * whose veth pair is gone, map entries of unknown ports, and host-side peers
+ * (ivb<port>x<dev_id>) that no record knows. Everything it removes is listed.
+ */
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { mapDelete, mapKeys } from '../../../native/libbpf.js';
+import { clearGuard, maps, mapsExist, removeGuard, destroyPortDatapath } from '../bpf/datapath.js';
+import { IvbAddrKeyLayout, IvbCounterKeyLayout, IvbGuardEntryLayout, IvbGuardKeyLayout, decodeIvbGuardEntry } from '../../../maps/generated.js';
+import { mapLookup } from '../../../native/libbpf.js';
+import { ipTry } from '../netlink/exec.js';
+import { getLink, listLinks } from '../netlink/links.js';
+import { NETNS_RUN_DIR, netnsExists } from '../netlink/netns.js';
+import { listPorts, withLock } from '../state.js';
+import { pinRoot } from '../paths.js';
+import { peerAlias, portDelete, pruneSlave } from './manager.js';
+import { locateSlaves } from './slaves.js';
+
+const PEER_NAME = /^ivb(\d+)x(\d+)$/;
+
+export function gc(): string[] {
+  const removed: string[] = [];
+  withLock(() => {
+    // ports whose master (or its namespace) is gone: the kernel deletes their slaves
+    for (const port of listPorts()) {
+      if (!netnsExists(port.master.netns) || !getLink(port.master.name, port.master.netns)) {
+        portDelete(port);
+        removed.push(`port ${port.portId}: master ${port.master.name} is gone (record, pins, map entries, slaves)`);
+        continue;
+      }
+      for (const loc of locateSlaves(port)) {
+        if (!loc.peer) {
+          pruneSlave(port.portId, loc.record.peerName);
+          removed.push(`slave ${loc.record.name} of ${port.master.name}: its veth pair is gone`);
+        }
+      }
+    }
+    const ports = listPorts();
+    const known = new Set(ports.map((p) => p.portId));
+    // pins of ports without a record
+    const portsDir = join(pinRoot(), 'ports');
+    if (existsSync(portsDir)) {
+      for (const d of readdirSync(portsDir)) {
+        if (!known.has(Number(d))) {
+          destroyPortDatapath(Number(d));
+          rmSync(join(portsDir, d), { recursive: true, force: true });
+          removed.push(`pins of port ${d} (no record)`);
+        }
+      }
+    }
+    if (mapsExist()) {
+      const m = maps();
+      const sweep = (fd: number, keySize: number, what: string): void => {
+        let n = 0;
+        for (const k of mapKeys(fd, keySize)) {
+          if (!known.has(k.readUInt32LE(0))) {
+            mapDelete(fd, k);
+            n++;
+          }
+        }
+        if (n) removed.push(`${n} ${what} entr${n === 1 ? 'y' : 'ies'} of unknown ports`);
+      };
+      sweep(m.ports, 4, 'ivb_ports');
+      sweep(m.addrs, IvbAddrKeyLayout.size, 'ivb_addrs');
+      sweep(m.slaves, 8, 'ivb_slaves');
+      sweep(m.fanout, 8, 'ivb_fanout_slots');
+      sweep(m.counters, IvbCounterKeyLayout.size, 'ivb_counters');
+      let g = 0;
+      for (const k of mapKeys(m.guard, IvbGuardKeyLayout.size)) {
+        const v = mapLookup(m.guard, k, IvbGuardEntryLayout.size);
+        if (v && !known.has(decodeIvbGuardEntry(v).portId)) {
+          mapDelete(m.guard, k);
+          g++;
+        }
+      }
+      if (g) removed.push(`${g} ivb_guard entr${g === 1 ? 'y' : 'ies'} of unknown ports`);
+      for (const p of ports) {
+        // guard entries of slaves the record no longer has
+        const peers = new Set(p.slaves.map((s) => s.peerIfindex));
+        for (const k of mapKeys(m.guard, IvbGuardKeyLayout.size)) {
+          const v = mapLookup(m.guard, k, IvbGuardEntryLayout.size);
+          if (!v) continue;
+          const e = decodeIvbGuardEntry(v);
+          if (e.portId === p.portId && e.peerIfindex !== 0 && !peers.has(e.peerIfindex)) clearGuard(p.portId, e.peerIfindex);
+        }
+      }
+    }
+    if (ports.length === 0) {
+      if (existsSync(join(pinRoot(), 'guard_link'))) {
+        removeGuard();
+        removed.push('the netlink guard link (no ports left)');
+      }
+    }
+    // host-side peers nobody knows, in the init namespace and every named one
+    const peerNames = new Set(ports.flatMap((p) => p.slaves.map((s) => `${p.master.netns ?? ''}/${s.peerName}`)));
+    let spaces: Array<string | null> = [null];
+    try {
+      spaces = [null, ...readdirSync(NETNS_RUN_DIR)];
+    } catch {
+      /* no named namespaces */
+    }
+    for (const ns of spaces) {
+      let links;
+      try {
+        links = listLinks(ns);
+      } catch {
+        continue;
+      }
+      for (const l of links) {
+        if (!PEER_NAME.test(l.ifname) || l.linkinfo?.info_kind !== 'veth') continue;
+        if (peerNames.has(`${ns ?? ''}/${l.ifname}`)) continue;
+        // only peers of this state (their alias names our pin subtree): other
+        // subtrees (a demo, a test run) are not ours to judge
+        if (l.ifalias !== peerAlias()) continue;
+        ipTry(['link', 'del', l.ifname], ns);
+        removed.push(`orphan peer ${l.ifname}${ns ? ` in netns ${ns}` : ''}`);
+      }
+    }
+  });
+  return removed;
+}
