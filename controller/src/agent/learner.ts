@@ -254,6 +254,13 @@ export class Learner {
     if (ev.nsid !== 'current') {
       netns = this.nsName(w, Number(ev.nsid));
     }
+    const mac = line.match(/link\/ether ([0-9a-f:]{17})/)?.[1];
+    if (mac && mac !== fresh.master.mac && !w.refused.has(`mac:${record.peerName}:${mac}`)) {
+      w.refused.add(`mac:${record.peerName}:${mac}`);
+      this.log(
+        `slave ${line.match(/^\[nsid [^\]]+\]\d+: ([^:@\s]+)/)?.[1] ?? record.name} of ${fresh.master.name} changed its MAC to ${mac}: its frames are dropped (spoofed_mac) until it is ${fresh.master.mac} again`,
+      );
+    }
     const flagsText = line.match(/<([^>]*)>/)?.[1] ?? '';
     const up = flagsText.split(',').includes('UP');
     const mtu = Number(line.match(/ mtu (\d+)/)?.[1] ?? 0);
@@ -325,7 +332,11 @@ export class Learner {
       this.refuse(w, loc, a.addr, owner);
       return;
     }
-    learnAddr(portId, loc.record.peerIfindex, a);
+    try {
+      learnAddr(portId, loc.record.peerIfindex, a);
+    } catch (e) {
+      this.log(`${this.slaveLabel(loc)}: ${errorLine(e)}`);
+    }
   }
 
   private refuse(w: PortWatch, loc: SlaveLocation, addr: string, owner: number): void {
@@ -417,7 +428,11 @@ export class Learner {
       const keep = cur ? list.find((c) => c.loc.record.peerIfindex === cur.peerIfindex) : undefined;
       const winner = keep ?? list[0]!;
       if (!cur || cur.peerIfindex !== winner.loc.record.peerIfindex || cur.prefixlen !== winner.prefixlen) {
-        learnAddr(port.portId, winner.loc.record.peerIfindex, winner);
+        try {
+          learnAddr(port.portId, winner.loc.record.peerIfindex, winner);
+        } catch (e) {
+          this.log(`${this.slaveLabel(winner.loc)}: ${errorLine(e)}`);
+        }
       }
       for (const c of list) if (c !== winner) this.refuse(w, c.loc, c.addr, winner.loc.record.peerIfindex);
       current.delete(k);

@@ -19,6 +19,7 @@ import {
   BPF_ANY,
   closeFd,
   linkCreate,
+  mapInfo,
   linkUpdate,
   mapDelete,
   mapKeys,
@@ -174,6 +175,23 @@ function createPinnedMaps(): void {
   ensureDir(mapsPinDir());
   const obj = BpfObject.open(bpfObjectPath('master_ingress.bpf.o'), { pinRoot: mapsPinDir() });
   try {
+    // capacities are fixed when a map is created: configurable here, never later
+    for (const [env, map] of [
+      ['IPVLAN_BPF_MAX_ADDRS', 'ivb_addrs'],
+      ['IPVLAN_BPF_MAX_SLAVES', 'ivb_slaves'],
+    ] as const) {
+      const v = process.env[env];
+      if (v === undefined) continue;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 1 << 24) {
+        throw new IvbError('IPVLAN_E_USAGE', `${env}=${v}: want an integer from 1 to ${1 << 24}`);
+      }
+      obj.setMaxEntries(map, n);
+      if (map === 'ivb_slaves') {
+        obj.setMaxEntries('ivb_fanout_slots', n);
+        obj.setMaxEntries('ivb_guard', n);
+      }
+    }
     obj.load();
   } finally {
     obj.close();
@@ -420,7 +438,14 @@ export function addrOwner(portId: number, a: { family: Family; addr: string }): 
 }
 
 export function learnAddr(portId: number, peerIfindex: number, a: LearnedAddr): void {
-  mapUpdate(maps().addrs, addrKey(portId, a), encodeIvbAddrOwner({ peerIfindex, prefixlen: a.prefixlen }), BPF_ANY);
+  try {
+    mapUpdate(maps().addrs, addrKey(portId, a), encodeIvbAddrOwner({ peerIfindex, prefixlen: a.prefixlen }), BPF_ANY);
+  } catch (e) {
+    if (e instanceof Error && 'errno' in e && (e as { errno: number }).errno === 7) {
+      throw new IvbError('IPVLAN_E_STATE', `address table full (${mapInfo(maps().addrs).maxEntries} entries): ${a.addr} not learned`);
+    }
+    throw e;
+  }
 }
 
 export function unlearnAddr(portId: number, a: { family: Family; addr: string }): void {
