@@ -692,3 +692,30 @@ export function decodeIvbEvent(b: Buffer, offset = 0): IvbEvent {
     head: copyBytes(b, offset + 28, 64),
   };
 }
+
+/** maps/drop_reasons.def: every reason's stable number, NAME (IvbDropReason), label (metric label, JSON key) and text */
+export interface IvbDropReasonEntry {
+  readonly value: number;
+  readonly name: string;
+  readonly label: string;
+  readonly text: string;
+}
+
+export const IvbDropReasonTable: readonly IvbDropReasonEntry[] = [
+  { value: 0, name: 'NONE', label: 'none', text: 'not dropped' },
+  { value: 1, name: 'NO_PORT', label: 'no_port', text: 'the slave\'s port (master) is gone' },
+  { value: 2, name: 'MALFORMED', label: 'malformed', text: 'malformed or truncated header' },
+  { value: 3, name: 'PRIVATE', label: 'private', text: 'private mode: no unicast between slaves' },
+  { value: 4, name: 'L3_MULTICAST', label: 'l3_multicast', text: 'l3/l3s slaves send no multicast or broadcast frames' },
+  { value: 5, name: 'L3_BROADCAST', label: 'l3_broadcast', text: 'l3/l3s: a subnet or limited broadcast address' },
+  { value: 6, name: 'L3_PROTOCOL', label: 'l3_protocol', text: 'l3/l3s carry only IPv4 and IPv6' },
+  { value: 7, name: 'NO_ROUTE', label: 'fib_lookup_failed', text: 'no route in the master\'s namespace (unreachable, blackhole, prohibit)' },
+  { value: 8, name: 'TOO_BIG', label: 'too_big', text: 'bigger than the receiving slave\'s MTU' },
+  { value: 9, name: 'SLAVE_GONE', label: 'slave_gone', text: 'the owning slave\'s entry is missing' },
+  { value: 10, name: 'NO_OWNER', label: 'no_owner', text: 'no slave owns the destination (to the master\'s stack)' },
+  { value: 11, name: 'SLAVE_DOWN', label: 'slave_down', text: 'the owning slave is down (to the master\'s stack)' },
+  { value: 12, name: 'SPOOFED_MAC', label: 'spoofed_mac', text: 'source MAC is not the master\'s' },
+  { value: 13, name: 'SPOOFED_SOURCE', label: 'spoofed_source', text: 'source address is not the slave\'s own' },
+  { value: 14, name: 'NO_NEIGH', label: 'neighbour_unresolved', text: 'neighbour unresolved in the master\'s namespace' },
+  { value: 15, name: 'VEPA_HAIRPIN', label: 'vepa_hairpin', text: 'vepa: a frame for a sibling sent out for the switch to reflect' },
+];

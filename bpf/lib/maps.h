@@ -30,6 +30,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ivb_addrs SEC(".maps");
 
+/*
+ * (port, address) -> the master's own addresses (kept by the agent): what
+ * the kernel's oif-pinned route lookup finds RTN_LOCAL on the master; every
+ * other destination of an l3 slave leaves through the master
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, IVB_MAX_PORTS * 64);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ivb_addr_key);
+	__type(value, struct ivb_addr_owner);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_local_addrs SEC(".maps");
+
 /* (port, host-side peer ifindex) -> slave state */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -77,6 +77,12 @@ static __always_inline int ivb_to_master_stack(struct __sk_buff *skb, __u16 prot
 	return ivb_verdict(skb, IVB_TC_ACT_OK, IVB_ACT_ROUTE, 0, IVB_DROP_NONE);
 }
 
+/* An address of the master device itself (ivb_local_addrs, kept by the agent). */
+static __always_inline int ivb_is_master_addr(const struct ivb_frame *f, const struct ivb_addr_key *k)
+{
+	return bpf_map_lookup_elem(&ivb_local_addrs, k) != NULL;
+}
+
 /* Out of the master with the kernel's oif-pinned route and neighbour lookup. */
 static __always_inline int ivb_redirect_pinned(struct __sk_buff *skb, const struct ivb_port *port)
 {
@@ -136,10 +142,16 @@ static __always_inline int ivb_route_v4(struct __sk_buff *skb, const struct ivb_
 		return ivb_to_master_stack(skb, IVB_ETH_P_IP);
 	case BPF_FIB_LKUP_RET_NOT_FWDED:
 		/*
-		 * a local address of the master's namespace (or no route at all:
-		 * bpf_fib_lookup does not tell them apart; the stack answers that
-		 * with an ICMP unreachable, where the kernel would ARP on the master)
+		 * local, broadcast, or no route at all: bpf_fib_lookup does not
+		 * tell them apart. The kernel's lookup with the master as oif
+		 * finds RTN_LOCAL only for the master's own addresses (the stack
+		 * takes those); for anything else it routes out of the master,
+		 * assuming on-link where nothing matches, and drops broadcasts:
+		 * bpf_redirect_neigh does that very lookup.
 		 */
+		if (ivb_is_master_addr(f, &f->dst))
+			return ivb_to_master_stack(skb, IVB_ETH_P_IP);
+		return ivb_redirect_pinned(skb, port);
 	case BPF_FIB_LKUP_RET_FRAG_NEEDED:	/* the stack sends the ICMP */
 		return ivb_to_master_stack(skb, IVB_ETH_P_IP);
 	case BPF_FIB_LKUP_RET_FWD_DISABLED:
@@ -179,7 +191,7 @@ static __always_inline int ivb_route_v6(struct __sk_buff *skb, const struct ivb_
 		/* not pinned for global destinations (semantics §3.1): the stack routes it */
 		return ivb_to_master_stack(skb, IVB_ETH_P_IPV6);
 	/* link-local: the master is the only link the kernel's lookup would use */
-	if (ivb_is_master_linklocal(port, dst))
+	if (ivb_is_master_linklocal(port, dst) || (f->has_key && ivb_is_master_addr(f, &f->dst)))
 		return ivb_verdict(skb, bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
 				   port->master_ifindex, IVB_DROP_NONE);
 	return ivb_redirect_pinned(skb, port);

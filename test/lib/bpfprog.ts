@@ -177,6 +177,8 @@ export interface PortState {
 	addrs: AddrSpec[];
 	/** peer ifindex per slot; a 0 leaves that slot without an entry */
 	fanout: number[];
+	/** the master device's own addresses (ivb_local_addrs, kept by the agent) */
+	localAddrs?: Array<{ family: 4 | 6; addr: Buffer }>;
 }
 
 /** File descriptors of the shared (pinned) maps, taken from any loaded instance. */
@@ -185,12 +187,14 @@ export class SharedMaps {
 	readonly addrs: number;
 	readonly slaves: number;
 	readonly fanout: number;
+	readonly localAddrs: number;
 
 	constructor(from: ProgInstance) {
 		this.ports = from.obj.mapFd('ivb_ports');
 		this.addrs = from.obj.mapFd('ivb_addrs');
 		this.slaves = from.obj.mapFd('ivb_slaves');
 		this.fanout = from.obj.mapFd('ivb_fanout_slots');
+		this.localAddrs = from.obj.mapFd('ivb_local_addrs');
 	}
 
 	clear(): void {
@@ -199,6 +203,7 @@ export class SharedMaps {
 			[this.addrs, IvbAddrKeyLayout.size],
 			[this.slaves, IvbSlaveKeyLayout.size],
 			[this.fanout, IvbFanoutKeyLayout.size],
+			[this.localAddrs, IvbAddrKeyLayout.size],
 		];
 		for (const [fd, keySize] of all) for (const k of mapKeys(fd, keySize)) mapDelete(fd, k);
 	}
@@ -220,6 +225,15 @@ export class SharedMaps {
 				this.addrs,
 				encodeIvbAddrKey({ portId: s.portId, family: a.family, addr }),
 				encodeIvbAddrOwner({ peerIfindex: a.peerIfindex, prefixlen: a.prefixlen }),
+			);
+		}
+		for (const a of s.localAddrs ?? []) {
+			const addr = Buffer.alloc(16);
+			addr.set(a.addr, 0);
+			mapUpdate(
+				this.localAddrs,
+				encodeIvbAddrKey({ portId: s.portId, family: a.family, addr }),
+				encodeIvbAddrOwner({ peerIfindex: 0, prefixlen: a.family === 4 ? 24 : 64 }),
 			);
 		}
 		s.fanout.forEach((peer, slot) => {

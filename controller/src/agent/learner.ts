@@ -22,6 +22,8 @@ import {
   addrOwner,
   clearGuard,
   portEntryOf,
+  setMasterAddr,
+  setMasterAddrs,
   writePortEntry,
   ensureGuard,
   learnAddr,
@@ -35,7 +37,7 @@ import {
   type Family,
 } from '../bpf/datapath.js';
 import { locateSlaves, parseAlias, type SlaveLocation } from '../link/slaves.js';
-import { masterLinkLocal, portDelete, pruneSlave, slaveLinkLocal } from '../link/manager.js';
+import { masterAddrs, masterLinkLocal, portDelete, pruneSlave, slaveLinkLocal } from '../link/manager.js';
 import { errorLine } from '../errors.js';
 import { getLink } from '../netlink/links.js';
 
@@ -208,6 +210,11 @@ export class Learner {
     if (!ev) return;
     try {
       if (ev.kind === 'addr' && ev.family && ev.addr && ev.prefixlen !== undefined) {
+        if (ev.nsid === 'current' && ev.ifindex === w.port.master.ifindex) {
+          // the master's own addresses: where l3 egress goes up its stack
+          setMasterAddr(w.port.portId, { family: ev.family, addr: ev.addr, prefixlen: ev.prefixlen }, !ev.deleted);
+          return;
+        }
         const loc = w.bySlaveKey.get(`${ev.nsid}:${ev.ifindex}`);
         if (!loc) {
           this.scheduleResync(w);
@@ -367,6 +374,7 @@ export class Learner {
     }
     const locs = locateSlaves(port);
     this.followMaster(port, locs);
+    setMasterAddrs(port.portId, masterAddrs(port.master.name, port.master.netns));
     const bySlaveKey = new Map<string, SlaveLocation>();
     const peers = new Set<number>();
     const addrDumps = new Map<string, IpAddrLink[]>();

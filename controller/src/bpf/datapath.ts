@@ -157,6 +157,7 @@ export interface Maps {
   fanout: number;
   guard: number;
   counters: number;
+  localAddrs: number;
 }
 
 let openMaps: Maps | null = null;
@@ -168,6 +169,7 @@ const MAP_PINS = {
   fanout: 'ivb_fanout_slots',
   guard: 'ivb_guard',
   counters: 'ivb_counters',
+  localAddrs: 'ivb_local_addrs',
 } as const;
 
 /** Loads a throw-away instance once so libbpf creates and pins any missing map. */
@@ -246,6 +248,7 @@ export function maps(): Maps {
     fanout: objGet(join(dir, MAP_PINS.fanout)),
     guard: objGet(join(dir, MAP_PINS.guard)),
     counters: objGet(join(dir, MAP_PINS.counters)),
+    localAddrs: objGet(join(dir, MAP_PINS.localAddrs)),
   };
   return openMaps;
 }
@@ -380,6 +383,9 @@ export function destroyPortDatapath(portId: number): void {
     if (key.readUInt32LE(0) === portId) mapDelete(m.fanout, key);
   }
   clearGuard(portId, null);
+  for (const key of mapKeys(m.localAddrs, IvbAddrKeyLayout.size)) {
+    if (decodeIvbAddrKey(key).portId === portId) mapDelete(m.localAddrs, key);
+  }
   for (const key of mapKeys(m.counters, IvbCounterKeyLayout.size)) {
     if (key.readUInt32LE(0) === portId) mapDelete(m.counters, key);
   }
@@ -450,6 +456,30 @@ export function learnAddr(portId: number, peerIfindex: number, a: LearnedAddr): 
 
 export function unlearnAddr(portId: number, a: { family: Family; addr: string }): void {
   mapDelete(maps().addrs, addrKey(portId, a));
+}
+
+/**
+ * Makes ivb_local_addrs hold exactly the master device's own addresses
+ * (what the kernel's oif-pinned lookup finds local): l3 egress to them goes
+ * up the master's stack, to anything else out of the master.
+ */
+export function setMasterAddrs(portId: number, addrs: Array<{ family: Family; addr: string; prefixlen: number }>): void {
+  const m = maps();
+  const want = new Map<string, Buffer>();
+  for (const a of addrs) {
+    const k = addrKey(portId, a);
+    want.set(k.toString('hex'), k);
+    mapUpdate(m.localAddrs, k, encodeIvbAddrOwner({ peerIfindex: 0, prefixlen: a.prefixlen }), BPF_ANY);
+  }
+  for (const key of mapKeys(m.localAddrs, IvbAddrKeyLayout.size)) {
+    if (decodeIvbAddrKey(key).portId === portId && !want.has(key.toString('hex'))) mapDelete(m.localAddrs, key);
+  }
+}
+
+export function setMasterAddr(portId: number, a: { family: Family; addr: string; prefixlen: number }, present: boolean): void {
+  const k = addrKey(portId, a);
+  if (present) mapUpdate(maps().localAddrs, k, encodeIvbAddrOwner({ peerIfindex: 0, prefixlen: a.prefixlen }), BPF_ANY);
+  else mapDelete(maps().localAddrs, k);
 }
 
 /** Every address of the port with its owner. */

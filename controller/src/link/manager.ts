@@ -10,8 +10,8 @@
 import { basename } from 'node:path';
 import { IvbError, EBUSY, EEXIST, EINVAL, ENODEV } from '../errors.js';
 import { pinRoot } from '../paths.js';
-import { ip, ipTry, sysctlSet } from '../netlink/exec.js';
-import { getLink, listLinks, type IpLink } from '../netlink/links.js';
+import { ip, ipJson, ipTry, sysctlSet } from '../netlink/exec.js';
+import { getLink, listLinks, type IpAddrLink, type IpLink } from '../netlink/links.js';
 import { netnsExists, netnsInodeOfPath, netnsPath, initNetnsInode } from '../netlink/netns.js';
 import {
   allocPortId,
@@ -46,6 +46,7 @@ import {
   writePortEntry,
   writeSlaveEntry,
   portEntryOf,
+  setMasterAddrs,
 } from '../bpf/datapath.js';
 import { identifySlave, locateSlaves, parseAlias, slaveAlias, type SlaveLocation } from './slaves.js';
 
@@ -176,6 +177,17 @@ function applyNoarp(port: PortRecord, locs: SlaveLocation[]): void {
   }
 }
 
+/** The master device's own addresses, as the datapath keys them. */
+export function masterAddrs(name: string, netns: string | null): Array<{ family: 4 | 6; addr: string; prefixlen: number }> {
+  let dump: IpAddrLink[] = [];
+  try {
+    dump = ipJson<IpAddrLink[]>(['addr', 'show', 'dev', name], netns);
+  } catch {
+    return [];
+  }
+  return (dump[0]?.addr_info ?? []).map((i) => ({ family: i.family === 'inet' ? 4 : 6, addr: i.local, prefixlen: i.prefixlen }));
+}
+
 /** The alias of our host-side peers: which state (pin subtree) they belong to, for gc. */
 export function peerAlias(): string {
   return `ipvlan-bpf-peer:${basename(pinRoot())}`;
@@ -242,6 +254,7 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
         writePortEntry(p.portId, portEntry(p));
         undo.push(() => destroyPortDatapath(p.portId));
         createPortDatapath(p.portId, p.master.ifindex, p.master.netns);
+        setMasterAddrs(p.portId, masterAddrs(p.master.name, p.master.netns));
         writePort(p);
         undo.push(() => removePort(p.portId));
       }
