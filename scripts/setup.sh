@@ -32,6 +32,9 @@ declare -A PKGS=(
   [busybox-static]=/bin/busybox
   [python3]=/usr/bin/python3
   [make]=/usr/bin/make
+  [containernetworking-plugins]=/usr/lib/cni/host-local
+  [podman]=/usr/bin/podman
+  [runc]=/usr/sbin/runc
 )
 missing=()
 for p in "${!PKGS[@]}"; do

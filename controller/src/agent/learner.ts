@@ -379,6 +379,7 @@ export class Learner {
     const peers = new Set<number>();
     const addrDumps = new Map<string, IpAddrLink[]>();
     const claims = new Map<string, Array<{ loc: SlaveLocation; family: Family; addr: string; prefixlen: number }>>();
+    const unreadable = new Set<number>();
     for (const loc of locs) {
       peers.add(loc.record.peerIfindex);
       if (!loc.peer) {
@@ -391,7 +392,12 @@ export class Learner {
         }
         continue;
       }
-      if (loc.netns === undefined || !loc.link) continue;
+      if (loc.netns === undefined || !loc.link) {
+        // a namespace without a name (CNI's /proc/PID/ns/net): its addresses
+        // cannot be read here, so what was learned for it stays
+        unreadable.add(loc.record.peerIfindex);
+        continue;
+      }
       const nsid = loc.netns === port.master.netns ? 'current' : String(loc.peer.link_netnsid);
       bySlaveKey.set(`${nsid}:${loc.ifindex}`, loc);
       this.guard(port.portId, loc.record.peerIfindex, loc.netns, loc.ifindex);
@@ -445,7 +451,8 @@ export class Learner {
       for (const c of list) if (c !== winner) this.refuse(w, c.loc, c.addr, winner.loc.record.peerIfindex);
       current.delete(k);
     }
-    for (const [k] of current) {
+    for (const [k, owner] of current) {
+      if (unreadable.has(owner.peerIfindex)) continue;
       const [fam, addr] = [Number(k.slice(0, 1)) as Family, k.slice(2)];
       unlearnAddr(port.portId, { family: fam, addr });
     }

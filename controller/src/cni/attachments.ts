@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * What the plugin remembers per attachment (network, container, ifname):
+ * the slave's port and host-side peer and the exact config ADD got. DEL
+ * needs it when the container's namespace is already gone (the runtime may
+ * pass no CNI_NETNS), and GC needs it to find attachments the runtime no
+ * longer lists and to release their addresses with the config they were
+ * allocated with. Kept beside the port records (per boot, as they are).
+ */
+import { readdirSync, readFileSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ensureDir, stateDir } from '../paths.js';
+
+export interface AttachmentRecord {
+  network: string;
+  containerId: string;
+  ifname: string;
+  /** CNI_NETNS as the runtime gave it */
+  netns: string;
+  portId: number;
+  peerName: string;
+  peerIfindex: number;
+  /** the ADD's stdin, for IPAM DEL at GC time */
+  config: string;
+  ips: string[];
+}
+
+function networkDir(network: string): string {
+  return join(stateDir(), 'cni', network);
+}
+
+function recordFile(network: string, containerId: string, ifname: string): string {
+  return join(networkDir(network), `${containerId}@${ifname}.json`);
+}
+
+export function writeRecord(r: AttachmentRecord): void {
+  ensureDir(networkDir(r.network));
+  const f = recordFile(r.network, r.containerId, r.ifname);
+  const tmp = `${f}.tmp${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(r, null, 1));
+  renameSync(tmp, f);
+}
+
+export function readRecord(network: string, containerId: string, ifname: string): AttachmentRecord | null {
+  try {
+    return JSON.parse(readFileSync(recordFile(network, containerId, ifname), 'utf8')) as AttachmentRecord;
+  } catch {
+    return null;
+  }
+}
+
+export function removeRecord(network: string, containerId: string, ifname: string): void {
+  rmSync(recordFile(network, containerId, ifname), { force: true });
+  // an empty network folder is removed so that nothing is left once every attachment is gone
+  for (const d of [networkDir(network), join(stateDir(), 'cni')]) {
+    try {
+      rmdirSync(d);
+    } catch {
+      break;
+    }
+  }
+}
+
+export function listRecords(network: string): AttachmentRecord[] {
+  let names: string[];
+  try {
+    names = readdirSync(networkDir(network)).filter((n) => n.endsWith('.json'));
+  } catch {
+    return [];
+  }
+  const out: AttachmentRecord[] = [];
+  for (const n of names) {
+    try {
+      out.push(JSON.parse(readFileSync(join(networkDir(network), n), 'utf8')) as AttachmentRecord);
+    } catch {
+      /* removed under us */
+    }
+  }
+  return out;
+}
