@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /**
  * Generates maps/generated.ts (TypeScript types, layouts and codecs for every
- * `ivb_*` struct and enum) from the BTF of bpf/layout.bpf.o.
+ * `ivb_*` struct and enum) from the BTF of bpf/layout.bpf.o, and the reason
+ * table (labels and texts) from maps/drop_reasons.def.
  *
- *   node dist/maps/gen-layouts.js [object.o] [out.ts]
+ *   node dist/maps/gen-layouts.js [object.o] [out.ts] [reasons.def]
  *
  * Reading BTF rather than parsing maps/layout.h means the offsets are the
  * compiler's, not our guess of them: whatever clang laid out for the BPF
@@ -18,6 +19,11 @@ import type { FieldKind } from './codec.js';
 
 export const DEFAULT_OBJECT_PATH = 'bpf/layout.bpf.o';
 export const DEFAULT_OUTPUT_PATH = 'maps/generated.ts';
+/** The one table of reasons (number, NAME, label, text); the C enum comes from it through maps/layout.h. */
+export const DEFAULT_REASONS_PATH = 'maps/drop_reasons.def';
+/** The C enum the .def file expands into (maps/layout.h): checked against BTF so the two cannot drift. */
+const REASON_ENUM = 'ivb_drop_reason';
+const REASON_PREFIX = 'IVB_DROP_';
 
 /** Only these names are generated: the project's own types, not libbpf's or the kernel's. */
 const TYPE_PREFIX = 'ivb_';
@@ -288,6 +294,95 @@ function plan(dump: BtfDump): { enums: EnumPlan[]; structs: StructPlan[] } {
   return { enums, structs };
 }
 
+// --- the reason table -------------------------------------------------------
+
+export interface ReasonRow {
+  value: number;
+  name: string;
+  label: string;
+  text: string;
+}
+
+const REASON_LINE = /^IVB_REASON\(\s*(\d+)\s*,\s*([A-Z][A-Z0-9_]*)\s*,\s*"([^"\\]*)"\s*,\s*"((?:[^"\\]|\\.)*)"\s*\)\s*$/;
+
+/**
+ * Parses maps/drop_reasons.def. Only IVB_REASON(...) lines count; C comments
+ * and blank lines are skipped. Labels become Prometheus label values and JSON
+ * keys, so they are restricted to [a-z0-9_]; numbers, names and labels must be
+ * unique (numbers are never reused: they are counter keys).
+ */
+export function parseReasons(text: string, where: string): ReasonRow[] {
+  const rows: ReasonRow[] = [];
+  let inComment = false;
+  for (const [i, raw] of text.split('\n').entries()) {
+    let line = raw.trim();
+    if (inComment) {
+      const end = line.indexOf('*/');
+      if (end < 0) continue;
+      inComment = false;
+      line = line.slice(end + 2).trim();
+    }
+    if (line.startsWith('/*')) {
+      const end = line.indexOf('*/', 2);
+      if (end < 0) {
+        inComment = true;
+        continue;
+      }
+      line = line.slice(end + 2).trim();
+    }
+    if (line === '' || line.startsWith('//')) continue;
+    const m = REASON_LINE.exec(line);
+    if (!m) throw new Error(`${where}:${i + 1}: not an IVB_REASON(number, NAME, "label", "text") line: ${line}`);
+    const row = { value: Number(m[1]), name: m[2]!, label: m[3]!, text: m[4]!.replace(/\\(.)/g, '$1') };
+    if (!/^[a-z][a-z0-9_]*$/.test(row.label)) throw new Error(`${where}:${i + 1}: label "${row.label}" must match [a-z][a-z0-9_]*`);
+    for (const other of rows) {
+      if (other.value === row.value) throw new Error(`${where}:${i + 1}: number ${row.value} is used twice (${other.name}, ${row.name})`);
+      if (other.name === row.name) throw new Error(`${where}:${i + 1}: name ${row.name} is used twice`);
+      if (other.label === row.label) throw new Error(`${where}:${i + 1}: label ${row.label} is used twice`);
+    }
+    rows.push(row);
+  }
+  if (rows.length === 0) throw new Error(`${where}: no IVB_REASON lines`);
+  return rows;
+}
+
+/** The compiled enum must say exactly what the table says (a stale object, or a hand edit of one side). */
+function checkReasonsAgainstBtf(rows: readonly ReasonRow[], enums: readonly EnumPlan[], where: string): void {
+  const e = enums.find((x) => x.cName === REASON_ENUM);
+  if (!e) throw new Error(`enum ${REASON_ENUM} is not in BTF: is this bpf/layout.bpf.o?`);
+  const btf = new Map(e.members.map((m) => [m.cName, m.value]));
+  for (const row of rows) {
+    const v = btf.get(`${REASON_PREFIX}${row.name}`);
+    if (v !== row.value) {
+      throw new Error(`${where}: ${row.name} = ${row.value}, but BTF has ${REASON_PREFIX}${row.name} = ${v ?? 'nothing'} (rebuild: make -C bpf)`);
+    }
+  }
+  if (btf.size !== rows.length) throw new Error(`${where}: ${rows.length} reasons, BTF enum ${REASON_ENUM} has ${btf.size}`);
+}
+
+function tsString(s: string): string {
+  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+function emitReasons(rows: readonly ReasonRow[], label: string): string {
+  const lines = [
+    `/** ${label}: every reason's stable number, NAME (IvbDropReason), label (metric label, JSON key) and text */`,
+    'export interface IvbDropReasonEntry {',
+    '  readonly value: number;',
+    '  readonly name: string;',
+    '  readonly label: string;',
+    '  readonly text: string;',
+    '}',
+    '',
+    'export const IvbDropReasonTable: readonly IvbDropReasonEntry[] = [',
+  ];
+  for (const r of rows) {
+    lines.push(`  { value: ${r.value}, name: ${tsString(r.name)}, label: ${tsString(r.label)}, text: ${tsString(r.text)} },`);
+  }
+  lines.push('];');
+  return lines.join('\n');
+}
+
 // --- emitting TypeScript ----------------------------------------------------
 
 const WRITERS: Record<Exclude<FieldKind, 'bytes' | 'pad'>, { write: string; read: string; tsType: string }> = {
@@ -353,12 +448,22 @@ function emitStruct(s: StructPlan): string {
   return lines.join('\n');
 }
 
-/** The whole text of maps/generated.ts for a BTF dump; `sourceLabel` names the object in the header. */
-export function renderLayouts(dump: BtfDump, sourceLabel: string): string {
-  return render(plan(dump), sourceLabel);
+/**
+ * The whole text of maps/generated.ts for a BTF dump; `sourceLabel` names the
+ * object in the header. With `reasons` (the parsed .def and its label) the
+ * reason table is appended.
+ */
+export function renderLayouts(dump: BtfDump, sourceLabel: string, reasons?: { rows: ReasonRow[]; label: string }): string {
+  const planned = plan(dump);
+  if (reasons) checkReasonsAgainstBtf(reasons.rows, planned.enums, reasons.label);
+  return render(planned, sourceLabel, reasons);
 }
 
-function render({ enums, structs }: { enums: EnumPlan[]; structs: StructPlan[] }, sourceLabel: string): string {
+function render(
+  { enums, structs }: { enums: EnumPlan[]; structs: StructPlan[] },
+  sourceLabel: string,
+  reasons?: { rows: ReasonRow[]; label: string },
+): string {
   const parts = [
     [
       '// SPDX-License-Identifier: GPL-2.0-only',
@@ -368,6 +473,8 @@ function render({ enums, structs }: { enums: EnumPlan[]; structs: StructPlan[] }
     ].join('\n'),
     ...enums.map(emitEnum),
     ...structs.map(emitStruct),
+    // last, so that everything above stays byte-identical to what the generator wrote before the table existed
+    ...(reasons ? [emitReasons(reasons.rows, reasons.label)] : []),
   ];
   return parts.join('\n\n') + '\n';
 }
@@ -384,9 +491,17 @@ export interface GenerateResult {
  * differs so that an unchanged layout leaves the file's mtime alone and a
  * build does not rebuild everything downstream.
  */
-export function generateLayouts(objectPath: string, outPath: string, sourceLabel = posixRelative(objectPath)): GenerateResult {
+export function generateLayouts(
+  objectPath: string,
+  outPath: string,
+  sourceLabel = posixRelative(objectPath),
+  reasonsPath: string = DEFAULT_REASONS_PATH,
+): GenerateResult {
   const planned = plan(readBtf(objectPath));
-  const text = render(planned, sourceLabel);
+  if (!existsSync(reasonsPath)) throw new Error(`${reasonsPath}: no such file (the reason table)`);
+  const reasons = { rows: parseReasons(readFileSync(reasonsPath, 'utf8'), reasonsPath), label: posixRelative(reasonsPath) };
+  checkReasonsAgainstBtf(reasons.rows, planned.enums, reasons.label);
+  const text = render(planned, sourceLabel, reasons);
   const previous = existsSync(outPath) ? readFileSync(outPath, 'utf8') : undefined;
   const changed = previous !== text;
   if (changed) writeFileSync(outPath, text);
@@ -398,16 +513,17 @@ function posixRelative(file: string): string {
   return path.relative(process.cwd(), path.resolve(file)).split(path.sep).join('/');
 }
 
-/** Command-line entry: `[object.o] [out.ts]`; returns the exit status. */
+/** Command-line entry: `[object.o] [out.ts] [reasons.def]`; returns the exit status. */
 export function main(argv: readonly string[] = process.argv.slice(2)): number {
-  if (argv.length > 2 || argv.includes('-h') || argv.includes('--help')) {
-    console.error('usage: node dist/maps/gen-layouts.js [object.o] [out.ts]');
-    return argv.length > 2 ? 2 : 0;
+  if (argv.length > 3 || argv.includes('-h') || argv.includes('--help')) {
+    console.error('usage: node dist/maps/gen-layouts.js [object.o] [out.ts] [reasons.def]');
+    return argv.length > 3 ? 2 : 0;
   }
   const objectPath = argv[0] ?? DEFAULT_OBJECT_PATH;
   const outPath = argv[1] ?? DEFAULT_OUTPUT_PATH;
+  const reasonsPath = argv[2] ?? DEFAULT_REASONS_PATH;
   try {
-    const result = generateLayouts(objectPath, outPath);
+    const result = generateLayouts(objectPath, outPath, undefined, reasonsPath);
     const what = `${result.structs} structs, ${result.enums} enums from ${objectPath}`;
     console.log(result.changed ? `gen-layouts: wrote ${outPath} (${what})` : `gen-layouts: ${outPath} up to date (${what})`);
     return 0;

@@ -76,6 +76,7 @@ export type IvbDropReason = (typeof IvbDropReason)[keyof typeof IvbDropReason];
 export const IvbDirection = {
   WIRE: 0, // IVB_DIR_FROM_WIRE
   SLAVE: 1, // IVB_DIR_FROM_SLAVE
+  SIBLING: 2, // IVB_DIR_FROM_SIBLING
 } as const;
 export type IvbDirection = (typeof IvbDirection)[keyof typeof IvbDirection];
 

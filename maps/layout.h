@@ -144,6 +144,8 @@ enum ivb_action {
 enum ivb_direction {
 	IVB_DIR_FROM_WIRE = 0,
 	IVB_DIR_FROM_SLAVE = 1,
+	/* the receiving side of a slave-to-slave frame (row keyed by the receiver) */
+	IVB_DIR_FROM_SIBLING = 2,
 };
 
 /* key of ivb_counters (per-CPU): one row per (port, device, direction, action, reason) */

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import * as generated from '../maps/generated.js';
 import type { FieldLayout, StructLayout } from '../maps/codec.js';
-import { main } from '../maps/gen-layouts.js';
+import { main, parseReasons } from '../maps/gen-layouts.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const objectPath = path.join(repoRoot, 'bpf/layout.bpf.o');
@@ -239,6 +239,41 @@ describe('codecs', () => {
     expect(() => generated.encodeIvbPortKey({ portId: 2 ** 32 })).toThrow(RangeError);
     expect(() => generated.encodeIvbAddrOwner({ peerIfindex: 1, prefixlen: 256 })).toThrow(RangeError);
     expect(() => generated.decodeIvbSlave(Buffer.alloc(15))).toThrow(RangeError);
+  });
+});
+
+describe('reason table (maps/drop_reasons.def)', () => {
+  const defPath = path.join(repoRoot, 'maps/drop_reasons.def');
+
+  it('has one entry per BTF enum ivb_drop_reason member, same number, same name', () => {
+    const btf = btfEnums.find((e) => e.name === 'ivb_drop_reason');
+    expect(btf).toBeDefined();
+    const fromBtf = (btf?.values ?? []).map((v) => [v.val, v.name.replace(/^IVB_DROP_/, '')]);
+    expect(generated.IvbDropReasonTable.map((r) => [r.value, r.name])).toEqual(fromBtf);
+    for (const r of generated.IvbDropReasonTable) {
+      expect((generated.IvbDropReason as Record<string, number>)[r.name]).toBe(r.value);
+    }
+  });
+
+  it('carries the labels and texts of the .def file, labels usable as metric label values', () => {
+    // read here with a plain split, not the generator's parser
+    const lines = readFileSync(defPath, 'utf8').split('\n').filter((l) => l.startsWith('IVB_REASON('));
+    expect(generated.IvbDropReasonTable.length).toBe(lines.length);
+    for (const [i, line] of lines.entries()) {
+      const r = generated.IvbDropReasonTable[i]!;
+      expect(line).toContain(`"${r.label}"`);
+      expect(line).toContain(`"${r.text}"`);
+      expect(r.label).toMatch(/^[a-z][a-z0-9_]*$/);
+    }
+    expect(new Set(generated.IvbDropReasonTable.map((r) => r.label)).size).toBe(lines.length);
+  });
+
+  it('refuses a reused number, a duplicate label and a malformed line', () => {
+    expect(() => parseReasons('IVB_REASON(1, A, "a", "x")\nIVB_REASON(1, B, "b", "y")\n', 't.def')).toThrow(/number 1/);
+    expect(() => parseReasons('IVB_REASON(1, A, "a", "x")\nIVB_REASON(2, B, "a", "y")\n', 't.def')).toThrow(/label a/);
+    expect(() => parseReasons('IVB_REASON(1, A, "Bad Label", "x")\n', 't.def')).toThrow(/label/);
+    expect(() => parseReasons('IVB_REASON(1, A)\n', 't.def')).toThrow(/t.def:1/);
+    expect(parseReasons('/* c\n * d */\nIVB_REASON(3, C, "c", "it\'s")\n', 't.def')).toEqual([{ value: 3, name: 'C', label: 'c', text: "it's" }]);
   });
 });
 

@@ -58,6 +58,8 @@ static __always_inline int ivb_deliver(struct __sk_buff *skb, __u32 port_id, __u
 		return IVB_DROP(skb, IVB_DROP_SLAVE_GONE);
 	if (from_slave && s->mtu && !skb->gso_size && skb->len > s->mtu + IVB_ETH_HLEN)
 		return IVB_DROP(skb, IVB_DROP_TOO_BIG);
+	if (from_slave)
+		ivb_count_sibling_rx(skb, peer, IVB_ACT_DELIVER);
 	if (s->flags & IVB_SLAVE_SAME_NETNS)
 		return ivb_verdict(skb, bpf_redirect(peer, 0), IVB_ACT_DELIVER, peer, IVB_DROP_NONE);
 	return ivb_verdict(skb, bpf_redirect_peer(peer, 0), IVB_ACT_DELIVER, peer, IVB_DROP_NONE);

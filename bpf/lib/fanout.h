@@ -32,8 +32,10 @@ static __always_inline __u32 ivb_fanout(struct __sk_buff *skb, __u32 port_id, __
 		if (!s || !(s->flags & IVB_SLAVE_UP))
 			continue;
 		/* egress of the host-side peer: veth hands it to the slave end */
-		bpf_clone_redirect(skb, e->peer_ifindex, 0);
+		if (!ivb_dry_run)
+			bpf_clone_redirect(skb, e->peer_ifindex, 0);
 		ivb_count(skb, IVB_ACT_FANOUT_COPY, e->peer_ifindex, IVB_DROP_NONE);
+		ivb_count_sibling_rx(skb, e->peer_ifindex, IVB_ACT_FANOUT_COPY);
 		copies++;
 	}
 	ivb_trace_fanout(copies);

@@ -28,6 +28,12 @@ const volatile __u32 ivb_port_id = 0;
 const volatile __u32 ivb_trace_enabled = 0;
 /* Set by the loader: count every decision (off only to measure their cost). */
 const volatile __u32 ivb_counters_enabled = 0;
+/*
+ * Set by the loader for "explain": broadcast/multicast copies are counted in
+ * the trace but not sent (bpf_clone_redirect would really transmit them
+ * during a test run).
+ */
+const volatile __u32 ivb_dry_run = 0;
 
 /* the last decision of this program instance (not pinned: private to each load) */
 struct {
@@ -69,12 +75,13 @@ static __always_inline __u32 ivb_row_ifindex(struct __sk_buff *skb, __u32 action
 	return action == IVB_ACT_DELIVER || action == IVB_ACT_FANOUT_COPY ? target : 0;
 }
 
-static __always_inline void ivb_count(struct __sk_buff *skb, __u32 action, __u32 target, __u32 reason)
+static __always_inline void ivb_count_row(struct __sk_buff *skb, __u32 ifindex, __u32 direction, __u32 action,
+					  __u32 reason)
 {
 	struct ivb_counter_key k = {
 		.port_id = ivb_port_id,
-		.ifindex = ivb_row_ifindex(skb, action, target),
-		.direction = IVB_PROG_DIR,
+		.ifindex = ifindex,
+		.direction = direction,
 		.action = action,
 		.reason = reason,
 	};
@@ -96,6 +103,18 @@ static __always_inline void ivb_count(struct __sk_buff *skb, __u32 action, __u32
 		c->packets++;
 		c->bytes += skb->len;
 	}
+}
+
+static __always_inline void ivb_count(struct __sk_buff *skb, __u32 action, __u32 target, __u32 reason)
+{
+	ivb_count_row(skb, ivb_row_ifindex(skb, action, target), IVB_PROG_DIR, action, reason);
+}
+
+/* The receiver's side of a frame one slave hands another (its rx). */
+static __always_inline void ivb_count_sibling_rx(struct __sk_buff *skb, __u32 receiver, __u32 action)
+{
+	if (IVB_PROG_DIR == IVB_DIR_FROM_SLAVE)
+		ivb_count_row(skb, receiver, IVB_DIR_FROM_SIBLING, action, IVB_DROP_NONE);
 }
 
 /* Per-CPU token window: at most events_per_sec events per CPU and second. */
@@ -124,6 +143,8 @@ static __always_inline void ivb_emit_event(struct __sk_buff *skb, __u32 action, 
 	struct ivb_event *e;
 	__u32 n;
 
+	if (ivb_trace_enabled)
+		return; /* test runs and explain are not traffic */
 	if (!s || !s->events)
 		return;
 	if (s->events == 1 && action != IVB_ACT_DROP)

@@ -1,26 +1,94 @@
 // SPDX-License-Identifier: GPL-2.0-only
-/** `ipvlan-bpf agent`: the long-running learner. Forwarding does not depend on it being up. */
-import { writeFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+/**
+ * `ipvlan-bpf agent [--metrics ADDR:PORT] [--api SOCKET]`: the long-running
+ * learner, optionally with a Prometheus endpoint (loopback only) and the
+ * control API on a Unix socket. Forwarding does not depend on it being up.
+ */
+import { writeFileSync, rmSync, readFileSync } from 'node:fs';
+import { join, resolve as resolvePath } from 'node:path';
 import { Learner } from './learner.js';
 import { ensureDir, stateDir } from '../paths.js';
+import { IvbError, EINVAL, errorLine } from '../errors.js';
+import { parseListen, startMetricsServer, type MetricsServer } from '../metrics/metrics.js';
+import { ApiServer } from '../api/server.js';
+import { apiPathFile } from '../api/client.js';
 
-export async function runAgent(): Promise<number> {
+export interface AgentOptions {
+  /** ADDR:PORT of the metrics endpoint (loopback), or null */
+  metrics: string | null;
+  /** path of the control API's Unix socket, or null */
+  api: string | null;
+}
+
+export function parseAgentArgs(words: readonly string[]): AgentOptions {
+  const o: AgentOptions = { metrics: null, api: null };
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i]!;
+    const v = words[i + 1];
+    if (w === '--metrics' || w === 'metrics') {
+      if (!v) throw new IvbError('IPVLAN_E_USAGE', 'agent: --metrics needs ADDRESS:PORT (e.g. 127.0.0.1:9464)', EINVAL);
+      parseListen(v); // refuse a bad or non-loopback address before starting anything
+      o.metrics = v;
+      i++;
+    } else if (w === '--api' || w === 'api') {
+      if (!v) throw new IvbError('IPVLAN_E_USAGE', 'agent: --api needs the path of a Unix socket', EINVAL);
+      o.api = resolvePath(v);
+      i++;
+    } else {
+      throw new IvbError('IPVLAN_E_USAGE', `agent: unknown argument "${w}" (agent [--metrics ADDR:PORT] [--api SOCKET])`, EINVAL);
+    }
+  }
+  return o;
+}
+
+export async function runAgent(opts: AgentOptions = { metrics: null, api: null }): Promise<number> {
   const log = (line: string): void => {
     process.stdout.write(`${new Date().toISOString()} ipvlan-bpf agent: ${line}\n`);
   };
   ensureDir(stateDir());
   const pidFile = join(stateDir(), 'agent.pid');
   writeFileSync(pidFile, String(process.pid));
+  let metrics: MetricsServer | null = null;
+  let api: ApiServer | null = null;
   const learner = new Learner(log);
+  const shutdown = async (): Promise<void> => {
+    learner.stop();
+    if (api) {
+      await api.stop().catch(() => undefined);
+      // only our own record: a newer agent may have taken over the file
+      try {
+        if (readFileSync(apiPathFile(), 'utf8').trim() === api.path) rmSync(apiPathFile(), { force: true });
+      } catch {
+        /* gone already */
+      }
+    }
+    if (metrics) await metrics.close().catch(() => undefined);
+    rmSync(pidFile, { force: true });
+  };
+  try {
+    if (opts.metrics) {
+      metrics = await startMetricsServer(opts.metrics);
+      log(`metrics on http://${metrics.address.host.includes(':') ? `[${metrics.address.host}]` : metrics.address.host}:${metrics.address.port}/metrics`);
+    }
+    if (opts.api) {
+      api = new ApiServer(opts.api, log);
+      await api.start();
+      writeFileSync(apiPathFile(), `${opts.api}\n`);
+      log(`api on ${opts.api}`);
+    }
+  } catch (e) {
+    log(`cannot start: ${errorLine(e)}`);
+    await shutdown();
+    throw e;
+  }
   learner.start();
   log('started');
   return new Promise<number>((resolve) => {
     const stop = (): void => {
-      learner.stop();
-      rmSync(pidFile, { force: true });
-      log('stopped');
-      resolve(0);
+      void shutdown().then(() => {
+        log('stopped');
+        resolve(0);
+      });
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);

@@ -10,13 +10,23 @@ import { linkAdd, linkDel, linkSet, linkShow } from '../link/manager.js';
 import { toJson, toText } from './show.js';
 import { describeCurrentNetns } from '../netlink/netns.js';
 import { enterInitNetns } from '../netlink/context.js';
+import { ApiClient } from '../api/client.js';
+import { linkFromMsg, linkMsgText } from '../api/convert.js';
 
 const HELP = `Usage: ipvlan-bpf [ OPTIONS ] OBJECT { COMMAND | help }
   ipvlan-bpf [-n NETNS] link add link MASTER name SLAVE [mtu MTU] [type ipvlan [mode l2|l3|l3s] [bridge|private|vepa]]
   ipvlan-bpf [-n NETNS] link set dev SLAVE [source-validation on|off] [type ipvlan [mode l2|l3|l3s] [bridge|private|vepa]]
   ipvlan-bpf [-n NETNS] link del [dev] SLAVE
   ipvlan-bpf [-n NETNS] [-j] link show [[dev] SLAVE]
-  ipvlan-bpf agent          learn slave addresses (runs until stopped)
+  ipvlan-bpf stats [[dev] DEVICE] [-j] [--watch [SECONDS]]
+                            counters per slave and master (iproute2 stats64 names), drops by reason
+  ipvlan-bpf monitor [--drops] [-j] [--rate N]
+                            live datapath decisions (sampled; events are on only while it runs)
+  ipvlan-bpf explain --master MASTER (--frame HEX | --src A --dst B [--proto icmp|udp|tcp|arp])
+                     [--from wire|SLAVE] [--src-mac MAC] [--dst-mac MAC] [--size N] [-j]
+                            what the datapath would do with a frame, and why
+  ipvlan-bpf agent [--metrics 127.0.0.1:PORT] [--api SOCKET]
+                            learn slave addresses (runs until stopped); Prometheus metrics; control API
   ipvlan-bpf sync           one resync of every port's addresses and slaves
   ipvlan-bpf demo           the HOWTO's example in namespaces, with traffic, then cleanup
 OPTIONS: -n NETNS (run in namespace NETNS, as ip -n) | -j (JSON) | -p (pretty JSON)
@@ -46,10 +56,23 @@ export async function main(argv: readonly string[]): Promise<number> {
         return 0;
       case 'link':
       case 'l':
+        if ((cmd === undefined || ['show', 'list', 'ls'].includes(cmd)) && (await linkShowViaApi(global, netns, rest))) return 0;
         return runLink(global, netns, cmd, rest);
+      case 'stats': {
+        const { parseStatsArgs, runStats } = await import('../stats/command.js');
+        return runStats(parseStatsArgs(words.slice(1), global.json, global.pretty));
+      }
+      case 'monitor': {
+        const { parseMonitorArgs, runMonitor } = await import('../monitor/command.js');
+        return runMonitor(parseMonitorArgs(words.slice(1), global.json));
+      }
+      case 'explain': {
+        const { runExplain } = await import('../explain/command.js');
+        return runExplain(words.slice(1), global.netns, global.json, global.pretty);
+      }
       case 'agent': {
-        const { runAgent } = await import('../agent/agent.js');
-        return runAgent();
+        const { parseAgentArgs, runAgent } = await import('../agent/agent.js');
+        return runAgent(parseAgentArgs(words.slice(1)));
       }
       case 'sync': {
         const { resyncOnce } = await import('../agent/learner.js');
@@ -68,6 +91,25 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`ipvlan-bpf: ${msg}\n`);
     if (process.env.IPVLAN_BPF_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
     return e instanceof IvbError && e.code === 'IPVLAN_E_USAGE' ? 2 : 1;
+  }
+}
+
+/**
+ * `link show` through the agent's API when it serves one (same output as
+ * the direct path); false when there is no agent to ask.
+ */
+async function linkShowViaApi(global: GlobalOptions, netns: string | null, rest: string[]): Promise<boolean> {
+  const name = parseDevOnly(rest, false, 'link show');
+  const client = await ApiClient.tryConfigured();
+  if (!client) return false;
+  try {
+    const r = await client.call({ linkList: { ...(name === null ? {} : { name }), netns: netns ?? '', onlyNetns: global.netns !== null } });
+    const links = r.linkList?.links ?? [];
+    if (global.json) print(global, links.map(linkFromMsg));
+    else if (links.length) process.stdout.write(links.map(linkMsgText).join('\n') + '\n');
+    return true;
+  } finally {
+    client.close();
   }
 }
 

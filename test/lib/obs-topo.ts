@@ -1,0 +1,335 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * The observability tests' world: two ports in one "host" namespace, each
+ * master a veth whose other end sits in a "wire" namespace, slaves in their
+ * own namespaces, and an agent (optionally with --metrics / --api).
+ *
+ *   port A, l2 bridge: eth0m (MAC A_MAC, 198.18.10.2/24) <-> wire wp0 (198.18.10.1)
+ *       s0 in ns0: 198.18.10.10/24      s1 in ns1: 198.18.10.11/24, mtu 1280
+ *   port B, l3 bridge: eth1m (MAC B_MAC, 198.18.11.2/24) <-> wire wp1 (198.18.11.1)
+ *       s2 in ns2: 198.18.11.10/24      s3 in ns3: 198.18.11.11/24
+ *   host: unreachable 198.19.99.0/24 (fib_lookup_failed)
+ *
+ * Counting exactly needs silence: IPv6 is off in every namespace before any
+ * device exists (no DAD, RS, MLD), and the test traffic is raw frames sent
+ * with a packet socket (python3, AF_PACKET): ICMP echo replies and UDP
+ * broadcasts, which no receiver answers, so nothing but what a test sends
+ * ever reaches a counter.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { join } from 'node:path';
+import { CLI, TestEnv, ip, must, waitUntil } from './topo.js';
+import { ETH_P_IP, eth, inetChecksum, ip4, ipv4, mac, udp } from './frames.js';
+import { readCounterRows, type CounterRow } from '../../controller/src/stats/counters.js';
+
+export const A_MAC = '02:00:00:00:10:02';
+export const B_MAC = '02:00:00:00:11:02';
+export const WIRE0_MAC = '02:00:00:00:10:01';
+export const WIRE1_MAC = '02:00:00:00:11:01';
+
+export const IP = {
+  wire0: '198.18.10.1',
+  host0: '198.18.10.2',
+  s0: '198.18.10.10',
+  s1: '198.18.10.11',
+  nobody0: '198.18.10.99',
+  wire1: '198.18.11.1',
+  host1: '198.18.11.2',
+  s2: '198.18.11.10',
+  s3: '198.18.11.11',
+  unreachable: '198.19.99.1',
+} as const;
+
+export interface ObsTopo {
+  env: TestEnv;
+  host: string;
+  wire: string;
+  ns: Record<'s0' | 's1' | 's2' | 's3', string>;
+}
+
+function quiet(ns: string): void {
+  must('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+}
+
+/** An ipvlan-bpf agent with arguments, killed (with its process group) at cleanup. */
+export class ObsAgent {
+  readonly lines: string[] = [];
+  readonly proc: ChildProcess;
+  private exited: Promise<void>;
+  done = false;
+
+  constructor(env: TestEnv, args: string[]) {
+    this.proc = spawn(process.execPath, [CLI, 'agent', ...args], { env: env.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    for (const s of [this.proc.stdout, this.proc.stderr]) if (s) createInterface({ input: s }).on('line', (l) => this.lines.push(l));
+    this.exited = new Promise((res) => this.proc.once('exit', () => {
+      this.done = true;
+      res();
+    }));
+    env.onCleanup(() => this.kill());
+  }
+
+  async line(re: RegExp, timeoutMs = 10_000): Promise<string> {
+    return (await waitUntil(`agent line ${re}`, () => this.lines.find((l) => re.test(l)), timeoutMs, 20)).value;
+  }
+
+  async stop(): Promise<void> {
+    if (this.done) return;
+    try {
+      process.kill(this.proc.pid!, 'SIGTERM');
+    } catch {
+      /* gone */
+    }
+    const t = setTimeout(() => this.kill(), 3000);
+    await this.exited;
+    clearTimeout(t);
+    this.kill();
+  }
+
+  kill(): void {
+    try {
+      process.kill(-this.proc.pid!, 'SIGKILL');
+    } catch {
+      /* nothing left */
+    }
+  }
+}
+
+/** Builds the two ports; the agent must already run (it learns the addresses and marks slaves up). */
+export async function buildObsTopo(env: TestEnv): Promise<ObsTopo> {
+  const host = env.netns('host');
+  const wire = env.netns('wire');
+  const ns = { s0: env.netns('ns0'), s1: env.netns('ns1'), s2: env.netns('ns2'), s3: env.netns('ns3') };
+  for (const n of [host, wire, ...Object.values(ns)]) quiet(n);
+  ip(host, 'link', 'add', 'eth0m', 'address', A_MAC, 'type', 'veth', 'peer', 'name', 'wp0', 'address', WIRE0_MAC, 'netns', wire);
+  ip(host, 'link', 'add', 'eth1m', 'address', B_MAC, 'type', 'veth', 'peer', 'name', 'wp1', 'address', WIRE1_MAC, 'netns', wire);
+  for (const [dev, addr] of [['eth0m', `${IP.host0}/24`], ['eth1m', `${IP.host1}/24`]] as const) {
+    ip(host, 'addr', 'add', addr, 'dev', dev);
+    ip(host, 'link', 'set', dev, 'up');
+  }
+  for (const [dev, addr] of [['wp0', `${IP.wire0}/24`], ['wp1', `${IP.wire1}/24`]] as const) {
+    ip(wire, 'addr', 'add', addr, 'dev', dev);
+    ip(wire, 'link', 'set', dev, 'up');
+  }
+  ip(host, 'route', 'add', 'unreachable', '198.19.99.0/24');
+  // static neighbours between host and wire: no ARP crossing the masters while a test counts
+  ip(host, 'neigh', 'replace', IP.wire0, 'lladdr', WIRE0_MAC, 'dev', 'eth0m', 'nud', 'permanent');
+  ip(host, 'neigh', 'replace', IP.wire1, 'lladdr', WIRE1_MAC, 'dev', 'eth1m', 'nud', 'permanent');
+  ip(wire, 'neigh', 'replace', IP.host0, 'lladdr', A_MAC, 'dev', 'wp0', 'nud', 'permanent');
+  ip(wire, 'neigh', 'replace', IP.host1, 'lladdr', B_MAC, 'dev', 'wp1', 'nud', 'permanent');
+  env.cliOk('-n', host, 'link', 'add', 'link', 'eth0m', 'name', 's0', 'type', 'ipvlan', 'mode', 'l2', 'bridge');
+  env.cliOk('-n', host, 'link', 'add', 'link', 'eth0m', 'name', 's1', 'mtu', '1280', 'type', 'ipvlan', 'mode', 'l2', 'bridge');
+  env.cliOk('-n', host, 'link', 'add', 'link', 'eth1m', 'name', 's2', 'type', 'ipvlan', 'mode', 'l3', 'bridge');
+  env.cliOk('-n', host, 'link', 'add', 'link', 'eth1m', 'name', 's3', 'type', 'ipvlan', 'mode', 'l3', 'bridge');
+  const addrs: Record<keyof typeof ns, string> = { s0: IP.s0, s1: IP.s1, s2: IP.s2, s3: IP.s3 };
+  for (const s of ['s0', 's1', 's2', 's3'] as const) {
+    ip(host, 'link', 'set', 'dev', s, 'netns', ns[s]);
+    must('ip', ['netns', 'exec', ns[s], 'sysctl', '-qw', `net.ipv6.conf.${s}.disable_ipv6=1`]);
+    ip(ns[s], 'addr', 'add', `${addrs[s]}/24`, 'dev', s);
+    ip(ns[s], 'link', 'set', 'dev', s, 'up');
+  }
+  await waitUntil('the agent to learn every slave address', () => {
+    const learned = env.show().flatMap((l) => l.ipvlan_bpf.learned.map((a) => a.local));
+    return Object.values(addrs).every((a) => learned.includes(a));
+  }, 15_000, 50);
+  // learned, and up in the datapath: explain from the wire reaches every slave
+  for (const s of ['s0', 's1', 's2', 's3'] as const) {
+    const master = s === 's0' || s === 's1' ? 'eth0m' : 'eth1m';
+    await waitUntil(`${s} up in the datapath`, () => {
+      const r = env.cli(['-j', 'explain', '--master', master, '--src', IP.wire0, '--dst', addrs[s], '--proto', 'icmp']);
+      return r.status === 0 && (JSON.parse(r.stdout) as { verdict: string }).verdict === 'deliver';
+    }, 15_000, 100);
+  }
+  return { env, host, wire, ns };
+}
+
+// --- frames -----------------------------------------------------------------
+
+/** An ICMP echo reply: no host answers one, so it makes no traffic of its own. */
+export function echoReplyFrame(dstMac: string, srcMac: string, src: string, dst: string, total = 98): Buffer {
+  const data = Buffer.alloc(total - 14 - 20 - 8, 0x42);
+  const icmp = Buffer.concat([Buffer.from([0, 0, 0, 0, 0x12, 0x34, 0, 1]), data]);
+  icmp.writeUInt16BE(inetChecksum(icmp), 2);
+  return eth(mac(dstMac), mac(srcMac), ETH_P_IP, ipv4({ src: ip4(src), dst: ip4(dst), protocol: 1, payload: icmp }));
+}
+
+export function udpFrame(dstMac: string, srcMac: string, src: string, dst: string): Buffer {
+  return eth(mac(dstMac), mac(srcMac), ETH_P_IP, ipv4({ src: ip4(src), dst: ip4(dst), payload: udp(40000, 9) }));
+}
+
+export function etherFrame(dstMac: string, srcMac: string, type: number, len = 60): Buffer {
+  return eth(mac(dstMac), mac(srcMac), type, Buffer.alloc(len - 14, 0x33));
+}
+
+const SENDER = [
+  'import socket, sys',
+  's = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)',
+  's.bind((sys.argv[1], 0))',
+  'f = bytes.fromhex(sys.argv[2])',
+  'import errno, time',
+  // ENOBUFS: the frame was dropped on the way (a full backlog on a busy machine): send it again
+  'for _ in range(int(sys.argv[3])):',
+  '    for attempt in range(2000):',
+  '        try:',
+  '            s.send(f)',
+  '            break',
+  '        except OSError as e:',
+  '            if e.errno != errno.ENOBUFS or attempt == 1999: raise',
+  '            time.sleep(0.001)',
+].join('\n');
+
+/** Sends FRAME COUNT times out of DEV inside NS (a packet socket: the frame goes out byte for byte). */
+export function sendRaw(ns: string, dev: string, frame: Buffer, count: number): void {
+  const r = spawnSync('ip', ['netns', 'exec', ns, 'python3', '-c', SENDER, dev, frame.toString('hex'), String(count)], {
+    encoding: 'utf8',
+    timeout: 10_000,
+  });
+  if (r.status !== 0) throw new Error(`raw send in ${ns} on ${dev}: ${r.stderr || r.error}`);
+}
+
+// --- counters ---------------------------------------------------------------
+
+export function counterRows(env: TestEnv): CounterRow[] {
+  return readCounterRows(join(env.pinDir, 'maps'));
+}
+
+/** stats -j as the CLI prints it. */
+export interface StatsDev {
+  ifname: string;
+  role: string;
+  link: string;
+  stats64: { rx: Record<'packets' | 'bytes' | 'dropped' | 'multicast', number>; tx: Record<'packets' | 'bytes' | 'dropped' | 'multicast', number> };
+  drops: Record<string, number>;
+  ipvlan_bpf: { sibling_tx: number; to_stack: number; to_wire: number };
+}
+
+export function statsJson(env: TestEnv, extraEnv: NodeJS.ProcessEnv = {}, device?: string): StatsDev[] {
+  const saved = env.env;
+  const args = ['stats', ...(device ? [device] : []), '-j'];
+  const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...saved, ...extraEnv }, encoding: 'utf8', timeout: 30_000 });
+  if (r.status !== 0) throw new Error(`stats -j: ${r.stderr}`);
+  return JSON.parse(r.stdout) as StatsDev[];
+}
+
+export function dev(list: StatsDev[], name: string): StatsDev {
+  const d = list.find((x) => x.ifname === name);
+  if (!d) throw new Error(`no ${name} in stats: ${list.map((x) => x.ifname).join(', ')}`);
+  return d;
+}
+
+/** b - a, field by field, for one device (drops by label; missing labels count 0). */
+export function delta(a: StatsDev, b: StatsDev): { rx: StatsDev['stats64']['rx']; tx: StatsDev['stats64']['tx']; drops: Record<string, number>; sibling_tx: number; to_wire: number; to_stack: number } {
+  const d = (k: 'rx' | 'tx'): StatsDev['stats64']['rx'] => ({
+    packets: b.stats64[k].packets - a.stats64[k].packets,
+    bytes: b.stats64[k].bytes - a.stats64[k].bytes,
+    dropped: b.stats64[k].dropped - a.stats64[k].dropped,
+    multicast: b.stats64[k].multicast - a.stats64[k].multicast,
+  });
+  const drops: Record<string, number> = {};
+  for (const k of new Set([...Object.keys(a.drops), ...Object.keys(b.drops)])) {
+    const v = (b.drops[k] ?? 0) - (a.drops[k] ?? 0);
+    if (v !== 0) drops[k] = v;
+  }
+  return {
+    rx: d('rx'),
+    tx: d('tx'),
+    drops,
+    sibling_tx: b.ipvlan_bpf.sibling_tx - a.ipvlan_bpf.sibling_tx,
+    to_wire: b.ipvlan_bpf.to_wire - a.ipvlan_bpf.to_wire,
+    to_stack: b.ipvlan_bpf.to_stack - a.ipvlan_bpf.to_stack,
+  };
+}
+
+/**
+ * Every drop reason the tests provoke: which netns/device sends what, and
+ * where the reason is counted (the device in `stats`, the direction).
+ */
+export interface DropCase {
+  reason: string;
+  count: number;
+  /** the device whose `drops` counts it */
+  device: string;
+  direction: 'from_wire' | 'from_slave';
+  /** explain's --from: "wire" or the slave */
+  from: string;
+  master: string;
+  frame: Buffer;
+  send: (t: ObsTopo) => void;
+}
+
+export function dropCases(): DropCase[] {
+  const big = echoReplyFrame(A_MAC, A_MAC, IP.s0, IP.s1, 1400);
+  const c = (reason: string, count: number, device: string, from: string, master: string, frame: Buffer, ns: (t: ObsTopo) => [string, string]): DropCase => ({
+    reason,
+    count,
+    device,
+    direction: from === 'wire' ? 'from_wire' : 'from_slave',
+    from,
+    master,
+    frame,
+    send: (t) => {
+      const [n, d] = ns(t);
+      sendRaw(n, d, frame, count);
+    },
+  });
+  return [
+    c('too_big', 2, 's0', 's0', 'eth0m', big, (t) => [t.ns.s0, 's0']),
+    c('spoofed_mac', 3, 's0', 's0', 'eth0m', echoReplyFrame(WIRE0_MAC, '02:00:00:00:aa:aa', IP.s0, IP.wire0), (t) => [t.ns.s0, 's0']),
+    c('spoofed_source', 4, 's0', 's0', 'eth0m', echoReplyFrame(WIRE0_MAC, A_MAC, '198.18.10.77', IP.wire0), (t) => [t.ns.s0, 's0']),
+    c('no_owner', 5, 'eth0m', 'wire', 'eth0m', echoReplyFrame(A_MAC, WIRE0_MAC, IP.wire0, IP.nobody0), (t) => [t.wire, 'wp0']),
+    c('l3_multicast', 2, 's2', 's2', 'eth1m', udpFrame('01:00:5e:00:00:fb', B_MAC, IP.s2, '224.0.0.251'), (t) => [t.ns.s2, 's2']),
+    c('l3_broadcast', 3, 's2', 's2', 'eth1m', udpFrame(B_MAC, B_MAC, IP.s2, '198.18.11.255'), (t) => [t.ns.s2, 's2']),
+    c('l3_protocol', 2, 's2', 's2', 'eth1m', etherFrame(B_MAC, B_MAC, 0x88b5), (t) => [t.ns.s2, 's2']),
+    c('fib_lookup_failed', 3, 's2', 's2', 'eth1m', udpFrame(B_MAC, B_MAC, IP.s2, IP.unreachable), (t) => [t.ns.s2, 's2']),
+  ];
+}
+
+/** `private` needs the port flag flipped around the sends; `slave_down` a slave taken down. */
+export async function provokePrivate(t: ObsTopo, count: number): Promise<Buffer> {
+  const frame = echoReplyFrame(A_MAC, A_MAC, IP.s0, IP.s1);
+  t.env.cliOk('-n', t.ns.s0, 'link', 'set', 'dev', 's0', 'type', 'ipvlan', 'mode', 'l2', 'private');
+  try {
+    sendRaw(t.ns.s0, 's0', frame, count);
+  } finally {
+    t.env.cliOk('-n', t.ns.s0, 'link', 'set', 'dev', 's0', 'type', 'ipvlan', 'mode', 'l2', 'bridge');
+  }
+  return frame;
+}
+
+export const SLAVE_DOWN_FRAME = echoReplyFrame(A_MAC, WIRE0_MAC, IP.wire0, IP.s1);
+
+/**
+ * Whether the datapath has s1 up: its ivb_slaves entry's flags, read with
+ * bpftool (not explain, whose test runs would be monitor events too).
+ */
+export function s1UpInDatapath(t: ObsTopo): boolean {
+  const peer = t.env.slave('s1')?.ipvlan_bpf.peer_ifindex;
+  if (peer === undefined) throw new Error('s1 has no peer_ifindex in link show');
+  const r = spawnSync('bpftool', ['-j', 'map', 'dump', 'pinned', join(t.env.pinDir, 'maps', 'ivb_slaves')], { encoding: 'utf8' });
+  const entries = JSON.parse(r.stdout) as Array<{ key: string[]; value: string[] }>;
+  const bytes = (a: string[]): Buffer => Buffer.from(a.map((b) => parseInt(b, 16)));
+  const e = entries.find((x) => bytes(x.key).readUInt32LE(4) === peer);
+  if (!e) throw new Error('s1 has no ivb_slaves entry');
+  return (bytes(e.value).readUInt32LE(4) & 1) === 1;
+}
+
+/** s1 down, and the learner has told the datapath. */
+export async function s1Down(t: ObsTopo): Promise<void> {
+  ip(t.ns.s1, 'link', 'set', 'dev', 's1', 'down');
+  await waitUntil('s1 down in the datapath', () => !s1UpInDatapath(t), 15_000, 50);
+}
+
+export async function s1Up(t: ObsTopo): Promise<void> {
+  ip(t.ns.s1, 'link', 'set', 'dev', 's1', 'up');
+  await waitUntil('s1 up again in the datapath', () => s1UpInDatapath(t), 15_000, 50);
+}
+
+export async function provokeSlaveDown(t: ObsTopo, count: number): Promise<Buffer> {
+  await s1Down(t);
+  try {
+    sendRaw(t.wire, 'wp0', SLAVE_DOWN_FRAME, count);
+  } finally {
+    await s1Up(t);
+  }
+  return SLAVE_DOWN_FRAME;
+}
