@@ -69,6 +69,7 @@ export const IvbDropReason = {
   SPOOFED_SOURCE: 13, // IVB_DROP_SPOOFED_SOURCE
   NO_NEIGH: 14, // IVB_DROP_NO_NEIGH
   VEPA_HAIRPIN: 15, // IVB_DROP_VEPA_HAIRPIN
+  VLAN_TAGGED: 16, // IVB_DROP_VLAN_TAGGED
 } as const;
 export type IvbDropReason = (typeof IvbDropReason)[keyof typeof IvbDropReason];
 
@@ -719,4 +720,5 @@ export const IvbDropReasonTable: readonly IvbDropReasonEntry[] = [
   { value: 13, name: 'SPOOFED_SOURCE', label: 'spoofed_source', text: 'source address is not the slave\'s own' },
   { value: 14, name: 'NO_NEIGH', label: 'neighbour_unresolved', text: 'neighbour unresolved in the master\'s namespace' },
   { value: 15, name: 'VEPA_HAIRPIN', label: 'vepa_hairpin', text: 'vepa: a frame for a sibling sent out for the switch to reflect' },
+  { value: 16, name: 'VLAN_TAGGED', label: 'vlan_tagged', text: 'a slave sent a VLAN-tagged frame (ipvlan slaves are VLAN_CHALLENGED)' },
 ];

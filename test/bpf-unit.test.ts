@@ -414,10 +414,12 @@ const slaveCases: Case[] = [
 	{ name: 'L2 dst MAC == src MAC without L3 key -> master stack', mode: L2, frame: lldp(MASTER_MAC, MASTER_MAC), expect: toMaster() },
 	{ name: 'L2 private to an unknown local address -> master stack (private gates siblings only)', mode: L2, flags: PRIVATE, frame: slave4(UNKNOWN4), expect: toMaster() },
 	{
-		name: 'L2 dst MAC == src MAC with an ARP cut before tpa -> master stack',
+		// the kernel would hand it to the master (no key); a slave's stack never builds
+		// it, so hardening (issue 6) drops what a hostile namespace crafts
+		name: 'L2 dst MAC == src MAC with an ARP cut before tpa -> DROP MALFORMED (hardening)',
 		mode: L2,
 		frame: arpFrame(MASTER_MAC, MASTER_MAC, { sha: MASTER_MAC, spa: A4, tpa: B4 }).subarray(0, 14 + 27),
-		expect: toMaster(),
+		expect: drop(IvbDropReason.MALFORMED),
 	},
 	{ name: 'L2 to an external MAC -> out of the master', mode: L2, frame: slave4(EXT_IP, { dmac: EXT_MAC }), expect: toWire() },
 	{ name: "L2 external MAC with a sibling's IP -> out of the master (no key lookup)", mode: L2, frame: slave4(B4, { dmac: EXT_MAC }), expect: toWire() },

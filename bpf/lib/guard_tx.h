@@ -88,6 +88,11 @@ static __always_inline int ivb_source_spoofed(struct __sk_buff *skb, const struc
 static __always_inline int ivb_check_sender(struct __sk_buff *skb, const struct ivb_port *port,
 					    const struct ivb_frame *f, __u32 self)
 {
+	/* a kernel slave cannot carry VLANs, and a header its stack would not build is not forwarded */
+	if (skb->vlan_present || f->proto == IVB_ETH_P_8021Q || f->proto == IVB_ETH_P_8021AD)
+		return IVB_DROP(skb, IVB_DROP_VLAN_TAGGED);
+	if ((f->proto == IVB_ETH_P_IP || f->proto == IVB_ETH_P_IPV6 || f->proto == IVB_ETH_P_ARP) && !f->l3_ok)
+		return IVB_DROP(skb, IVB_DROP_MALFORMED);
 	if (ivb_mac_spoofed(skb, port, f))
 		return IVB_DROP(skb, IVB_DROP_SPOOFED_MAC);
 	if ((port->options & IVB_OPT_SOURCE_VALIDATION) && ivb_source_spoofed(skb, f, self))

@@ -44,6 +44,7 @@ struct ivb_frame {
 	__u8 dad_ns;      /* IPv6 NS from :: (DAD): both keys are the NS target */
 	__u8 mcast_dst;   /* destination MAC is multicast/broadcast */
 	__u8 mac_local;   /* destination MAC == source MAC (the kernel's "local" test) */
+	__u8 l3_ok;       /* an IPv4/IPv6/ARP header the kernel's parser accepts */
 	struct ivb_addr_key dst; /* key "by destination" */
 	struct ivb_addr_key src; /* key "by source" */
 };
@@ -107,6 +108,7 @@ static __always_inline int ivb_parse(struct __sk_buff *skb, __u32 port_id, struc
 		 */
 		if ((void *)(arp + 1) > data_end)
 			return 0;
+		f->l3_ok = 1;
 		ivb_key_v4(&f->dst, port_id, arp->ar_tip);
 		ivb_key_v4(&f->src, port_id, arp->ar_sip);
 		f->has_key = 1;
@@ -121,6 +123,7 @@ static __always_inline int ivb_parse(struct __sk_buff *skb, __u32 port_id, struc
 		if (bpf_ntohs(ip->tot_len) > skb->len - IVB_ETH_HLEN ||
 		    bpf_ntohs(ip->tot_len) < ip->ihl * 4)
 			return 0;
+		f->l3_ok = 1;
 		ivb_key_v4(&f->dst, port_id, (const __u8 *)&ip->daddr);
 		ivb_key_v4(&f->src, port_id, (const __u8 *)&ip->saddr);
 		f->has_key = 1;
@@ -135,16 +138,24 @@ static __always_inline int ivb_parse(struct __sk_buff *skb, __u32 port_id, struc
 			/* from ::, only a DAD NS has a key: its target, both ways */
 			struct ivb_icmp6_ns *ns = (void *)(ip6 + 1);
 
-			if ((void *)(ns + 1) > data_end)
+			/* the ICMPv6 header itself must be there; an NS with its target */
+			if ((void *)ns + 4 > data_end)
 				return 0;
+			f->l3_ok = bpf_ntohs(ip6->payload_len) + sizeof(*ip6) <= skb->len - IVB_ETH_HLEN;
 			if (ns->type != IVB_NDISC_NEIGHBOUR_SOLICITATION)
 				return 0;
+			if ((void *)(ns + 1) > data_end) {
+				f->l3_ok = 0;
+				return 0;
+			}
 			ivb_key_v6(&f->dst, port_id, ns->target);
 			ivb_key_v6(&f->src, port_id, ns->target);
 			f->dad_ns = 1;
 			f->has_key = 1;
 			return 0;
 		}
+		/* the payload the header announces must be there (the slave's stack builds no less) */
+		f->l3_ok = bpf_ntohs(ip6->payload_len) + sizeof(*ip6) <= skb->len - IVB_ETH_HLEN;
 		ivb_key_v6(&f->dst, port_id, (const __u8 *)&ip6->daddr);
 		ivb_key_v6(&f->src, port_id, (const __u8 *)&ip6->saddr);
 		f->has_key = 1;

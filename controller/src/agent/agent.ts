@@ -9,7 +9,8 @@ import { join, resolve as resolvePath } from 'node:path';
 import { Learner } from './learner.js';
 import { ensureDir, stateDir } from '../paths.js';
 import { IvbError, EINVAL, errorLine } from '../errors.js';
-import { parseListen, startMetricsServer, type MetricsServer } from '../metrics/metrics.js';
+import { Counter } from 'prom-client';
+import { createRegistry, parseListen, startMetricsServer, type MetricsServer } from '../metrics/metrics.js';
 import { ApiServer } from '../api/server.js';
 import { apiPathFile } from '../api/client.js';
 
@@ -67,7 +68,18 @@ export async function runAgent(opts: AgentOptions = { metrics: null, api: null }
   };
   try {
     if (opts.metrics) {
-      metrics = await startMetricsServer(opts.metrics);
+      const registry = createRegistry();
+      new Counter({
+        name: 'ipvlan_bpf_address_refusals_total',
+        help: 'Addresses a slave configured that the learner refused (owned by a sibling, or the table is full)',
+        labelNames: ['master'] as const,
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const [master, n] of learner.refusals) this.inc({ master }, n);
+        },
+      });
+      metrics = await startMetricsServer(opts.metrics, registry);
       log(`metrics on http://${metrics.address.host.includes(':') ? `[${metrics.address.host}]` : metrics.address.host}:${metrics.address.port}/metrics`);
     }
     if (opts.api) {

@@ -78,12 +78,16 @@ interface PortWatch {
   peers: Set<number>;
   resyncTimer: NodeJS.Timeout | null;
   resyncFirstAsk: number;
+  /** an address was refused for want of room: a deletion may make room */
+  tableFull: boolean;
   refused: Set<string>;
   nsNames: Map<number, string>;
 }
 
 export class Learner {
   private readonly watches = new Map<number, PortWatch>();
+  /** refused claims (duplicate addresses, full tables) per master name, for metrics */
+  readonly refusals = new Map<string, number>();
   private scanTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private scans = 0;
@@ -144,12 +148,14 @@ export class Learner {
       let w = this.watches.get(p.portId);
       const fresh = !w;
       if (!w) {
-        w = { port: p, monitor: null, bySlaveKey: new Map(), peers: new Set(), resyncTimer: null, resyncFirstAsk: 0, refused: new Set(), nsNames: new Map() };
+        w = { port: p, monitor: null, bySlaveKey: new Map(), peers: new Set(), resyncTimer: null, resyncFirstAsk: 0, tableFull: false, refused: new Set(), nsNames: new Map() };
         this.watches.set(p.portId, w);
         this.startMonitor(w);
       }
-      // new ports at once; every port every 10 s as a safety net against lost events
-      if (!fresh && (!periodic || this.scans % 5 !== 0)) continue;
+      // new ports at once; every port every 60 s as a safety net against lost
+      // events (a full resync dumps every slave namespace: with hundreds of
+      // slaves that blocks the event path for a second)
+      if (!fresh && (!periodic || this.scans % 30 !== 0)) continue;
       try {
         this.resync(w);
       } catch (e) {
@@ -327,6 +333,11 @@ export class Learner {
     const owner = addrOwner(portId, a);
     const key = `${a.family}:${a.addr}`;
     if (deleted) {
+      if (w.tableFull) {
+        // room again: the resync learns what was refused
+        w.tableFull = false;
+        this.scheduleResync(w, 20);
+      }
       if (owner === loc.record.peerIfindex) {
         unlearnAddr(portId, a);
         // a refused sibling may hold it too: it is the owner now
@@ -342,14 +353,25 @@ export class Learner {
     try {
       learnAddr(portId, loc.record.peerIfindex, a);
     } catch (e) {
-      this.log(`${this.slaveLabel(loc)}: ${errorLine(e)}`);
+      this.tableRefusal(w, loc, a.addr, e);
     }
+  }
+
+  /** A learn that failed (a full table): logged and counted once per address. */
+  private tableRefusal(w: PortWatch, loc: SlaveLocation, addr: string, e: unknown): void {
+    w.tableFull = true;
+    const tag = `full:${addr}@${loc.record.peerIfindex}`;
+    if (w.refused.has(tag)) return;
+    w.refused.add(tag);
+    this.refusals.set(w.port.master.name, (this.refusals.get(w.port.master.name) ?? 0) + 1);
+    this.log(`${this.slaveLabel(loc)}: ${errorLine(e)}`);
   }
 
   private refuse(w: PortWatch, loc: SlaveLocation, addr: string, owner: number): void {
     const tag = `${addr}@${loc.record.peerIfindex}`;
     if (w.refused.has(tag)) return;
     w.refused.add(tag);
+    this.refusals.set(w.port.master.name, (this.refusals.get(w.port.master.name) ?? 0) + 1);
     const ownerLoc = [...w.bySlaveKey.values()].find((l) => l.record.peerIfindex === owner);
     const ownerName = ownerLoc ? this.slaveLabel(ownerLoc) : `peer ${owner}`;
     this.log(
@@ -445,7 +467,7 @@ export class Learner {
         try {
           learnAddr(port.portId, winner.loc.record.peerIfindex, winner);
         } catch (e) {
-          this.log(`${this.slaveLabel(winner.loc)}: ${errorLine(e)}`);
+          this.tableRefusal(w, winner.loc, winner.addr, e);
         }
       }
       for (const c of list) if (c !== winner) this.refuse(w, c.loc, c.addr, winner.loc.record.peerIfindex);
@@ -510,7 +532,7 @@ export function resyncOnce(log: Log): void {
   const l = new Learner(log);
   withLock(() => {
     for (const p of listPorts()) {
-      const w: PortWatch = { port: p, monitor: null, bySlaveKey: new Map(), peers: new Set(), resyncTimer: null, resyncFirstAsk: 0, refused: new Set(), nsNames: new Map() };
+      const w: PortWatch = { port: p, monitor: null, bySlaveKey: new Map(), peers: new Set(), resyncTimer: null, resyncFirstAsk: 0, tableFull: false, refused: new Set(), nsNames: new Map() };
       l.resync(w);
     }
   });

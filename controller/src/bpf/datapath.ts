@@ -189,10 +189,7 @@ function createPinnedMaps(): void {
         throw new IvbError('IPVLAN_E_USAGE', `${env}=${v}: want an integer from 1 to ${1 << 24}`);
       }
       obj.setMaxEntries(map, n);
-      if (map === 'ivb_slaves') {
-        obj.setMaxEntries('ivb_fanout_slots', n);
-        obj.setMaxEntries('ivb_guard', n);
-      }
+      if (map === 'ivb_slaves') obj.setMaxEntries('ivb_fanout_slots', n);
     }
     obj.load();
   } finally {
@@ -257,9 +254,28 @@ export function mapsExist(): boolean {
   return Object.values(MAP_PINS).every((n) => existsSync(join(mapsPinDir(), n)));
 }
 
+/**
+ * Gives every map of `obj` that is already pinned the pinned map's size, so
+ * that libbpf reuses it: capacities are chosen once, when the maps are
+ * created (IPVLAN_BPF_MAX_*), and every later load follows them.
+ */
+export function matchPinnedSizes(obj: BpfObject): void {
+  for (const name of obj.mapNames()) {
+    const pin = join(mapsPinDir(), name);
+    if (name.includes('.') || !existsSync(pin)) continue;
+    const fd = objGet(pin);
+    try {
+      obj.setMaxEntries(name, mapInfo(fd).maxEntries);
+    } finally {
+      closeFd(fd);
+    }
+  }
+}
+
 function loadProgram(objName: string, progName: string, portId: number, pinPath: string): void {
   const obj = BpfObject.open(bpfObjectPath(objName), { pinRoot: mapsPinDir() });
   try {
+    matchPinnedSizes(obj);
     obj.setRodata('ivb_port_id', u32(portId));
     // counters are on unless someone measures their cost (bench: IPVLAN_BPF_COUNTERS=0)
     obj.setRodata('ivb_counters_enabled', u32(process.env.IPVLAN_BPF_COUNTERS === '0' ? 0 : 1));
@@ -305,6 +321,7 @@ export function ensureGuard(): boolean {
   if (guardUnavailable) return false;
   const obj = BpfObject.open(bpfObjectPath('guard.bpf.o'), { pinRoot: mapsPinDir() });
   try {
+    matchPinnedSizes(obj);
     obj.load();
     const link = linkCreate(obj.programFd('ivb_netlink_send'), 0, 'lsm');
     try {
@@ -332,6 +349,8 @@ export function removeGuard(): void {
 }
 
 export function setGuard(netnsIno: number, ifindex: number, portId: number, peerIfindex: number): void {
+  // entries matter only to an attached guard; without one they would only take room
+  if (!guardActive()) return;
   mapUpdate(maps().guard, encodeIvbGuardKey({ netnsIno, ifindex }), encodeIvbGuardEntry({ portId, peerIfindex }), BPF_ANY);
 }
 
@@ -412,8 +431,20 @@ export function readPortEntry(portId: number): IvbPort | null {
   return b ? decodeIvbPort(b) : null;
 }
 
+/** E2BIG from a hash map update: the table is full. */
+function isFull(e: unknown): boolean {
+  return e instanceof Error && 'errno' in e && (e as { errno: number }).errno === 7;
+}
+
 export function writeSlaveEntry(portId: number, peerIfindex: number, v: IvbSlave): void {
-  mapUpdate(maps().slaves, encodeIvbSlaveKey({ portId, peerIfindex }), encodeIvbSlave(v), BPF_ANY);
+  try {
+    mapUpdate(maps().slaves, encodeIvbSlaveKey({ portId, peerIfindex }), encodeIvbSlave(v), BPF_ANY);
+  } catch (e) {
+    if (isFull(e)) {
+      throw new IvbError('IPVLAN_E_STATE', `slave table full (${mapInfo(maps().slaves).maxEntries} slaves, IPVLAN_BPF_MAX_SLAVES)`);
+    }
+    throw e;
+  }
 }
 
 export function readSlaveEntry(portId: number, peerIfindex: number): IvbSlave | null {
@@ -426,7 +457,12 @@ export function deleteSlaveEntry(portId: number, peerIfindex: number): void {
 }
 
 export function writeFanoutSlot(portId: number, slot: number, peerIfindex: number): void {
-  mapUpdate(maps().fanout, encodeIvbFanoutKey({ portId, slot }), encodeIvbFanoutEntry({ peerIfindex }), BPF_ANY);
+  try {
+    mapUpdate(maps().fanout, encodeIvbFanoutKey({ portId, slot }), encodeIvbFanoutEntry({ peerIfindex }), BPF_ANY);
+  } catch (e) {
+    if (isFull(e)) throw new IvbError('IPVLAN_E_STATE', `fan-out table full (${mapInfo(maps().fanout).maxEntries} slaves, IPVLAN_BPF_MAX_SLAVES)`);
+    throw e;
+  }
 }
 
 export function deleteFanoutSlot(portId: number, slot: number): void {
@@ -447,7 +483,7 @@ export function learnAddr(portId: number, peerIfindex: number, a: LearnedAddr): 
   try {
     mapUpdate(maps().addrs, addrKey(portId, a), encodeIvbAddrOwner({ peerIfindex, prefixlen: a.prefixlen }), BPF_ANY);
   } catch (e) {
-    if (e instanceof Error && 'errno' in e && (e as { errno: number }).errno === 7) {
+    if (isFull(e)) {
       throw new IvbError('IPVLAN_E_STATE', `address table full (${mapInfo(maps().addrs).maxEntries} entries): ${a.addr} not learned`);
     }
     throw e;
@@ -515,6 +551,7 @@ export function upgradePorts(ports: Array<{ portId: number }>): string[] {
     for (const [objName, progName, pin] of swaps) {
       const obj = BpfObject.open(bpfObjectPath(objName), { pinRoot: mapsPinDir() });
       try {
+        matchPinnedSizes(obj);
         obj.setRodata('ivb_port_id', u32(portId));
         obj.setRodata('ivb_counters_enabled', u32(process.env.IPVLAN_BPF_COUNTERS === '0' ? 0 : 1));
         obj.load();

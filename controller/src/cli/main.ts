@@ -28,6 +28,8 @@ const HELP = `Usage: ipvlan-bpf [ OPTIONS ] OBJECT { COMMAND | help }
   ipvlan-bpf agent [--metrics 127.0.0.1:PORT] [--api SOCKET]
                             learn slave addresses (runs until stopped); Prometheus metrics; control API
   ipvlan-bpf sync           one resync of every port's addresses and slaves
+  ipvlan-bpf gc             remove what a crash left behind (pins, map entries, peers, records)
+  ipvlan-bpf upgrade        replace every port's programs with this build's, atomically per hook
   ipvlan-bpf demo           the HOWTO's example in namespaces, with traffic, then cleanup
 OPTIONS: -n NETNS (run in namespace NETNS, as ip -n) | -j (JSON) | -p (pretty JSON)
 Defaults, as the kernel's: mode l3, flag bridge. Mode and flag are per master: the last writer wins.`;
@@ -79,6 +81,14 @@ export async function main(argv: readonly string[]): Promise<number> {
         resyncOnce((l) => process.stderr.write(`ipvlan-bpf: ${l}\n`));
         return 0;
       }
+      case 'gc': {
+        const { runGc } = await import('./maintenance.js');
+        return runGc(global.json);
+      }
+      case 'upgrade': {
+        const { runUpgrade } = await import('./maintenance.js');
+        return runUpgrade([cmd, ...rest].filter((w): w is string => w !== undefined), global.json);
+      }
       case 'demo': {
         const { runDemo } = await import('../demo/demo.js');
         return runDemo();
@@ -113,16 +123,31 @@ async function linkShowViaApi(global: GlobalOptions, netns: string | null, rest:
   }
 }
 
+/**
+ * l3s is accepted (the kernel's port-wide rules apply to it) but its
+ * defining behaviour, ingress through the master namespace's netfilter, is
+ * not implemented: say so each time it is asked for (docs/datapath.md).
+ */
+function warnL3s(mode: string | undefined): void {
+  if (mode === 'l3s') {
+    process.stderr.write(
+      "ipvlan-bpf: warning: l3s forwards as l3 here: traffic to slaves does not traverse the master namespace's netfilter (see docs/datapath.md)\n",
+    );
+  }
+}
+
 function runLink(global: GlobalOptions, netns: string | null, cmd: string | undefined, rest: string[]): number {
   switch (cmd) {
     case 'add': {
       const a = parseLinkAdd(rest);
+      warnL3s(a.mode);
       linkAdd({ master: a.master, name: a.name, netns, mode: a.mode, flag: a.flag, typeArgs: a.typeArgs, mtu: a.mtu });
       return 0;
     }
     case 'set':
     case 'change': {
       const a = parseLinkSet(rest);
+      warnL3s(a.mode);
       linkSet({ name: a.name, netns, mode: a.mode, flag: a.flag, typeArgs: a.typeArgs, sourceValidation: a.sourceValidation });
       return 0;
     }

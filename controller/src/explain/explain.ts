@@ -23,7 +23,7 @@ import { bpfObjectPath, mapsPinDir } from '../paths.js';
 import { IvbError, EINVAL, ENODEV } from '../errors.js';
 import { listPorts, type PortRecord } from '../state.js';
 import { initNetnsPath, netnsPath } from '../netlink/netns.js';
-import { portAddrs } from '../bpf/datapath.js';
+import { portAddrs, matchPinnedSizes } from '../bpf/datapath.js';
 import { actionName } from '../monitor/events.js';
 import { summarizeFrame } from '../monitor/summary.js';
 import { reasonLabel, reasonText } from '../stats/counters.js';
@@ -129,6 +129,7 @@ export function runTrace(
 ): { retval: number; decision: IvbDecision; scratch: boolean } {
   const obj = BpfObject.open(bpfObjectPath(`${kind}.bpf.o`), { pinRoot: mapsPinDir() });
   try {
+    matchPinnedSizes(obj);
     obj.setRodata('ivb_port_id', u32(port.portId));
     obj.setRodata('ivb_trace_enabled', u32(1));
     // explain must never count: the live counters are what traffic did
