@@ -287,11 +287,18 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       p.slaves.push(rec);
       p.nextDevId = devId + 1;
       // ipvlan_link_new always sets the port mode (l3 when none was sent); flags only when sent
+      const modeBefore = p.mode;
       p.mode = o.mode ?? 'l3';
       if (o.typeArgs || created) p.flag = o.flag ?? 'bridge';
       writePortEntry(p.portId, portEntry(p));
       writePort(p);
-      applyNoarp(p, locateSlaves(p));
+      if (created || p.mode !== modeBefore) {
+        // a mode change reaches every slave, wherever it lives
+        applyNoarp(p, locateSlaves(p));
+      } else {
+        // the others already have the port's NOARP state: only the new one
+        ipTry(['link', 'set', 'dev', o.name, 'arp', p.mode === 'l2' ? 'on' : 'off'], o.netns);
+      }
       return { port: p, slave: rec };
     } catch (e) {
       runUndo(undo);
