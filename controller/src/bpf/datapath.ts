@@ -9,7 +9,8 @@
  * link_master, link_peer_<ifindex> (links). A pinned link keeps its program
  * attached after our process exits; removing the pin detaches it.
  */
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { release } from 'node:os';
 import { createHash } from 'node:crypto';
 import * as generated from '../../../maps/generated.js';
 import { IvbError } from '../errors.js';
@@ -57,7 +58,7 @@ import {
   type IvbPort,
   type IvbSlave,
 } from '../../../maps/generated.js';
-import { bpfObjectPath, ensureDir, mapsPinDir, pinRoot, portPinDir } from '../paths.js';
+import { bpfObjectPath, ensureDir, mapsPinDir, pinRoot, portPinDir, stateDir } from '../paths.js';
 import { initNetnsPath, netnsPath } from '../netlink/netns.js';
 import type { Mode, PortFlag, PortRecord } from '../state.js';
 
@@ -316,9 +317,22 @@ function guardLinkPin(): string {
  */
 let guardUnavailable = false;
 
+/** Where a refused guard load is remembered, so each command does not pay for trying again. */
+function guardRefusedMarker(): string {
+  return join(stateDir(), 'guard-refused');
+}
+
 export function ensureGuard(): boolean {
   if (existsSync(guardLinkPin())) return true;
   if (guardUnavailable) return false;
+  try {
+    if (readFileSync(guardRefusedMarker(), 'utf8') === release()) {
+      guardUnavailable = true;
+      return false;
+    }
+  } catch {
+    /* never tried on this kernel */
+  }
   const obj = BpfObject.open(bpfObjectPath('guard.bpf.o'), { pinRoot: mapsPinDir() });
   try {
     matchPinnedSizes(obj);
@@ -333,6 +347,12 @@ export function ensureGuard(): boolean {
   } catch {
     // e.g. lockdown=integrity or a sandbox refusing LSM programs (EPERM)
     guardUnavailable = true;
+    try {
+      ensureDir(stateDir());
+      writeFileSync(guardRefusedMarker(), release());
+    } catch {
+      /* only a cache */
+    }
     return false;
   } finally {
     obj.close();
