@@ -45,6 +45,7 @@ int ivb_master_ingress(struct __sk_buff *skb)
 	struct ivb_port_key pk = { .port_id = ivb_port_id };
 	struct ivb_port *port = bpf_map_lookup_elem(&ivb_ports, &pk);
 	struct ivb_frame f;
+	struct ivb_slave *owner;
 	__u32 peer, why;
 
 	ivb_trace_reset();
@@ -79,10 +80,10 @@ int ivb_master_ingress(struct __sk_buff *skb)
 		return IVB_PASS(skb, IVB_DROP_NONE);
 	if (port->mode == IVB_MODE_L3S && f.proto == IVB_ETH_P_ARP)
 		return IVB_PASS(skb, IVB_DROP_NONE);
-	peer = ivb_owner_why(&f.dst, &why);
+	peer = ivb_owner(&f.dst, &owner, &why);
 	if (!peer)
 		return IVB_PASS(skb, why);
-	return ivb_deliver(skb, ivb_port_id, peer, 0);
+	return ivb_deliver(skb, owner, peer, 0);
 }
 
 char LICENSE[] SEC("license") = "GPL";

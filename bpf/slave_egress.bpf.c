@@ -29,15 +29,16 @@ static __always_inline int ivb_to_wire(struct __sk_buff *skb, const struct ivb_p
 static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_port *port,
 				       const struct ivb_frame *f, __u32 self)
 {
-	__u32 peer;
+	struct ivb_slave *owner;
+	__u32 peer, why;
 
 	if (!(port->flags & IVB_F_VEPA) && f->mac_local) {
 		/* the shared MAC: a sibling, or else the master itself */
-		peer = f->has_key ? ivb_owner_up(&f->dst) : 0;
+		peer = f->has_key ? ivb_owner(&f->dst, &owner, &why) : 0;
 		if (peer) {
 			if (port->flags & IVB_F_PRIVATE)
 				return IVB_DROP(skb, IVB_DROP_PRIVATE);
-			return ivb_deliver(skb, ivb_port_id, peer, 1);
+			return ivb_deliver(skb, owner, peer, 1);
 		}
 		return ivb_verdict(skb, bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
 				   port->master_ifindex, IVB_DROP_NONE);
@@ -58,14 +59,15 @@ static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_p
 static __always_inline int ivb_xmit_l3(struct __sk_buff *skb, const struct ivb_port *port,
 				       const struct ivb_frame *f)
 {
-	__u32 peer;
+	struct ivb_slave *owner;
+	__u32 peer, why;
 
 	if (!(port->flags & IVB_F_VEPA) && f->has_key) {
-		peer = ivb_owner_up(&f->dst);
+		peer = ivb_owner(&f->dst, &owner, &why);
 		if (peer) {
 			if (port->flags & IVB_F_PRIVATE)
 				return IVB_DROP(skb, IVB_DROP_PRIVATE);
-			return ivb_deliver(skb, ivb_port_id, peer, 1);
+			return ivb_deliver(skb, owner, peer, 1);
 		}
 	}
 	return ivb_route_out(skb, port, f);

@@ -20,11 +20,13 @@ static __always_inline struct ivb_slave *ivb_slave_get(__u32 port_id, __u32 peer
  * we keep down slaves' addresses in the table (they still block duplicates)
  * and skip them here.
  */
-static __always_inline __u32 ivb_owner_why(const struct ivb_addr_key *key, __u32 *why)
+/* The owner's peer (and its slave entry in *sp, for ivb_deliver: one lookup per frame). */
+static __always_inline __u32 ivb_owner(const struct ivb_addr_key *key, struct ivb_slave **sp, __u32 *why)
 {
 	struct ivb_addr_owner *o = bpf_map_lookup_elem(&ivb_addrs, key);
 	struct ivb_slave *s;
 
+	*sp = NULL;
 	*why = IVB_DROP_NO_OWNER;
 	if (!o)
 		return 0;
@@ -33,15 +35,17 @@ static __always_inline __u32 ivb_owner_why(const struct ivb_addr_key *key, __u32
 		*why = s ? IVB_DROP_SLAVE_DOWN : IVB_DROP_SLAVE_GONE;
 		return 0;
 	}
+	*sp = s;
 	*why = IVB_DROP_NONE;
 	return o->peer_ifindex;
 }
 
 static __always_inline __u32 ivb_owner_up(const struct ivb_addr_key *key)
 {
+	struct ivb_slave *s;
 	__u32 why;
 
-	return ivb_owner_why(key, &why);
+	return ivb_owner(key, &s, &why);
 }
 
 /*
@@ -50,10 +54,9 @@ static __always_inline __u32 ivb_owner_up(const struct ivb_addr_key *key)
  * dropped, as dev_forward_skb()'s is_skb_forwardable() does (GSO frames pass:
  * they are segmented to fit); from the wire the kernel checks nothing.
  */
-static __always_inline int ivb_deliver(struct __sk_buff *skb, __u32 port_id, __u32 peer, int from_slave)
+static __always_inline int ivb_deliver(struct __sk_buff *skb, const struct ivb_slave *s, __u32 peer,
+				       int from_slave)
 {
-	struct ivb_slave *s = ivb_slave_get(port_id, peer);
-
 	if (!s)
 		return IVB_DROP(skb, IVB_DROP_SLAVE_GONE);
 	if (from_slave && s->mtu && !skb->gso_size && skb->len > s->mtu + IVB_ETH_HLEN)
