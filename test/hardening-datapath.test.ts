@@ -106,7 +106,8 @@ describe('MAC enforcement', () => {
       sendRaw(nsA, 'ipvl0', udp4Frame({ dmac: routerMac, smac: '02:00:00:00:aa:01', src: A4, dst: w.routerV4 }), 5);
       await settle();
       expect(sawFrom(w.wire, A4)).toBe(seen);
-      expect(drops(env, peerA, IvbDropReason.SPOOFED_MAC) - before).toBeGreaterThanOrEqual(8);
+      // the 5 crafted frames for sure; what ping sends depends on the neighbour state (ARP or echo)
+      expect(drops(env, peerA, IvbDropReason.SPOOFED_MAC) - before).toBeGreaterThanOrEqual(5);
       const re = /ipvl0\b.*changed its MAC to 02:00:00:00:aa:01/;
       await agent.waitForLine(re, 5_000);
       // more traffic, a periodic rescan: still one line

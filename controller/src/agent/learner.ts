@@ -223,7 +223,10 @@ export class Learner {
         }
         const loc = w.bySlaveKey.get(`${ev.nsid}:${ev.ifindex}`);
         if (!loc) {
-          this.scheduleResync(w);
+          // another device of a namespace we know (lo, the master's namespace):
+          // not ours; only a namespace we have not seen yet needs a resync
+          const known = ev.nsid === 'current' || [...w.bySlaveKey.keys()].some((k) => k.startsWith(`${ev.nsid}:`));
+          if (!known) this.scheduleResync(w);
           return;
         }
         this.applyAddr(w, loc, { family: ev.family, addr: ev.addr, prefixlen: ev.prefixlen }, ev.deleted);

@@ -10,7 +10,7 @@
  * attached after our process exits; removing the pin detaches it.
  */
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { release } from 'node:os';
+import { release, tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import * as generated from '../../../maps/generated.js';
 import { IvbError } from '../errors.js';
@@ -58,7 +58,7 @@ import {
   type IvbPort,
   type IvbSlave,
 } from '../../../maps/generated.js';
-import { bpfObjectPath, ensureDir, mapsPinDir, pinRoot, portPinDir, stateDir } from '../paths.js';
+import { bpfObjectPath, ensureDir, mapsPinDir, pinRoot, portPinDir } from '../paths.js';
 import { initNetnsPath, netnsPath } from '../netlink/netns.js';
 import type { Mode, PortFlag, PortRecord } from '../state.js';
 
@@ -317,9 +317,12 @@ function guardLinkPin(): string {
  */
 let guardUnavailable = false;
 
-/** Where a refused guard load is remembered, so each command does not pay for trying again. */
+/**
+ * Where a refused guard load is remembered (per kernel release), so each
+ * command does not pay for trying again: a cache, not state.
+ */
 function guardRefusedMarker(): string {
-  return join(stateDir(), 'guard-refused');
+  return join(tmpdir(), 'ipvlan-bpf-guard-refused');
 }
 
 export function ensureGuard(): boolean {
@@ -348,7 +351,6 @@ export function ensureGuard(): boolean {
     // e.g. lockdown=integrity or a sandbox refusing LSM programs (EPERM)
     guardUnavailable = true;
     try {
-      ensureDir(stateDir());
       writeFileSync(guardRefusedMarker(), release());
     } catch {
       /* only a cache */
