@@ -299,9 +299,16 @@ export class Learner {
    * of the one a veth derives from the shared MAC (the master's own).
    */
   private setLinkLocal(port: PortRecord, devId: number, ifname: string, netns: string | null): void {
-    ipTry(['link', 'set', 'dev', ifname, 'addrgenmode', 'none'], netns);
-    ipTry(['addr', 'add', `${slaveLinkLocal(port.master.mac, devId)}/64`, 'dev', ifname, 'nodad'], netns);
-    ipTry(['addr', 'del', `${masterLinkLocal(port.master.mac)}/64`, 'dev', ifname], netns);
+    // one `ip -batch` in the background: the address events that follow a
+    // `link set up` must not wait behind it
+    const batch = [
+      `link set dev ${ifname} addrgenmode none`,
+      `addr add ${slaveLinkLocal(port.master.mac, devId)}/64 dev ${ifname} nodad`,
+      `addr del ${masterLinkLocal(port.master.mac)}/64 dev ${ifname}`,
+    ].join('\n');
+    const child = spawn('ip', [...(netns ? ['-n', netns] : []), '-force', '-batch', '-'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    child.on('error', () => undefined);
+    child.stdin.end(batch + '\n');
   }
 
   /** Tells the netlink guard where the slave lives now. */
