@@ -138,8 +138,8 @@ static __always_inline int ivb_parse(struct __sk_buff *skb, __u32 port_id, struc
 			/* from ::, only a DAD NS has a key: its target, both ways */
 			struct ivb_icmp6_ns *ns = (void *)(ip6 + 1);
 
-			/* the ICMPv6 header itself must be there; an NS with its target */
-			if ((void *)ns + 4 > data_end)
+			/* the ICMPv6 header (8 bytes, as ipvlan_get_L3_hdr pulls); an NS with its target */
+			if ((void *)ns + 8 > data_end)
 				return 0;
 			f->l3_ok = bpf_ntohs(ip6->payload_len) + sizeof(*ip6) <= skb->len - IVB_ETH_HLEN;
 			if (ns->type != IVB_NDISC_NEIGHBOUR_SOLICITATION)
