@@ -67,7 +67,8 @@ static __always_inline int ivb_source_spoofed(struct __sk_buff *skb, const struc
 		return 0; /* non-IP, non-ARP: nothing to validate (l3 drops it anyway) */
 	if (f->dad_ns)
 		return 0; /* from ::, keyed by the NS target: the slave probes its own address */
-	if (!ivb_addr_is_zero(f->src.addr, f->src.family == IVB_AF_INET ? 4 : 16) && !ivb_owned_by(&f->src, self))
+	if (!ivb_addr_is_zero(f->src.addr, f->src.family == IVB_AF_INET ? 4 : 16) &&
+	    !(f->src_owner && f->src_owner->peer_ifindex == self))
 		return 1;
 	if (f->proto == IVB_ETH_P_IPV6) {
 		struct ipv6hdr *ip6 = data + IVB_ETH_HLEN;

@@ -47,6 +47,11 @@ struct ivb_frame {
 	__u8 l3_ok;       /* an IPv4/IPv6/ARP header the kernel's parser accepts */
 	struct ivb_addr_key dst; /* key "by destination" */
 	struct ivb_addr_key src; /* key "by source" */
+	/*
+	 * the sender's entry for src (slave egress; NULL when not looked up or
+	 * not learned): one lookup serves source validation and the l3 checks
+	 */
+	const struct ivb_addr_owner *src_owner;
 };
 
 static __always_inline int ivb_mac_is_multicast(const __u8 *mac)

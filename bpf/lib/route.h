@@ -93,7 +93,7 @@ static __always_inline int ivb_redirect_pinned(struct __sk_buff *skb, const stru
 /* The slave's own subnet broadcast: NOARP made it unicast; the kernel's route drops it. */
 static __always_inline int ivb_is_slave_subnet_broadcast(const struct ivb_frame *f, __u32 daddr)
 {
-	struct ivb_addr_owner *o = bpf_map_lookup_elem(&ivb_addrs, &f->src);
+	const struct ivb_addr_owner *o = f->src_owner;
 	__u32 host_mask, saddr;
 
 	if (daddr == 0xffffffff)

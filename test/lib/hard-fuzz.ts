@@ -15,8 +15,9 @@
  *    the oracle for "who may receive this" and "is this malformed".
  */
 import koffi from 'koffi';
-import { BpfObject, mapDelete, mapKeys, mapLookup, perCpuValueSize, possibleCpus } from '../../native/libbpf.js';
-import { IvbCounterKeyLayout, IvbCounterLayout, IvbDecisionLayout } from '../../maps/generated.js';
+import { BpfObject, mapDelete, mapKeys } from '../../native/libbpf.js';
+import { IvbCounterKeyLayout, IvbDecisionLayout } from '../../maps/generated.js';
+import { readCounterRowsFd, type CounterRow } from '../../controller/src/stats/counters.js';
 
 const lib = koffi.load('libbpf.so.1');
 const testRun = lib.func('int bpf_prog_test_run_opts(int prog_fd, void *opts)');
@@ -96,41 +97,11 @@ export function loadInstance(kind: 'master_ingress' | 'slave_egress', objPath: s
 	}
 }
 
-export interface CounterRow {
-	portId: number;
-	ifindex: number;
-	direction: number;
-	action: number;
-	reason: number;
-	packets: number;
-	bytes: number;
-}
+export type { CounterRow } from '../../controller/src/stats/counters.js';
 
-/** Every row of a (per-CPU) ivb_counters map, summed over CPUs. */
+/** Every row of a (per-CPU) ivb_counters map, summed over CPUs: the controller's own reader. */
 export function readCounters(fd: number): CounterRow[] {
-	const vsize = IvbCounterLayout.size;
-	const slot = Math.ceil(vsize / 8) * 8;
-	const out: CounterRow[] = [];
-	for (const k of mapKeys(fd, IvbCounterKeyLayout.size)) {
-		const v = mapLookup(fd, k, perCpuValueSize(vsize));
-		if (!v) continue;
-		let packets = 0n;
-		let bytes = 0n;
-		for (let c = 0; c < possibleCpus(); c++) {
-			packets += v.readBigUInt64LE(c * slot);
-			bytes += v.readBigUInt64LE(c * slot + 8);
-		}
-		out.push({
-			portId: k.readUInt32LE(0),
-			ifindex: k.readUInt32LE(4),
-			direction: k[8]!,
-			action: k[9]!,
-			reason: k[10]!,
-			packets: Number(packets),
-			bytes: Number(bytes),
-		});
-	}
-	return out;
+	return readCounterRowsFd(fd);
 }
 
 export function clearCounters(fd: number): void {

@@ -84,6 +84,20 @@ interface PortWatch {
   nsNames: Map<number, string>;
 }
 
+function newWatch(port: PortRecord): PortWatch {
+  return {
+    port,
+    monitor: null,
+    bySlaveKey: new Map(),
+    peers: new Set(),
+    resyncTimer: null,
+    resyncFirstAsk: 0,
+    tableFull: false,
+    refused: new Set(),
+    nsNames: new Map(),
+  };
+}
+
 export class Learner {
   private readonly watches = new Map<number, PortWatch>();
   /** refused claims (duplicate addresses, full tables) per master name, for metrics */
@@ -148,7 +162,7 @@ export class Learner {
       let w = this.watches.get(p.portId);
       const fresh = !w;
       if (!w) {
-        w = { port: p, monitor: null, bySlaveKey: new Map(), peers: new Set(), resyncTimer: null, resyncFirstAsk: 0, tableFull: false, refused: new Set(), nsNames: new Map() };
+        w = newWatch(p);
         this.watches.set(p.portId, w);
         this.startMonitor(w);
       }
@@ -542,7 +556,7 @@ export function resyncOnce(log: Log): void {
   const l = new Learner(log);
   withLock(() => {
     for (const p of listPorts()) {
-      const w: PortWatch = { port: p, monitor: null, bySlaveKey: new Map(), peers: new Set(), resyncTimer: null, resyncFirstAsk: 0, tableFull: false, refused: new Set(), nsNames: new Map() };
+      const w: PortWatch = newWatch(p);
       l.resync(w);
     }
   });

@@ -13,6 +13,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import { release, tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import * as generated from '../../../maps/generated.js';
+import { addrBytes, bytesToAddr, type Family } from '../netlink/addr.js';
 import { IvbError } from '../errors.js';
 import { join } from 'node:path';
 import {
@@ -35,6 +36,9 @@ import {
   decodeIvbAddrOwner,
   decodeIvbPort,
   decodeIvbSlave,
+  decodeIvbSlaveKey,
+  decodeIvbFanoutKey,
+  decodeIvbCounterKey,
   encodeIvbAddrKey,
   encodeIvbAddrOwner,
   encodeIvbFanoutEntry,
@@ -54,6 +58,10 @@ import {
   IvbPortLayout,
   IvbSlaveLayout,
   IvbSlaveFlags,
+  IvbMode,
+  IvbPortFlags,
+  IvbSlaveKeyLayout,
+  IvbFanoutKeyLayout,
   IvbPortOptions,
   type IvbPort,
   type IvbSlave,
@@ -62,13 +70,13 @@ import { bpfObjectPath, ensureDir, mapsPinDir, pinRoot, portPinDir } from '../pa
 import { initNetnsPath, netnsPath } from '../netlink/netns.js';
 import type { Mode, PortFlag, PortRecord } from '../state.js';
 
-export const MODE_NUM: Record<Mode, number> = { l2: 0, l3: 1, l3s: 2 };
-export const FLAG_NUM: Record<PortFlag, number> = { bridge: 0, private: 1, vepa: 2 };
+export const MODE_NUM: Record<Mode, number> = { l2: IvbMode.L2, l3: IvbMode.L3, l3s: IvbMode.L3S };
+export const FLAG_NUM: Record<PortFlag, number> = { bridge: 0, private: IvbPortFlags.PRIVATE, vepa: IvbPortFlags.VEPA };
 export const SLAVE_UP = IvbSlaveFlags.UP;
 export const OPT_SOURCE_VALIDATION = IvbPortOptions.VALIDATION;
 export const SLAVE_SAME_NETNS = IvbSlaveFlags.SAME_NETNS;
 
-export type Family = 4 | 6;
+export type { Family } from '../netlink/addr.js';
 
 export interface LearnedAddr {
   family: Family;
@@ -89,66 +97,7 @@ export function macBytes(mac: string): Buffer {
   return Buffer.from(parts.map((p) => parseInt(p, 16)));
 }
 
-/** IPv4/IPv6 text -> 16 bytes as the datapath keys them (IPv4 in the first 4). */
-export function addrBytes(family: Family, text: string): Buffer {
-  const out = Buffer.alloc(16);
-  if (family === 4) {
-    const p = text.split('.').map((x) => Number(x));
-    if (p.length !== 4 || p.some((x) => !Number.isInteger(x) || x < 0 || x > 255)) {
-      throw new Error(`bad IPv4 address ${text}`);
-    }
-    Buffer.from(p).copy(out, 0);
-    return out;
-  }
-  let t = text.toLowerCase();
-  const pct = t.indexOf('%');
-  if (pct >= 0) t = t.slice(0, pct);
-  let tail: number[] = [];
-  const v4 = t.match(/(\d+\.\d+\.\d+\.\d+)$/);
-  if (v4 && v4[1]) {
-    const q = v4[1].split('.').map(Number);
-    tail = [((q[0] ?? 0) << 8) | (q[1] ?? 0), ((q[2] ?? 0) << 8) | (q[3] ?? 0)];
-    t = t.slice(0, t.length - v4[1].length) + (t.endsWith(':' + v4[1]) ? '0:0' : '');
-    if (t.endsWith(':0:0')) t = t.slice(0, -4);
-  }
-  const halves = t.split('::');
-  if (halves.length > 2) throw new Error(`bad IPv6 address ${text}`);
-  const head = halves[0] ? halves[0].split(':') : [];
-  const rest = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
-  const groups = [...head, ...rest].map((g) => parseInt(g, 16));
-  const total = groups.length + tail.length;
-  const zeros = halves.length === 2 ? 8 - total : 0;
-  if (total + zeros !== 8 || groups.some((g) => Number.isNaN(g) || g < 0 || g > 0xffff)) {
-    throw new Error(`bad IPv6 address ${text}`);
-  }
-  const all = [...head.map((g) => parseInt(g, 16)), ...new Array<number>(zeros).fill(0), ...rest.map((g) => parseInt(g, 16)), ...tail];
-  all.forEach((g, i) => out.writeUInt16BE(g, i * 2));
-  return out;
-}
-
-export function bytesToAddr(family: Family, b: Buffer): string {
-  if (family === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-  const g: string[] = [];
-  for (let i = 0; i < 8; i++) g.push(b.readUInt16BE(i * 2).toString(16));
-  // RFC 5952: the longest run of zero groups (2 or more) becomes ::
-  let best = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== '0') {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === '0') j++;
-    if (j - i > bestLen && j - i >= 2) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (best < 0) return g.join(':');
-  return `${g.slice(0, best).join(':')}::${g.slice(best + bestLen).join(':')}`;
-}
+export { addrBytes, bytesToAddr } from '../netlink/addr.js';
 
 /** The maps, opened from their pins (kept open for the life of the process). */
 export interface Maps {
@@ -273,15 +222,40 @@ export function matchPinnedSizes(obj: BpfObject): void {
   }
 }
 
-function loadProgram(objName: string, progName: string, portId: number, pinPath: string): void {
-  const obj = BpfObject.open(bpfObjectPath(objName), { pinRoot: mapsPinDir() });
+export interface InstanceOptions {
+  /** record decisions in ivb_trace (explain, tests) */
+  trace?: boolean;
+  /** count decisions; default: on unless IPVLAN_BPF_COUNTERS=0 (to measure their cost) */
+  counters?: boolean;
+  /** broadcast/multicast copies counted in the trace, not sent (explain) */
+  dryRun?: boolean;
+}
+
+/**
+ * Opens and loads one instance of a port's program (`master_ingress` or
+ * `slave_egress`) against the pinned maps, with its load-time settings: the
+ * one place every loader (ports, upgrade, explain) goes through.
+ */
+export function loadPortInstance(kind: 'master_ingress' | 'slave_egress', portId: number, o: InstanceOptions = {}): BpfObject {
+  const obj = BpfObject.open(bpfObjectPath(`${kind}.bpf.o`), { pinRoot: mapsPinDir() });
   try {
     matchPinnedSizes(obj);
     obj.setRodata('ivb_port_id', u32(portId));
-    // counters are on unless someone measures their cost (bench: IPVLAN_BPF_COUNTERS=0)
-    obj.setRodata('ivb_counters_enabled', u32(process.env.IPVLAN_BPF_COUNTERS === '0' ? 0 : 1));
+    obj.setRodata('ivb_counters_enabled', u32((o.counters ?? process.env.IPVLAN_BPF_COUNTERS !== '0') ? 1 : 0));
+    if (o.trace) obj.setRodata('ivb_trace_enabled', u32(1));
+    if (o.dryRun) obj.setRodata('ivb_dry_run', u32(1));
     obj.load();
-    obj.pinProgram(progName, pinPath);
+    return obj;
+  } catch (e) {
+    obj.close();
+    throw e;
+  }
+}
+
+function loadProgram(kind: 'master_ingress' | 'slave_egress', portId: number, pinPath: string): void {
+  const obj = loadPortInstance(kind, portId);
+  try {
+    obj.pinProgram(`ivb_${kind}`, pinPath);
   } finally {
     obj.close();
   }
@@ -378,6 +352,8 @@ export function setGuard(netnsIno: number, ifindex: number, portId: number, peer
 
 /** Forgets where a slave was (all its entries, or all of a port's with peerIfindex null). */
 export function clearGuard(portId: number, peerIfindex: number | null): void {
+  // without an attached guard nothing was written (setGuard): nothing to scan
+  if (!guardActive() && mapKeys(maps().guard, IvbGuardKeyLayout.size).length === 0) return;
   const m = maps();
   for (const key of mapKeys(m.guard, IvbGuardKeyLayout.size)) {
     const v = mapLookup(m.guard, key, IvbGuardEntryLayout.size);
@@ -392,8 +368,8 @@ export function createPortDatapath(portId: number, masterIfindex: number, netns:
   const dir = portPinDir(portId);
   ensureDir(dir);
   maps();
-  loadProgram('master_ingress.bpf.o', 'ivb_master_ingress', portId, join(dir, 'master_ingress'));
-  loadProgram('slave_egress.bpf.o', 'ivb_slave_egress', portId, join(dir, 'slave_egress'));
+  loadProgram('master_ingress', portId, join(dir, 'master_ingress'));
+  loadProgram('slave_egress', portId, join(dir, 'slave_egress'));
   attachPinned(join(dir, 'master_ingress'), masterIfindex, join(dir, 'link_master'), netns);
 }
 
@@ -417,18 +393,18 @@ export function destroyPortDatapath(portId: number): void {
   for (const key of mapKeys(m.addrs, IvbAddrKeyLayout.size)) {
     if (decodeIvbAddrKey(key).portId === portId) mapDelete(m.addrs, key);
   }
-  for (const key of mapKeys(m.slaves, 8)) {
-    if (key.readUInt32LE(0) === portId) mapDelete(m.slaves, key);
+  for (const key of mapKeys(m.slaves, IvbSlaveKeyLayout.size)) {
+    if (decodeIvbSlaveKey(key).portId === portId) mapDelete(m.slaves, key);
   }
-  for (const key of mapKeys(m.fanout, 8)) {
-    if (key.readUInt32LE(0) === portId) mapDelete(m.fanout, key);
+  for (const key of mapKeys(m.fanout, IvbFanoutKeyLayout.size)) {
+    if (decodeIvbFanoutKey(key).portId === portId) mapDelete(m.fanout, key);
   }
   clearGuard(portId, null);
   for (const key of mapKeys(m.localAddrs, IvbAddrKeyLayout.size)) {
     if (decodeIvbAddrKey(key).portId === portId) mapDelete(m.localAddrs, key);
   }
   for (const key of mapKeys(m.counters, IvbCounterKeyLayout.size)) {
-    if (key.readUInt32LE(0) === portId) mapDelete(m.counters, key);
+    if (decodeIvbCounterKey(key).portId === portId) mapDelete(m.counters, key);
   }
 }
 
@@ -566,17 +542,10 @@ export function upgradePorts(ports: Array<{ portId: number }>): string[] {
   const done: string[] = [];
   for (const { portId } of ports) {
     const dir = portPinDir(portId);
-    const swaps: Array<[string, string, string]> = [
-      ['master_ingress.bpf.o', 'ivb_master_ingress', 'master_ingress'],
-      ['slave_egress.bpf.o', 'ivb_slave_egress', 'slave_egress'],
-    ];
-    for (const [objName, progName, pin] of swaps) {
-      const obj = BpfObject.open(bpfObjectPath(objName), { pinRoot: mapsPinDir() });
+    for (const pin of ['master_ingress', 'slave_egress'] as const) {
+      const progName = `ivb_${pin}`;
+      const obj = loadPortInstance(pin, portId);
       try {
-        matchPinnedSizes(obj);
-        obj.setRodata('ivb_port_id', u32(portId));
-        obj.setRodata('ivb_counters_enabled', u32(process.env.IPVLAN_BPF_COUNTERS === '0' ? 0 : 1));
-        obj.load();
         const prog = obj.programFd(progName);
         const links = readdirSync(dir).filter((f) =>
           pin === 'master_ingress' ? f === 'link_master' : f.startsWith('link_peer_'),

@@ -23,7 +23,7 @@ import { bpfObjectPath, mapsPinDir } from '../paths.js';
 import { IvbError, EINVAL, ENODEV } from '../errors.js';
 import { listPorts, type PortRecord } from '../state.js';
 import { initNetnsPath, netnsPath } from '../netlink/netns.js';
-import { portAddrs, matchPinnedSizes } from '../bpf/datapath.js';
+import { loadPortInstance, portAddrs } from '../bpf/datapath.js';
 import { actionName } from '../monitor/events.js';
 import { summarizeFrame } from '../monitor/summary.js';
 import { reasonLabel, reasonText } from '../stats/counters.js';
@@ -127,16 +127,9 @@ export function runTrace(
   frame: Buffer,
   ctx: { ifindex: number; ingressIfindex: number },
 ): { retval: number; decision: IvbDecision; scratch: boolean } {
-  const obj = BpfObject.open(bpfObjectPath(`${kind}.bpf.o`), { pinRoot: mapsPinDir() });
+  // traced, never counted (the live counters are what traffic did), copies not sent
+  const obj = loadPortInstance(kind, port.portId, { trace: true, counters: false, dryRun: true });
   try {
-    matchPinnedSizes(obj);
-    obj.setRodata('ivb_port_id', u32(port.portId));
-    obj.setRodata('ivb_trace_enabled', u32(1));
-    // explain must never count: the live counters are what traffic did
-    obj.setRodata('ivb_counters_enabled', u32(0));
-    // copies are counted in the trace, not sent
-    obj.setRodata('ivb_dry_run', u32(1));
-    obj.load();
     const prog = obj.programFd(`ivb_${kind}`);
     const trace = obj.mapFd('ivb_trace');
     mapUpdate(trace, u32(0), Buffer.alloc(IvbDecisionLayout.size));

@@ -145,9 +145,6 @@ function nextDevId(port: PortRecord): number {
   throw new IvbError('IPVLAN_E_BUSY', `port of ${port.master.name} has no free dev_id`, EBUSY);
 }
 
-function portEntry(port: PortRecord) {
-  return portEntryOf(port);
-}
 
 /** IPv6 link-local the kernel gives slave `devId` (EUI-64 with dev_id instead of ff:fe, no U/L flip). */
 export function slaveLinkLocal(mac: string, devId: number): string {
@@ -251,7 +248,7 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
           nextDevId: 1,
         };
         const p = port;
-        writePortEntry(p.portId, portEntry(p));
+        writePortEntry(p.portId, portEntryOf(p));
         undo.push(() => destroyPortDatapath(p.portId));
         createPortDatapath(p.portId, p.master.ifindex, p.master.netns);
         setMasterAddrs(p.portId, masterAddrs(p.master.name, p.master.netns));
@@ -290,7 +287,7 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       const modeBefore = p.mode;
       p.mode = o.mode ?? 'l3';
       if (o.typeArgs || created) p.flag = o.flag ?? 'bridge';
-      writePortEntry(p.portId, portEntry(p));
+      writePortEntry(p.portId, portEntryOf(p));
       writePort(p);
       if (created || p.mode !== modeBefore) {
         // a mode change reaches every slave, wherever it lives
@@ -306,7 +303,7 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       if (m.port) {
         // the port existed before: put its map entry back as recorded
         const before = readPort(m.port.portId);
-        if (before) writePortEntry(before.portId, portEntry(before));
+        if (before) writePortEntry(before.portId, portEntryOf(before));
       }
       throw e;
     }
@@ -335,7 +332,7 @@ function removeSlave(port: PortRecord, rec: SlaveRecord, deleteVeth: () => void)
     removePort(port.portId);
     if (listPorts().length === 0) removeGuard();
   } else {
-    writePortEntry(port.portId, portEntry(port));
+    writePortEntry(port.portId, portEntryOf(port));
     writePort(port);
   }
 }
@@ -387,14 +384,14 @@ export function linkSet(o: LinkSetOptions): PortRecord {
     const port = found.port;
     if (o.sourceValidation !== undefined) {
       port.sourceValidation = o.sourceValidation;
-      writePortEntry(port.portId, portEntry(port));
+      writePortEntry(port.portId, portEntryOf(port));
       writePort(port);
     }
     if (!o.typeArgs) return port;
     // iproute2 sends mode only when given, flags always once any ipvlan word is given
     if (o.mode) port.mode = o.mode;
     port.flag = o.flag ?? 'bridge';
-    writePortEntry(port.portId, portEntry(port));
+    writePortEntry(port.portId, portEntryOf(port));
     writePort(port);
     applyNoarp(port, locateSlaves(port));
     return port;

@@ -4,6 +4,7 @@
  * bytes): Ethernet, one VLAN tag, ARP, IPv4 / IPv6 with ICMP, UDP, TCP. Only
  * what the bytes show: a truncated header says so instead of guessing.
  */
+import { bytesToAddr } from '../netlink/addr.js';
 
 function macText(b: Buffer, off: number): string {
   return [...b.subarray(off, off + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
@@ -13,27 +14,9 @@ function ip4Text(b: Buffer, off: number): string {
   return `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
 }
 
-/** RFC 5952 text of 16 bytes. */
+/** RFC 5952 text of 16 bytes (the datapath's own formatter). */
 export function ip6Text(b: Buffer, off: number): string {
-  const g: string[] = [];
-  for (let i = 0; i < 8; i++) g.push(b.readUInt16BE(off + 2 * i).toString(16));
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== '0') {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === '0') j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (best < 0) return g.join(':');
-  return `${g.slice(0, best).join(':')}::${g.slice(best + bestLen).join(':')}`;
+  return bytesToAddr(6, b.subarray(off, off + 16));
 }
 
 const ICMP4: Record<number, string> = { 0: 'echo reply', 3: 'unreachable', 8: 'echo request', 11: 'time exceeded' };
