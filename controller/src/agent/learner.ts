@@ -251,7 +251,14 @@ export class Learner {
         // needed only for what that cannot cover
         const handled = this.onLinkEvent(w, ev, line);
         const current = ev.nsid === 'current';
-        const masterEvent = current && ev.ifindex === w.port.master.ifindex;
+        // the master matters only when it goes, or its MAC or MTU changes (the
+        // slaves follow): up/down and the rest need no blocking resync
+        const masterEvent =
+          current &&
+          ev.ifindex === w.port.master.ifindex &&
+          (ev.deleted ||
+            line.match(/link\/ether ([0-9a-f:]{17})/)?.[1] !== w.port.master.mac ||
+            Number(line.match(/ mtu (\d+)/)?.[1] ?? 0) !== w.port.master.mtu);
         const peerEvent = current && w.peers.has(ev.ifindex);
         if (masterEvent || (peerEvent && ev.deleted) || (!handled && !current) || (handled === false && ev.deleted)) {
           this.scheduleResync(w);
