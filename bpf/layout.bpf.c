@@ -34,6 +34,9 @@ struct ivb_layout_anchor {
 	struct ivb_settings settings;
 	struct ivb_layout_id layout_id;
 	struct ivb_event event;
+	struct ivb_slowpath_state slowpath_state;
+	struct ivb_punt punt;
+	struct ivb_unknown_entry unknown_entry;
 };
 
 struct ivb_layout_anchor ivb_layout_anchor SEC(".data.layout");

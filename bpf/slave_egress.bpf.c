@@ -18,6 +18,26 @@
 #include "lib/route.h"
 #include "lib/verdict.h"
 #include "lib/guard_tx.h"
+#include "lib/slowpath.h"
+
+/*
+ * No slave up owns the destination: if it is in the sender's own subnet the
+ * table may lag a sibling's (or a shim's) new address, so the frame waits for
+ * the agent (slowpath.h). Returns a verdict, or -1 to decide as before.
+ */
+static __always_inline int ivb_hold_unknown_dest(struct __sk_buff *skb, const struct ivb_frame *f, __u32 why,
+						 __u32 self)
+{
+	const struct ivb_addr_owner *src_owner = f->src_owner;
+
+	if (why != IVB_DROP_NO_OWNER && why != IVB_DROP_SLAVE_DOWN)
+		return -1;
+	if (!src_owner)
+		src_owner = bpf_map_lookup_elem(&ivb_addrs, &f->src);
+	if (!ivb_dest_worth_holding(f, src_owner, self))
+		return -1;
+	return ivb_hold(skb, &f->dst, IVB_DROP_UNKNOWN_DEST);
+}
 
 static __always_inline int ivb_to_wire(struct __sk_buff *skb, const struct ivb_port *port)
 {
@@ -31,6 +51,7 @@ static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_p
 {
 	struct ivb_slave *owner;
 	__u32 peer, why;
+	int ret;
 
 	if (!(port->flags & IVB_F_VEPA) && f->mac_local) {
 		/* the shared MAC: a sibling, or else the master itself */
@@ -40,6 +61,8 @@ static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_p
 				return IVB_DROP(skb, IVB_DROP_PRIVATE);
 			return ivb_deliver(skb, owner, peer, 1);
 		}
+		if (f->has_key && (ret = ivb_hold_unknown_dest(skb, f, why, self)) >= 0)
+			return ret;
 		return ivb_verdict(skb, bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
 				   port->master_ifindex, IVB_DROP_NONE);
 	}
@@ -57,10 +80,11 @@ static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_p
 
 /* ipvlan_xmit_mode_l3() */
 static __always_inline int ivb_xmit_l3(struct __sk_buff *skb, const struct ivb_port *port,
-				       const struct ivb_frame *f)
+				       const struct ivb_frame *f, __u32 self)
 {
 	struct ivb_slave *owner;
 	__u32 peer, why;
+	int ret;
 
 	if (!(port->flags & IVB_F_VEPA) && f->has_key) {
 		peer = ivb_owner(&f->dst, &owner, &why);
@@ -69,6 +93,8 @@ static __always_inline int ivb_xmit_l3(struct __sk_buff *skb, const struct ivb_p
 				return IVB_DROP(skb, IVB_DROP_PRIVATE);
 			return ivb_deliver(skb, owner, peer, 1);
 		}
+		if (!f->mcast_dst && (ret = ivb_hold_unknown_dest(skb, f, why, self)) >= 0)
+			return ret;
 	}
 	return ivb_route_out(skb, port, f);
 }
@@ -97,7 +123,7 @@ int ivb_slave_egress(struct __sk_buff *skb)
 		return ret;
 	if (port->mode == IVB_MODE_L2)
 		return ivb_xmit_l2(skb, port, &f, self);
-	return ivb_xmit_l3(skb, port, &f);
+	return ivb_xmit_l3(skb, port, &f, self);
 }
 
 char LICENSE[] SEC("license") = "GPL";

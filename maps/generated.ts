@@ -48,6 +48,7 @@ export const IvbAction = {
   ROUTE_PINNED: 5, // IVB_ACT_ROUTE_PINNED
   DROP: 6, // IVB_ACT_DROP
   FANOUT_COPY: 7, // IVB_ACT_FANOUT_COPY
+  HELD: 8, // IVB_ACT_HELD
 } as const;
 export type IvbAction = (typeof IvbAction)[keyof typeof IvbAction];
 
@@ -70,6 +71,9 @@ export const IvbDropReason = {
   NO_NEIGH: 14, // IVB_DROP_NO_NEIGH
   VEPA_HAIRPIN: 15, // IVB_DROP_VEPA_HAIRPIN
   VLAN_TAGGED: 16, // IVB_DROP_VLAN_TAGGED
+  SLOWPATH_FULL: 17, // IVB_DROP_SLOWPATH_FULL
+  UNKNOWN_SOURCE: 18, // IVB_DROP_UNKNOWN_SOURCE
+  UNKNOWN_DEST: 19, // IVB_DROP_UNKNOWN_DEST
 } as const;
 export type IvbDropReason = (typeof IvbDropReason)[keyof typeof IvbDropReason];
 
@@ -695,6 +699,126 @@ export function decodeIvbEvent(b: Buffer, offset = 0): IvbEvent {
   };
 }
 
+/** struct ivb_slowpath_state (8 bytes) */
+export interface IvbSlowpathState {
+  /** __u64 consumer_until_ns */
+  consumerUntilNs: bigint;
+}
+
+export const IvbSlowpathStateLayout = {
+  name: 'ivb_slowpath_state',
+  size: 8,
+  fields: {
+    consumerUntilNs: { offset: 0, size: 8, kind: 'u64' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbSlowpathState(v: IvbSlowpathState): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(v.consumerUntilNs, 0);
+  return b;
+}
+
+export function decodeIvbSlowpathState(b: Buffer, offset = 0): IvbSlowpathState {
+  requireSpan('IvbSlowpathState', b, offset, 8);
+  return {
+    consumerUntilNs: b.readBigUInt64LE(offset),
+  };
+}
+
+/** struct ivb_punt (1576 bytes) */
+export interface IvbPunt {
+  /** __u64 ts_ns */
+  tsNs: bigint;
+  /** __u32 port_id */
+  portId: number;
+  /** __u32 ifindex */
+  ifindex: number;
+  /** __u32 len */
+  len: number;
+  /** __u8 reason */
+  reason: number;
+  /** __u8 family */
+  family: number;
+  /** __u8 addr[16], exactly 16 bytes */
+  addr: Buffer;
+  /** __u8 frame[1536], exactly 1536 bytes */
+  frame: Buffer;
+}
+
+export const IvbPuntLayout = {
+  name: 'ivb_punt',
+  size: 1576,
+  fields: {
+    tsNs: { offset: 0, size: 8, kind: 'u64' },
+    portId: { offset: 8, size: 4, kind: 'u32' },
+    ifindex: { offset: 12, size: 4, kind: 'u32' },
+    len: { offset: 16, size: 4, kind: 'u32' },
+    reason: { offset: 20, size: 1, kind: 'u8' },
+    family: { offset: 21, size: 1, kind: 'u8' },
+    pad: { offset: 22, size: 2, kind: 'pad' },
+    addr: { offset: 24, size: 16, kind: 'bytes' },
+    frame: { offset: 40, size: 1536, kind: 'bytes' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbPunt(v: IvbPunt): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(1576);
+  b.writeBigUInt64LE(v.tsNs, 0);
+  b.writeUInt32LE(v.portId, 8);
+  b.writeUInt32LE(v.ifindex, 12);
+  b.writeUInt32LE(v.len, 16);
+  b.writeUInt8(v.reason, 20);
+  b.writeUInt8(v.family, 21);
+  b.set(requireLength('IvbPunt.addr', v.addr, 16), 24);
+  b.set(requireLength('IvbPunt.frame', v.frame, 1536), 40);
+  return b;
+}
+
+export function decodeIvbPunt(b: Buffer, offset = 0): IvbPunt {
+  requireSpan('IvbPunt', b, offset, 1576);
+  return {
+    tsNs: b.readBigUInt64LE(offset),
+    portId: b.readUInt32LE(offset + 8),
+    ifindex: b.readUInt32LE(offset + 12),
+    len: b.readUInt32LE(offset + 16),
+    reason: b.readUInt8(offset + 20),
+    family: b.readUInt8(offset + 21),
+    addr: copyBytes(b, offset + 24, 16),
+    frame: copyBytes(b, offset + 40, 1536),
+  };
+}
+
+/** struct ivb_unknown_entry (8 bytes) */
+export interface IvbUnknownEntry {
+  /** __u64 checked_ns */
+  checkedNs: bigint;
+}
+
+export const IvbUnknownEntryLayout = {
+  name: 'ivb_unknown_entry',
+  size: 8,
+  fields: {
+    checkedNs: { offset: 0, size: 8, kind: 'u64' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbUnknownEntry(v: IvbUnknownEntry): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(v.checkedNs, 0);
+  return b;
+}
+
+export function decodeIvbUnknownEntry(b: Buffer, offset = 0): IvbUnknownEntry {
+  requireSpan('IvbUnknownEntry', b, offset, 8);
+  return {
+    checkedNs: b.readBigUInt64LE(offset),
+  };
+}
+
 /** maps/drop_reasons.def: every reason's stable number, NAME (IvbDropReason), label (metric label, JSON key) and text */
 export interface IvbDropReasonEntry {
   readonly value: number;
@@ -721,4 +845,7 @@ export const IvbDropReasonTable: readonly IvbDropReasonEntry[] = [
   { value: 14, name: 'NO_NEIGH', label: 'neighbour_unresolved', text: 'neighbour unresolved in the master\'s namespace' },
   { value: 15, name: 'VEPA_HAIRPIN', label: 'vepa_hairpin', text: 'vepa: a frame for a sibling sent out for the switch to reflect' },
   { value: 16, name: 'VLAN_TAGGED', label: 'vlan_tagged', text: 'a slave sent a VLAN-tagged frame (ipvlan slaves are VLAN_CHALLENGED)' },
+  { value: 17, name: 'SLOWPATH_FULL', label: 'slowpath_full', text: 'held for the agent, but this slave\'s slow-path budget or the ring is full' },
+  { value: 18, name: 'UNKNOWN_SOURCE', label: 'unknown_source', text: 'held for the agent: a source address not learned yet' },
+  { value: 19, name: 'UNKNOWN_DEST', label: 'unknown_destination', text: 'held for the agent: a destination in the sender\'s subnet not learned yet' },
 ];

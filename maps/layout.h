@@ -138,6 +138,7 @@ enum ivb_action {
 	IVB_ACT_ROUTE_PINNED = 5, /* routed out of the master by bpf_redirect_neigh (target: master) */
 	IVB_ACT_DROP = 6,         /* dropped (reason says why) */
 	IVB_ACT_FANOUT_COPY = 7,  /* a broadcast/multicast copy to a slave (counters only) */
+	IVB_ACT_HELD = 8,         /* held for the agent's slow path (ivb_slowpath): it comes back re-sent */
 };
 
 /* which program counted: frames from the wire, or frames a slave sent */
@@ -183,6 +184,38 @@ struct ivb_event {
 	__u8 cap_len;     /* bytes of the frame in head[] */
 	__u8 head[64];    /* the frame's first bytes (headers) */
 	__u8 pad[4];
+};
+
+/*
+ * The slow path (bpf/lib/slowpath.h): a slave's frame whose source, or whose
+ * destination in the slave's own subnet, no slave is known to own yet is held
+ * for the agent instead of being judged on a table that may lag the kernel by
+ * a netlink event. The agent re-reads the port, then sends the frame again
+ * from the slave, where it meets the fresh table.
+ */
+#define IVB_PUNT_MAX_FRAME 1536
+
+/* ivb_slowpath_state[0]: is an agent consuming the slow path? */
+struct ivb_slowpath_state {
+	__u64 consumer_until_ns; /* CLOCK_MONOTONIC ns up to which the agent's heartbeat holds; 0: none */
+};
+
+/* a frame held for the agent (ivb_slowpath ring buffer) */
+struct ivb_punt {
+	__u64 ts_ns;   /* bpf_ktime_get_ns when held */
+	__u32 port_id;
+	__u32 ifindex; /* the sending slave's host-side peer */
+	__u32 len;     /* bytes of the frame in frame[] */
+	__u8 reason;   /* IVB_DROP_UNKNOWN_SOURCE or IVB_DROP_UNKNOWN_DEST */
+	__u8 family;   /* of addr: enum ivb_family */
+	__u8 pad[2];
+	__u8 addr[16]; /* the address no slave was known to own (its ivb_addr_key with port_id) */
+	__u8 frame[IVB_PUNT_MAX_FRAME];
+};
+
+/* value of ivb_unknown (key: struct ivb_addr_key): the agent checked it, no slave owns it */
+struct ivb_unknown_entry {
+	__u64 checked_ns; /* CLOCK_MONOTONIC; the datapath trusts it for IVB_UNKNOWN_TTL_NS */
 };
 
 /* why (maps/drop_reasons.def is the table: number, name, label, text) */

@@ -16,6 +16,8 @@ const c = {
 	statfs: libc.func('int statfs(const char *path, void *buf)'),
 	strerror: libc.func('const char *strerror(int errnum)'),
 	if_nametoindex: libc.func('unsigned int if_nametoindex(const char *ifname)'),
+	socket: libc.func('int socket(int domain, int type, int protocol)'),
+	sendto: libc.func('intptr_t sendto(int fd, const uint8_t *buf, size_t len, int flags, const uint8_t *addr, uint32_t addrlen)'),
 };
 
 export const O_RDONLY = 0;
@@ -88,4 +90,31 @@ export function statfsType(path: string): number {
 export function ifNameToIndexRaw(name: string): { index: number; errno: number } {
 	const index = c.if_nametoindex(name) as number;
 	return { index, errno: index === 0 ? lastErrno() : 0 };
+}
+
+const AF_PACKET = 17;
+const SOCK_RAW = 3;
+const SOCK_CLOEXEC = 0o2000000;
+
+/**
+ * A raw packet socket (AF_PACKET, protocol 0: it receives nothing) in the
+ * calling thread's network namespace, for sending whole Ethernet frames.
+ */
+export function packetSocket(): number {
+	const fd = c.socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0) as number;
+	if (fd < 0) throw new LibcError('socket(AF_PACKET)', lastErrno());
+	return fd;
+}
+
+/** Transmits one Ethernet frame on ifindex (of the socket's namespace) through a packet socket. */
+export function sendFrame(fd: number, ifindex: number, frame: Buffer): void {
+	// struct sockaddr_ll: family, protocol (network order), ifindex, hatype, pkttype, halen, addr[8]
+	const sll = Buffer.alloc(20);
+	sll.writeUInt16LE(AF_PACKET, 0);
+	if (frame.length >= 14) frame.copy(sll, 2, 12, 14);
+	sll.writeInt32LE(ifindex, 4);
+	sll.writeUInt8(6, 11);
+	frame.copy(sll, 12, 0, 6);
+	const n = c.sendto(fd, frame, frame.length, 0, sll, sll.length) as number | bigint;
+	if (Number(n) < 0) throw new LibcError(`sendto(ifindex ${ifindex})`, lastErrno());
 }

@@ -28,6 +28,19 @@
 /* monitor ring: 1 MiB holds ~10k events between two reads */
 #define IVB_EVENTS_RING_BYTES (1 << 20)
 
+/*
+ * Slow path (slowpath.h). The ring holds ~160 held frames between two reads
+ * of the agent (it reads every millisecond). A slave may have
+ * IVB_PUNT_BUDGET frames held per IVB_PUNT_WINDOW_NS (100 ms), as the kernel's
+ * neighbour queue (unres_qlen) bounds what waits on one neighbour; an address
+ * the agent found unowned is not held again for IVB_UNKNOWN_TTL_NS.
+ */
+#define IVB_SLOWPATH_RING_BYTES (256 * 1024)
+#define IVB_UNKNOWN_ENTRIES 65536
+#define IVB_PUNT_BUDGET 64
+#define IVB_PUNT_WINDOW_NS 100000000ULL
+#define IVB_UNKNOWN_TTL_NS 1000000000ULL
+
 /* ETH_P_* in host order (linux/if_ether.h pulls in too much for BPF) */
 #define IVB_ETH_P_IP 0x0800
 #define IVB_ETH_P_ARP 0x0806

@@ -11,6 +11,7 @@
 #include "parse.h"
 #include "demux.h"
 #include "verdict.h"
+#include "slowpath.h"
 
 #define IVB_NDISC_NEIGHBOUR_ADVERTISEMENT 136
 
@@ -53,10 +54,14 @@ static __always_inline int ivb_owned_by(const struct ivb_addr_key *k, __u32 self
 	return o && o->peer_ifindex == self;
 }
 
+#define IVB_SRC_SPOOFED 1 /* another slave's, or an advertised target not the sender's */
+#define IVB_SRC_UNKNOWN 2 /* nobody's yet: the slave may have just added it */
+
 /*
  * Source validation: IPv4/IPv6 source, ARP sender, the target of a neighbour
  * advertisement must be the slave's own; the unspecified address (DHCP,
- * ARP probes, DAD, MLD before a link-local exists) passes.
+ * ARP probes, DAD, MLD before a link-local exists) passes. Returns 0, or
+ * IVB_SRC_SPOOFED / IVB_SRC_UNKNOWN.
  */
 static __always_inline int ivb_source_spoofed(struct __sk_buff *skb, const struct ivb_frame *f, __u32 self)
 {
@@ -69,7 +74,7 @@ static __always_inline int ivb_source_spoofed(struct __sk_buff *skb, const struc
 		return 0; /* from ::, keyed by the NS target: the slave probes its own address */
 	if (!ivb_addr_is_zero(f->src.addr, f->src.family == IVB_AF_INET ? 4 : 16) &&
 	    !(f->src_owner && f->src_owner->peer_ifindex == self))
-		return 1;
+		return f->src_owner ? IVB_SRC_SPOOFED : IVB_SRC_UNKNOWN;
 	if (f->proto == IVB_ETH_P_IPV6) {
 		struct ipv6hdr *ip6 = data + IVB_ETH_HLEN;
 		struct ivb_icmp6_ns *na = (void *)(ip6 + 1);
@@ -80,7 +85,7 @@ static __always_inline int ivb_source_spoofed(struct __sk_buff *skb, const struc
 			return 0;
 		/* an advertisement claims its target: only the slave's own */
 		ivb_key_v6(&k, f->src.port_id, na->target);
-		return !ivb_owned_by(&k, self);
+		return ivb_owned_by(&k, self) ? 0 : IVB_SRC_SPOOFED;
 	}
 	return 0;
 }
@@ -96,8 +101,18 @@ static __always_inline int ivb_check_sender(struct __sk_buff *skb, const struct 
 		return IVB_DROP(skb, IVB_DROP_MALFORMED);
 	if (ivb_mac_spoofed(skb, port, f))
 		return IVB_DROP(skb, IVB_DROP_SPOOFED_MAC);
-	if ((port->options & IVB_OPT_SOURCE_VALIDATION) && ivb_source_spoofed(skb, f, self))
-		return IVB_DROP(skb, IVB_DROP_SPOOFED_SOURCE);
+	if (port->options & IVB_OPT_SOURCE_VALIDATION) {
+		int spoofed = ivb_source_spoofed(skb, f, self), ret;
+
+		/* an address nobody owns yet may be one the table has not caught up with */
+		if (spoofed == IVB_SRC_UNKNOWN) {
+			ret = ivb_hold(skb, &f->src, IVB_DROP_UNKNOWN_SOURCE);
+			if (ret >= 0)
+				return ret;
+		}
+		if (spoofed)
+			return IVB_DROP(skb, IVB_DROP_SPOOFED_SOURCE);
+	}
 	return -1;
 }
 

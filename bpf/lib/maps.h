@@ -123,6 +123,37 @@ struct {
  * controller writes it when it creates them and refuses to reuse maps whose
  * fingerprint differs: a layout change is never reinterpreted)
  */
+/* the slow path (slowpath.h): frames held for the agent, its heartbeat, its answers, per-slave budgets */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, IVB_SLOWPATH_RING_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_slowpath SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ivb_slowpath_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_slowpath_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, IVB_UNKNOWN_ENTRIES);
+	__type(key, struct ivb_addr_key);
+	__type(value, struct ivb_unknown_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_unknown SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, IVB_MAX_SLAVES);
+	__type(key, struct ivb_slave_key);
+	__type(value, struct ivb_rate);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_punt_budget SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

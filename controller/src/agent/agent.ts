@@ -7,6 +7,7 @@
 import { writeFileSync, rmSync, readFileSync } from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';
 import { Learner } from './learner.js';
+import { SlowPath } from './slowpath.js';
 import { ensureDir, stateDir } from '../paths.js';
 import { IvbError, EINVAL, errorLine } from '../errors.js';
 import { Counter } from 'prom-client';
@@ -52,7 +53,12 @@ export async function runAgent(opts: AgentOptions = { metrics: null, api: null }
   let metrics: MetricsServer | null = null;
   let api: ApiServer | null = null;
   const learner = new Learner(log);
+  const slowPath = new SlowPath(learner, log);
+  // the slow path starts with the datapath's maps (the first port creates them)
+  let slowPathWait: NodeJS.Timeout | null = null;
   const shutdown = async (): Promise<void> => {
+    if (slowPathWait) clearInterval(slowPathWait);
+    slowPath.stop();
     learner.stop();
     if (api) {
       await api.stop().catch(() => undefined);
@@ -94,6 +100,18 @@ export async function runAgent(opts: AgentOptions = { metrics: null, api: null }
     throw e;
   }
   learner.start();
+  const startSlowPath = (): void => {
+    try {
+      if (slowPath.start() && slowPathWait) {
+        clearInterval(slowPathWait);
+        slowPathWait = null;
+      }
+    } catch (e) {
+      log(`slow path unavailable: ${errorLine(e)}`);
+    }
+  };
+  startSlowPath();
+  if (!slowPath.running) slowPathWait = setInterval(startSlowPath, 500);
   log('started');
   return new Promise<number>((resolve) => {
     const stop = (): void => {

@@ -43,6 +43,9 @@ import { getLink } from '../netlink/links.js';
 
 export type Log = (line: string) => void;
 
+/** The slow path re-reads one slave, or resyncs one port, at most this often (a hostile slave cannot keep the agent busy). */
+const REREAD_INTERVAL_NS = 5_000_000n;
+
 interface MonitorEvent {
   nsid: string;
   deleted: boolean;
@@ -108,8 +111,69 @@ export class Learner {
   private dirWatch: FSWatcher | null = null;
   private scanSoon: NodeJS.Timeout | null = null;
   private guardChecked = false;
+  /** CLOCK_MONOTONIC ns at which each port's last resync began: the slow path's barrier */
+  private readonly resyncBegan = new Map<number, bigint>();
+  /** the same per slave (host-side peer ifindex), for re-reads of one slave's addresses */
+  private readonly slaveReadBegan = new Map<number, bigint>();
 
   constructor(private readonly log: Log) {}
+
+  /**
+   * For the slow path: makes the table as fresh as the moment the frame was
+   * held (`heldAtNs`, the datapath's CLOCK_MONOTONIC), so that every change
+   * made before the slave sent it is in: for an unknown source, a re-read of
+   * the sending slave's own addresses; for an unknown destination (any slave
+   * may own it), a resync of the port. Nothing is re-read when that already
+   * began after the frame was held. Says where the sending slave is now.
+   */
+  freshSlave(
+    portId: number,
+    peerIfindex: number,
+    heldAtNs: bigint,
+    unknownSource: boolean,
+  ): { netns: string | null; ifindex: number } | null | 'later' {
+    let w = this.watches.get(portId);
+    if (!w) {
+      // a port the CLI created a moment ago
+      this.scanPorts(false);
+      w = this.watches.get(portId);
+      if (!w) return null;
+    }
+    const find = (): SlaveLocation | undefined =>
+      [...w.bySlaveKey.values()].find((l) => l.record.peerIfindex === peerIfindex && l.netns !== undefined);
+    const now = process.hrtime.bigint();
+    const portRead = this.resyncBegan.get(portId) ?? 0n;
+    let loc = find();
+    if (portRead <= heldAtNs) {
+      if (unknownSource && loc && loc.netns !== undefined) {
+        const slaveRead = this.slaveReadBegan.get(peerIfindex) ?? 0n;
+        if (slaveRead <= heldAtNs) {
+          // a slave sending from ever new addresses gets one re-read per interval
+          if (now - slaveRead < REREAD_INTERVAL_NS) return 'later';
+          this.rereadSlave(w, loc);
+        }
+      } else {
+        if (now - portRead < REREAD_INTERVAL_NS) return 'later';
+        this.resync(w);
+        loc = find();
+      }
+    }
+    return loc && loc.netns !== undefined ? { netns: loc.netns, ifindex: loc.ifindex } : null;
+  }
+
+  /** Learns what one slave holds now (its own addresses only: nothing of another slave changes). */
+  private rereadSlave(w: PortWatch, loc: SlaveLocation): void {
+    this.slaveReadBegan.set(loc.record.peerIfindex, process.hrtime.bigint());
+    const mine = listAddrs(loc.netns).find((l) => l.ifindex === loc.ifindex);
+    if (!mine) return;
+    const wantLL = slaveLinkLocal(w.port.master.mac, loc.record.devId);
+    for (const i of mine.addr_info ?? []) {
+      if (i.dadfailed) continue;
+      // a link-local derived from the shared MAC is the master's own, never the slave's
+      if (i.family === 'inet6' && i.local.startsWith('fe80:') && i.local !== wantLL) continue;
+      this.applyAddr(w, loc, { family: i.family === 'inet' ? 4 : 6, addr: i.local, prefixlen: i.prefixlen }, false);
+    }
+  }
 
   start(): void {
     this.scanPorts();
@@ -412,6 +476,7 @@ export class Learner {
 
   /** Recomputes the port's slaves and addresses from what exists and applies the difference. */
   resync(w: PortWatch): void {
+    this.resyncBegan.set(w.port.portId, process.hrtime.bigint());
     const fresh = readPort(w.port.portId);
     if (!fresh) return;
     w.port = fresh;

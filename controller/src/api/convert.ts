@@ -91,6 +91,7 @@ function deviceToMsg(d: DeviceStats): DeviceStatsMsg {
     siblingTx: d.ipvlan_bpf.sibling_tx,
     toStack: d.ipvlan_bpf.to_stack,
     toWire: d.ipvlan_bpf.to_wire,
+    held: d.ipvlan_bpf.held,
   };
 }
 
@@ -109,7 +110,7 @@ function deviceFromMsg(m: DeviceStatsMsg): DeviceStats {
     ifindex: m.ifindex,
     stats64: { rx: dir(m.rx), tx: dir(m.tx) },
     drops: { ...m.drops },
-    ipvlan_bpf: { sibling_tx: m.siblingTx, to_stack: m.toStack, to_wire: m.toWire },
+    ipvlan_bpf: { sibling_tx: m.siblingTx, to_stack: m.toStack, to_wire: m.toWire, held: m.held ?? 0 },
   };
 }
 

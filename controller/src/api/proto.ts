@@ -64,6 +64,7 @@ export interface DeviceStatsMsg {
   siblingTx: number;
   toStack: number;
   toWire: number;
+  held: number;
 }
 
 export interface PortStatsMsg {

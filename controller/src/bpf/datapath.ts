@@ -50,6 +50,8 @@ import {
   encodeIvbGuardKey,
   encodeIvbGuardEntry,
   decodeIvbGuardEntry,
+  encodeIvbSlowpathState,
+  encodeIvbUnknownEntry,
   IvbGuardKeyLayout,
   IvbGuardEntryLayout,
   IvbCounterKeyLayout,
@@ -108,6 +110,8 @@ export interface Maps {
   guard: number;
   counters: number;
   localAddrs: number;
+  slowpathState: number;
+  unknown: number;
 }
 
 let openMaps: Maps | null = null;
@@ -120,6 +124,9 @@ const MAP_PINS = {
   guard: 'ivb_guard',
   counters: 'ivb_counters',
   localAddrs: 'ivb_local_addrs',
+  slowpath: 'ivb_slowpath',
+  slowpathState: 'ivb_slowpath_state',
+  unknown: 'ivb_unknown',
 } as const;
 
 /** Loads a throw-away instance once so libbpf creates and pins any missing map. */
@@ -196,6 +203,8 @@ export function maps(): Maps {
     guard: objGet(join(dir, MAP_PINS.guard)),
     counters: objGet(join(dir, MAP_PINS.counters)),
     localAddrs: objGet(join(dir, MAP_PINS.localAddrs)),
+    slowpathState: objGet(join(dir, MAP_PINS.slowpathState)),
+    unknown: objGet(join(dir, MAP_PINS.unknown)),
   };
   return openMaps;
 }
@@ -514,6 +523,23 @@ export function setMasterAddr(portId: number, a: { family: Family; addr: string;
   const k = addrKey(portId, a);
   if (present) mapUpdate(maps().localAddrs, k, encodeIvbAddrOwner({ peerIfindex: 0, prefixlen: a.prefixlen }), BPF_ANY);
   else mapDelete(maps().localAddrs, k);
+}
+
+/** Pin of the slow path's ring buffer (frames held for the agent: bpf/lib/slowpath.h). */
+export function slowpathRingPin(): string {
+  maps();
+  return join(mapsPinDir(), MAP_PINS.slowpath);
+}
+
+/** The agent's heartbeat: the datapath holds frames for it until `untilNs` (CLOCK_MONOTONIC; 0: never). */
+export function setSlowpathConsumer(untilNs: bigint): void {
+  mapUpdate(maps().slowpathState, Buffer.alloc(4), encodeIvbSlowpathState({ consumerUntilNs: untilNs }), BPF_ANY);
+}
+
+/** Tells the datapath the agent found no owner for this address at `nowNs`: it is not held again for a while. */
+export function markUnowned(portId: number, family: Family, addr: Buffer, nowNs: bigint): void {
+  const key = encodeIvbAddrKey({ portId, family, addr });
+  mapUpdate(maps().unknown, key, encodeIvbUnknownEntry({ checkedNs: nowNs }), BPF_ANY);
 }
 
 /** Every address of the port with its owner. */

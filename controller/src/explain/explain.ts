@@ -199,6 +199,7 @@ const VERDICT_TEXT: Record<string, string> = {
   route: "routed by the master namespace's stack",
   route_pinned: 'routed out of the master (oif-pinned lookup)',
   drop: 'dropped',
+  held: "held for the agent's slow path (sent again once the agent has re-read the port)",
 };
 
 export function formatExplain(r: ExplainResult): string {

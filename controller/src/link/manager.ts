@@ -10,7 +10,7 @@
 import { basename } from 'node:path';
 import { IvbError, EBUSY, EEXIST, EINVAL, ENODEV } from '../errors.js';
 import { pinRoot } from '../paths.js';
-import { ip, ipJson, ipTry, sysctlSet } from '../netlink/exec.js';
+import { ip, ipBatchTry, ipJson, ipTry, sysctlSet } from '../netlink/exec.js';
 import { getLink, listLinks, type IpAddrLink, type IpLink } from '../netlink/links.js';
 import { netnsExists, netnsInodeOfPath, netnsPath, initNetnsInode } from '../netlink/netns.js';
 import {
@@ -42,6 +42,7 @@ import {
   portAddrs,
   SLAVE_SAME_NETNS,
   unlearnAddr,
+  learnAddr,
   writeFanoutSlot,
   writePortEntry,
   writeSlaveEntry,
@@ -269,7 +270,17 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       const peer = getLink(peerName, p.master.netns);
       if (!peer) throw new IvbError('IPVLAN_E_IPROUTE', `veth peer ${peerName} vanished`);
       setupPeer(peerName, p.master.netns);
+      // the kernel's dev_id link-local from the start (a veth would derive the
+      // master's own from the shared MAC): no frame of the slave ever comes
+      // from an address the datapath does not know. A slave moved to another
+      // namespace loses it there; the agent gives it back when it comes up.
+      // (where IPv6 is disabled there is none to give: the slave goes without)
+      const linkLocal = slaveLinkLocal(masterMac, devId);
       ip(['link', 'set', 'dev', o.name, 'alias', slaveAlias(p.portId, peerName)], o.netns);
+      if (ipBatchTry([`link set dev ${o.name} addrgenmode none`, `addr add ${linkLocal}/64 dev ${o.name} nodad`], o.netns)) {
+        learnAddr(p.portId, peer.ifindex, { family: 6, addr: linkLocal, prefixlen: 64 });
+        undo.push(() => unlearnAddr(p.portId, { family: 6, addr: linkLocal }));
+      }
       const slaveLink = getLink(o.name, o.netns);
       if (ensureGuard()) setGuard(p.master.netnsIno, p.master.ifindex, p.portId, 0);
       if (slaveLink) setGuard(nsIno(o.netns), slaveLink.ifindex, p.portId, peer.ifindex);

@@ -62,6 +62,8 @@ export interface DeviceStats {
     to_stack: number;
     /** frames sent out of the master (TO_WIRE, ROUTE_PINNED; vepa hairpins included) */
     to_wire: number;
+    /** frames held for the agent's slow path (HELD): counted again, with their fate, when sent again */
+    held: number;
   };
 }
 
@@ -93,7 +95,7 @@ function emptyDevice(ifname: string, role: 'master' | 'slave', link: string, por
     ifindex,
     stats64: { rx: emptyDir(), tx: emptyDir() },
     drops: {},
-    ipvlan_bpf: { sibling_tx: 0, to_stack: 0, to_wire: 0 },
+    ipvlan_bpf: { sibling_tx: 0, to_stack: 0, to_wire: 0, held: 0 },
   };
 }
 
@@ -152,6 +154,10 @@ export function buildSnapshot(ports: readonly PortRecord[], rows: readonly Count
       }
       const slave = slaves.get(r.ifindex);
       if (!slave) continue;
+      if (r.action === IvbAction.HELD) {
+        slave.ipvlan_bpf.held += r.packets;
+        continue;
+      }
       addDrop(slave, r.reason, r.packets);
       switch (r.action) {
         case IvbAction.DROP:
@@ -210,6 +216,7 @@ export function rates(prev: StatsSnapshot, now: StatsSnapshot): DeviceStats[] {
         sibling_tx: rate(d.ipvlan_bpf.sibling_tx, p?.ipvlan_bpf.sibling_tx ?? 0),
         to_stack: rate(d.ipvlan_bpf.to_stack, p?.ipvlan_bpf.to_stack ?? 0),
         to_wire: rate(d.ipvlan_bpf.to_wire, p?.ipvlan_bpf.to_wire ?? 0),
+        held: rate(d.ipvlan_bpf.held, p?.ipvlan_bpf.held ?? 0),
       },
     };
   });

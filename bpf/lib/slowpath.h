@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * The slow path: the kernel driver learns a slave's address inside
+ * `ip addr add` (its inetaddr/inet6addr notifiers), so an address works from
+ * its first packet. The agent learns it from the netlink event a moment
+ * later. A frame that meets the table inside that moment would be judged on
+ * stale facts (dropped as spoofed, or sent past the sibling that owns its
+ * destination), so it is held instead: copied to the agent through the
+ * ivb_slowpath ring and consumed here. The agent re-reads the port (every
+ * netlink change made before the frame was sent is visible to it by then),
+ * and sends the frame again from the slave, where it meets the fresh table.
+ * Where the agent found no owner it notes the address in ivb_unknown, so the
+ * frame sent again takes the ordinary path.
+ *
+ * Bounded like the kernel's neighbour queue: IVB_PUNT_BUDGET frames per slave
+ * and window (then dropped as slowpath_full), frames up to IVB_PUNT_MAX_FRAME
+ * bytes (bigger ones take the ordinary path). Without a live agent (no
+ * heartbeat in ivb_slowpath_state) nothing is held: forwarding never depends
+ * on the agent.
+ */
+#ifndef IVB_SLOWPATH_H
+#define IVB_SLOWPATH_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "consts.h"
+#include "maps.h"
+#include "parse.h"
+#include "verdict.h"
+
+static __always_inline int ivb_slowpath_alive(__u64 now)
+{
+	__u32 k = 0;
+	struct ivb_slowpath_state *s = bpf_map_lookup_elem(&ivb_slowpath_state, &k);
+
+	return s && s->consumer_until_ns > now;
+}
+
+/* The agent looked at this address less than IVB_UNKNOWN_TTL_NS ago and no slave owned it. */
+static __always_inline int ivb_recently_unowned(const struct ivb_addr_key *addr, __u64 now)
+{
+	struct ivb_unknown_entry *e = bpf_map_lookup_elem(&ivb_unknown, addr);
+
+	return e && now - e->checked_ns < IVB_UNKNOWN_TTL_NS;
+}
+
+/* Takes one frame of the sending slave's budget; 0 when it is spent. */
+static __always_inline int ivb_punt_budget_take(__u32 peer, __u64 now)
+{
+	struct ivb_slave_key k = { .port_id = ivb_port_id, .peer_ifindex = peer };
+	struct ivb_rate *r, init = { .window_ns = now };
+
+	r = bpf_map_lookup_elem(&ivb_punt_budget, &k);
+	if (!r) {
+		bpf_map_update_elem(&ivb_punt_budget, &k, &init, BPF_NOEXIST);
+		r = bpf_map_lookup_elem(&ivb_punt_budget, &k);
+		if (!r)
+			return 0;
+	}
+	if (now - r->window_ns > IVB_PUNT_WINDOW_NS) {
+		r->window_ns = now;
+		r->count = 0;
+	}
+	if (r->count >= IVB_PUNT_BUDGET)
+		return 0;
+	__sync_fetch_and_add(&r->count, 1);
+	return 1;
+}
+
+/*
+ * Holds a slave's frame for the agent because of `addr` (reason
+ * IVB_DROP_UNKNOWN_SOURCE or IVB_DROP_UNKNOWN_DEST). Returns the verdict, or
+ * -1 when there is no slow path for it: the caller then decides as before.
+ */
+static __always_inline int ivb_hold(struct __sk_buff *skb, const struct ivb_addr_key *addr, __u32 reason)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct ivb_punt *p;
+	__u32 len = skb->len;
+
+	/* explain judges the table as it is: a held frame meets the same table unless it changes */
+	if (ivb_dry_run || !ivb_slowpath_alive(now) || ivb_recently_unowned(addr, now))
+		return -1;
+	if (len < IVB_ETH_HLEN || len > IVB_PUNT_MAX_FRAME)
+		return -1;
+	if (!ivb_punt_budget_take(skb->ingress_ifindex, now))
+		return IVB_DROP(skb, IVB_DROP_SLOWPATH_FULL);
+	p = bpf_ringbuf_reserve(&ivb_slowpath, sizeof(*p), 0);
+	if (!p)
+		return IVB_DROP(skb, IVB_DROP_SLOWPATH_FULL);
+	p->ts_ns = now;
+	p->port_id = ivb_port_id;
+	p->ifindex = skb->ingress_ifindex;
+	p->reason = reason;
+	p->family = addr->family;
+	p->pad[0] = p->pad[1] = 0;
+	__builtin_memcpy(p->addr, addr->addr, sizeof(p->addr));
+	/* the mask only tells the verifier what the test above already ensured */
+	len &= 0x7ff;
+	if (len > IVB_PUNT_MAX_FRAME || len < IVB_ETH_HLEN ||
+	    bpf_skb_load_bytes(skb, 0, p->frame, len) < 0) {
+		bpf_ringbuf_discard(p, 0);
+		return -1;
+	}
+	p->len = len;
+	bpf_ringbuf_submit(p, 0);
+	return ivb_verdict(skb, IVB_TC_ACT_SHOT, IVB_ACT_HELD, 0, reason);
+}
+
+/* The first `bits` bits of a and b agree (addresses of up to 16 bytes). */
+static __always_inline int ivb_same_prefix(const __u8 *a, const __u8 *b, __u32 bits)
+{
+	__u8 diff = 0;
+
+	for (int i = 0; i < 16; i++) {
+		__u32 lo = i * 8;
+		__u8 mask;
+
+		if (bits <= lo)
+			break;
+		mask = bits - lo >= 8 ? 0xff : (__u8)(0xff << (8 - (bits - lo)));
+		diff |= (a[i] ^ b[i]) & mask;
+	}
+	return diff == 0;
+}
+
+/*
+ * A destination worth holding for: in the sending slave's own subnet (where a
+ * sibling's new address, or a shim slave's in the master's namespace, would
+ * be), and neither the master's own address nor the sender's.
+ * `src_owner` is the sender's entry for its source address.
+ */
+static __always_inline int ivb_dest_worth_holding(const struct ivb_frame *f, const struct ivb_addr_owner *src_owner,
+						  __u32 self)
+{
+	if (!src_owner || src_owner->peer_ifindex != self || f->dst.family != f->src.family)
+		return 0;
+	if (bpf_map_lookup_elem(&ivb_local_addrs, &f->dst))
+		return 0;
+	return ivb_same_prefix(f->src.addr, f->dst.addr, src_owner->prefixlen);
+}
+
+#endif /* IVB_SLOWPATH_H */
