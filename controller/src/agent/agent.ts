@@ -110,8 +110,11 @@ export async function runAgent(opts: AgentOptions = { metrics: null, api: null }
       log(`slow path unavailable: ${errorLine(e)}`);
     }
   };
-  startSlowPath();
-  if (!slowPath.running) slowPathWait = setInterval(startSlowPath, 500);
+  // IPVLAN_BPF_SLOWPATH=0: nothing is held, every frame is decided on the table as it is
+  if (process.env.IPVLAN_BPF_SLOWPATH !== '0') {
+    startSlowPath();
+    if (!slowPath.running) slowPathWait = setInterval(startSlowPath, 500);
+  }
   log('started');
   return new Promise<number>((resolve) => {
     const stop = (): void => {

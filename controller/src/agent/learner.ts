@@ -131,7 +131,7 @@ export class Learner {
     peerIfindex: number,
     heldAtNs: bigint,
     unknownSource: boolean,
-  ): { netns: string | null; ifindex: number } | null | 'later' {
+  ): { netns: string | null; ifindex: number; masterMac: string } | null | 'later' {
     let w = this.watches.get(portId);
     if (!w) {
       // a port the CLI created a moment ago
@@ -158,7 +158,7 @@ export class Learner {
         loc = find();
       }
     }
-    return loc && loc.netns !== undefined ? { netns: loc.netns, ifindex: loc.ifindex } : null;
+    return loc && loc.netns !== undefined ? { netns: loc.netns, ifindex: loc.ifindex, masterMac: w.port.master.mac } : null;
   }
 
   /** Learns what one slave holds now (its own addresses only: nothing of another slave changes). */
@@ -167,12 +167,18 @@ export class Learner {
     const mine = listAddrs(loc.netns).find((l) => l.ifindex === loc.ifindex);
     if (!mine) return;
     const wantLL = slaveLinkLocal(w.port.master.mac, loc.record.devId);
+    let foreignLL = false;
     for (const i of mine.addr_info ?? []) {
       if (i.dadfailed) continue;
       // a link-local derived from the shared MAC is the master's own, never the slave's
-      if (i.family === 'inet6' && i.local.startsWith('fe80:') && i.local !== wantLL) continue;
+      if (i.family === 'inet6' && i.local.startsWith('fe80:') && i.local !== wantLL) {
+        foreignLL = true;
+        continue;
+      }
       this.applyAddr(w, loc, { family: i.family === 'inet' ? 4 : 6, addr: i.local, prefixlen: i.prefixlen }, false);
     }
+    // up and sending from the veth's own link-local: the kernel's dev_id one now
+    if (foreignLL && mine.flags?.includes('UP') && loc.netns !== undefined) this.setLinkLocal(w.port, loc.record.devId, mine.ifname, loc.netns);
   }
 
   start(): void {

@@ -497,6 +497,17 @@ export function learnAddr(portId: number, peerIfindex: number, a: LearnedAddr): 
   }
 }
 
+/** learnAddr, except that a full table is not an error: false then (the agent learns it when there is room). */
+export function learnAddrIfRoom(portId: number, peerIfindex: number, a: LearnedAddr): boolean {
+  try {
+    mapUpdate(maps().addrs, addrKey(portId, a), encodeIvbAddrOwner({ peerIfindex, prefixlen: a.prefixlen }), BPF_ANY);
+    return true;
+  } catch (e) {
+    if (isFull(e)) return false;
+    throw e;
+  }
+}
+
 export function unlearnAddr(portId: number, a: { family: Family; addr: string }): void {
   mapDelete(maps().addrs, addrKey(portId, a));
 }

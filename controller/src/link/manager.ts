@@ -42,7 +42,7 @@ import {
   portAddrs,
   SLAVE_SAME_NETNS,
   unlearnAddr,
-  learnAddr,
+  learnAddrIfRoom,
   writeFanoutSlot,
   writePortEntry,
   writeSlaveEntry,
@@ -277,8 +277,10 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       // (where IPv6 is disabled there is none to give: the slave goes without)
       const linkLocal = slaveLinkLocal(masterMac, devId);
       ip(['link', 'set', 'dev', o.name, 'alias', slaveAlias(p.portId, peerName)], o.netns);
-      if (ipBatchTry([`link set dev ${o.name} addrgenmode none`, `addr add ${linkLocal}/64 dev ${o.name} nodad`], o.netns)) {
-        learnAddr(p.portId, peer.ifindex, { family: 6, addr: linkLocal, prefixlen: 64 });
+      if (
+        ipBatchTry([`link set dev ${o.name} addrgenmode none`, `addr add ${linkLocal}/64 dev ${o.name} nodad`], o.netns) &&
+        learnAddrIfRoom(p.portId, peer.ifindex, { family: 6, addr: linkLocal, prefixlen: 64 })
+      ) {
         undo.push(() => unlearnAddr(p.portId, { family: 6, addr: linkLocal }));
       }
       const slaveLink = getLink(o.name, o.netns);
