@@ -39,6 +39,7 @@ import {
 import { locateSlaves, parseAlias, type SlaveLocation } from '../link/slaves.js';
 import { masterAddrs, masterLinkLocal, portDelete, pruneSlave, slaveLinkLocal } from '../link/manager.js';
 import { errorLine } from '../errors.js';
+import { ensurePortRules, setSlaveRoute, syncForwardAccepts, syncSlaveRoutes } from '../link/hostnet.js';
 import { getLink } from '../netlink/links.js';
 
 export type Log = (line: string) => void;
@@ -371,6 +372,7 @@ export class Learner {
       }
       if (owner === loc.record.peerIfindex) {
         unlearnAddr(portId, a);
+        setSlaveRoute(w.port, loc.record.peerName, a, false);
         // a refused sibling may hold it too: it is the owner now
         if ([...w.refused].some((t) => t.startsWith(`${a.addr}@`))) this.scheduleResync(w, 20);
       }
@@ -385,7 +387,9 @@ export class Learner {
       learnAddr(portId, loc.record.peerIfindex, a);
     } catch (e) {
       this.tableRefusal(w, loc, a.addr, e);
+      return;
     }
+    setSlaveRoute(w.port, loc.record.peerName, a, true);
   }
 
   /** A learn that failed (a full table): logged and counted once per address. */
@@ -509,6 +513,11 @@ export class Learner {
       const [fam, addr] = [Number(k.slice(0, 1)) as Family, k.slice(2)];
       unlearnAddr(port.portId, { family: fam, addr });
     }
+    // what the master's namespace needs for l3/l3s on real hosts (hostnet.ts); a
+    // firewall started after the slaves (Docker) gets its accepts here
+    ensurePortRules(port);
+    syncSlaveRoutes(port, portAddrs(port.portId));
+    for (const line of syncForwardAccepts(port)) this.log(`${port.master.name}: ${line}`);
   }
 
   /**

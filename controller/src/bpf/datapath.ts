@@ -236,7 +236,9 @@ export interface InstanceOptions {
  * `slave_egress`) against the pinned maps, with its load-time settings: the
  * one place every loader (ports, upgrade, explain) goes through.
  */
-export function loadPortInstance(kind: 'master_ingress' | 'slave_egress', portId: number, o: InstanceOptions = {}): BpfObject {
+export type PortProgram = 'master_ingress' | 'slave_egress' | 'peer_egress';
+
+export function loadPortInstance(kind: PortProgram, portId: number, o: InstanceOptions = {}): BpfObject {
   const obj = BpfObject.open(bpfObjectPath(`${kind}.bpf.o`), { pinRoot: mapsPinDir() });
   try {
     matchPinnedSizes(obj);
@@ -252,7 +254,7 @@ export function loadPortInstance(kind: 'master_ingress' | 'slave_egress', portId
   }
 }
 
-function loadProgram(kind: 'master_ingress' | 'slave_egress', portId: number, pinPath: string): void {
+function loadProgram(kind: PortProgram, portId: number, pinPath: string): void {
   const obj = loadPortInstance(kind, portId);
   try {
     obj.pinProgram(`ivb_${kind}`, pinPath);
@@ -266,10 +268,10 @@ function inNetns<T>(netns: string | null, fn: () => T): T {
   return withNetns(netns === null ? initNetnsPath() : netnsPath(netns), fn);
 }
 
-function attachPinned(progPin: string, ifindex: number, linkPin: string, netns: string | null): void {
+function attachPinned(progPin: string, ifindex: number, linkPin: string, netns: string | null, hook: 'tcx_ingress' | 'tcx_egress' = 'tcx_ingress'): void {
   const prog = objGet(progPin);
   try {
-    const link = inNetns(netns, () => linkCreate(prog, ifindex, 'tcx_ingress'));
+    const link = inNetns(netns, () => linkCreate(prog, ifindex, hook));
     try {
       objPin(link, linkPin);
     } finally {
@@ -370,16 +372,29 @@ export function createPortDatapath(portId: number, masterIfindex: number, netns:
   maps();
   loadProgram('master_ingress', portId, join(dir, 'master_ingress'));
   loadProgram('slave_egress', portId, join(dir, 'slave_egress'));
+  loadProgram('peer_egress', portId, join(dir, 'peer_egress'));
   attachPinned(join(dir, 'master_ingress'), masterIfindex, join(dir, 'link_master'), netns);
+}
+
+/** The pin of a peer's TC egress link (l3s TTL restore, peer_egress.bpf.c). */
+function peerEgressPin(dir: string, peerIfindex: number): string {
+  return join(dir, `link_pegress_${peerIfindex}`);
 }
 
 export function attachPeer(portId: number, peerIfindex: number, netns: string | null): void {
   const dir = portPinDir(portId);
   attachPinned(join(dir, 'slave_egress'), peerIfindex, join(dir, `link_peer_${peerIfindex}`), netns);
+  try {
+    attachPinned(join(dir, 'peer_egress'), peerIfindex, peerEgressPin(dir, peerIfindex), netns, 'tcx_egress');
+  } catch (e) {
+    rmSync(join(dir, `link_peer_${peerIfindex}`), { force: true });
+    throw e;
+  }
 }
 
 export function detachPeer(portId: number, peerIfindex: number): void {
   rmSync(join(portPinDir(portId), `link_peer_${peerIfindex}`), { force: true });
+  rmSync(peerEgressPin(portPinDir(portId), peerIfindex), { force: true });
 }
 
 /** Unpins everything of the port: links detach, programs go once unused. */
@@ -542,14 +557,13 @@ export function upgradePorts(ports: Array<{ portId: number }>): string[] {
   const done: string[] = [];
   for (const { portId } of ports) {
     const dir = portPinDir(portId);
-    for (const pin of ['master_ingress', 'slave_egress'] as const) {
+    for (const pin of ['master_ingress', 'slave_egress', 'peer_egress'] as const) {
       const progName = `ivb_${pin}`;
       const obj = loadPortInstance(pin, portId);
       try {
         const prog = obj.programFd(progName);
-        const links = readdirSync(dir).filter((f) =>
-          pin === 'master_ingress' ? f === 'link_master' : f.startsWith('link_peer_'),
-        );
+        const prefix = { master_ingress: 'link_master', slave_egress: 'link_peer_', peer_egress: 'link_pegress_' }[pin];
+        const links = readdirSync(dir).filter((f) => (pin === 'master_ingress' ? f === prefix : f.startsWith(prefix)));
         for (const l of links) {
           const linkFd = objGet(join(dir, l));
           try {
