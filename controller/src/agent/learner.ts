@@ -38,7 +38,7 @@ import {
 } from '../bpf/datapath.js';
 import { locateSlaves, parseAlias, type SlaveLocation } from '../link/slaves.js';
 import { masterAddrs, masterLinkLocal, portDelete, pruneSlave, slaveLinkLocal } from '../link/manager.js';
-import { errorLine } from '../errors.js';
+import { IvbError, errorLine } from '../errors.js';
 import { ensurePortRules, setSlaveRoute, syncForwardAccepts, syncSlaveRoutes } from '../link/hostnet.js';
 import { getLink } from '../netlink/links.js';
 
@@ -513,11 +513,29 @@ export class Learner {
       const [fam, addr] = [Number(k.slice(0, 1)) as Family, k.slice(2)];
       unlearnAddr(port.portId, { family: fam, addr });
     }
-    // what the master's namespace needs for l3/l3s on real hosts (hostnet.ts); a
-    // firewall started after the slaves (Docker) gets its accepts here
-    ensurePortRules(port);
-    syncSlaveRoutes(port, portAddrs(port.portId));
-    for (const line of syncForwardAccepts(port)) this.log(`${port.master.name}: ${line}`);
+    this.syncHostnet(w);
+  }
+
+  /**
+   * What the master's namespace needs for l3/l3s on real hosts (hostnet.ts):
+   * rules, slave routes, forward accepts (a firewall started after the
+   * slaves, such as Docker's, gets its accepts here). Under the state lock,
+   * so that it cannot re-add what a `link del` of the last slave just
+   * removed; never waits for it: when a command holds it, later.
+   */
+  private syncHostnet(w: PortWatch): void {
+    try {
+      withLock(() => {
+        const port = readPort(w.port.portId);
+        if (!port || port.slaves.length === 0) return;
+        ensurePortRules(port);
+        syncSlaveRoutes(port, portAddrs(port.portId));
+        for (const line of syncForwardAccepts(port)) this.log(`${port.master.name}: ${line}`);
+      }, 0);
+    } catch (e) {
+      if (!(e instanceof IvbError && e.code === 'IPVLAN_E_LOCK')) throw e;
+      this.scheduleResync(w, 300);
+    }
   }
 
   /**
