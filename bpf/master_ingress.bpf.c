@@ -52,6 +52,16 @@ static __always_inline int ivb_l3s_routed(const struct ivb_frame *f)
 	return !(f->dst.addr[0] == 0xfe && (f->dst.addr[1] & 0xc0) == 0x80);
 }
 
+/*
+ * The master's own packet coming back (a hairpinning switch reflects what
+ * the master sent to a slave): the master's stack would take it for a
+ * martian (its own source address), the kernel's l3s delivers it. As l3.
+ */
+static __always_inline int ivb_from_master(const struct ivb_frame *f)
+{
+	return f->has_key && bpf_map_lookup_elem(&ivb_local_addrs, &f->src) != NULL;
+}
+
 SEC("tc")
 int ivb_master_ingress(struct __sk_buff *skb)
 {
@@ -96,7 +106,7 @@ int ivb_master_ingress(struct __sk_buff *skb)
 	peer = ivb_owner(&f.dst, &owner, &why);
 	if (!peer)
 		return IVB_PASS(skb, why);
-	if (port->mode == IVB_MODE_L3S && ivb_l3s_routed(&f))
+	if (port->mode == IVB_MODE_L3S && ivb_l3s_routed(&f) && !ivb_from_master(&f))
 		/*
 		 * l3s: up the master's stack, which routes it to the slave by
 		 * the port's table (`ip rule iif MASTER`) via the host-side peer:

@@ -397,6 +397,7 @@ const masterCases: Case[] = [
 	// L3S unicast IP for a slave: through the master namespace's hooks, routed via the peer (issue 11)
 	{ name: 'L3S IPv4 unicast to an up slave -> master stack, routed to its peer', mode: L3S, frame: fromWire4(A4), expect: routeTo('p1') },
 	{ name: 'L3S IPv6 unicast to an up slave -> master stack, routed to its peer', mode: L3S, frame: fromWire6(B6), expect: routeTo('p2') },
+	{ name: "L3S IPv4 from the master's own address (reflected by a hairpin) to a slave -> its peer", mode: L3S, frame: fromWire4(A4, { src: MASTER_IP }), expect: deliver('p1') },
 	{ name: 'L3S IPv6 link-local unicast to a slave -> its peer (never forwarded)', mode: L3S, frame: fromWire6(B_LL, { src: ip6('fe80::99') }), expect: deliver('p2') },
 ];
 

@@ -13,13 +13,14 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { TestEnv, ip, nsExec, run, snmp, waitUntil } from './lib/topo.js';
+import { TestEnv, configureSlave, ip, nsExec, run, snmp, waitUntil, type Agent } from './lib/topo.js';
 import { addSlaves, buildHostTopo, hostState, nftIn, pings, sysctlOf, type HostTopo } from './lib/hostnet.js';
 
 const env = new TestEnv('l3s', 'ivl');
 let t: HostTopo;
 let before: Record<string, string>;
 let far: string;
+let agent: Agent;
 const procs: ChildProcess[] = [];
 
 const VIP4 = '198.18.100.1';
@@ -91,7 +92,7 @@ beforeAll(async () => {
   ip(t.w.wire, 'route', 'add', `${VIP4}/32`, 'via', t.w.hostV4);
   ip(t.w.wire, '-6', 'route', 'add', `${VIP6}/128`, 'via', t.w.hostV6);
   before = hostState(t);
-  await env.startAgent();
+  agent = await env.startAgent();
   await addSlaves(env, t, 'l3s');
   // conntrack runs in a namespace once a rule needs it; this one counts forwarded packets of new flows
   nftIn(t.w.host, 'add table inet obs');
@@ -247,6 +248,28 @@ describe('l3s: ingress through the master namespace netfilter', () => {
     expect(sysctlOf(t.w.host, 'net.ipv4.conf.eth0m.forwarding')).toBe('1');
     env.cliOk('-n', t.s1.ns, 'link', 'del', t.s1.dev);
     expect(sysctlOf(t.w.host, 'net.ipv4.conf.eth0m.forwarding')).toBe('0');
+    expect(hostState(t)).toEqual(before);
+  });
+
+  it('gc after a crash: the slave namespace went while no agent ran; gc takes away what l3s set', async () => {
+    await agent.stop();
+    nftIn(t.w.host, 'add table inet userfw');
+    nftIn(t.w.host, 'add chain inet userfw forward { type filter hook forward priority 0; policy drop; }');
+    const ns2 = env.netns('ns2');
+    env.cliOk('-n', t.w.host, 'link', 'add', 'link', 'eth0m', 'name', 'ipvl2', 'type', 'ipvlan', 'mode', 'l3s');
+    ip(t.w.host, 'link', 'set', 'dev', 'ipvl2', 'netns', ns2);
+    configureSlave(ns2, 'ipvl2', '198.18.0.12/24', '2001:db8::12/64', 'dev');
+    ip(t.w.wire, 'route', 'add', '198.18.0.12/32', 'via', t.w.hostV4);
+    env.cliOk('sync');
+    expect(sysctlOf(t.w.host, 'net.ipv4.conf.eth0m.forwarding')).toBe('1');
+    expect(ip(t.w.host, '-4', 'route', 'show', 'table', 'all')).toMatch(/^198\.18\.0\.12 dev ivb\d+x\d+ table/m);
+    expect(nftIn(t.w.host, 'list', 'table', 'inet', 'userfw')).toContain('comment "ipvlan-bpf:');
+    expect(pings(t.w.wire, '198.18.0.12', 1)).toBe(1);
+    env.delNetns(ns2);
+    const out = env.cliOk('gc');
+    expect(out).toMatch(/ipvl2/);
+    expect(nftIn(t.w.host, 'list', 'table', 'inet', 'userfw')).not.toContain('ipvlan-bpf');
+    nftIn(t.w.host, 'delete table inet userfw');
     expect(hostState(t)).toEqual(before);
   });
 });

@@ -310,3 +310,41 @@ export function teardownHostnet(port: PortRecord): void {
   removePortRules(port.portId, port.master.netns);
   removeForwardAccepts(port.master.netns, (peer) => peer.startsWith(`ivb${port.portId}x`));
 }
+
+// ---- gc ----
+
+/**
+ * What a crash can leave in one namespace: our accept rules (this state's
+ * comment) for peers that no longer exist there, and our `iif` rules (and
+ * their tables) whose master device is gone. Rules of a master that still
+ * exists are judged through its port record, never here: another state
+ * (another pin subtree) may own them.
+ */
+export function gcHostnet(netns: string | null, livePeers: ReadonlySet<string>): string[] {
+  const removed: string[] = [];
+  const items = nftRuleset(netns);
+  for (const i of items ?? []) {
+    const r = i.rule;
+    if (!r?.comment?.startsWith(acceptPrefix())) continue;
+    const peer = r.comment.slice(acceptPrefix().length);
+    if (livePeers.has(peer)) continue;
+    nft(['delete', 'rule', r.family, r.table, r.chain, 'handle', String(r.handle)], netns);
+    removed.push(`accept rule for ${peer} in ${r.family} ${r.table} ${r.chain}${netns ? ` (netns ${netns})` : ''}`);
+  }
+  for (const f of [4, 6] as const) {
+    let list: Array<RuleJson & { iif_detached?: unknown }>;
+    try {
+      list = rules(f, netns);
+    } catch {
+      continue;
+    }
+    for (const r of list) {
+      if (!isOurPref(r.priority) || !('iif_detached' in r)) continue;
+      ipTry([famFlag(f), 'rule', 'del', 'pref', String(r.priority)], netns);
+      const table = Number(r.table);
+      if (table >= TABLE_BASE && table < TABLE_BASE + 0x10000) ipTry([famFlag(f), 'route', 'flush', 'table', String(table)], netns);
+      removed.push(`IPv${f} rule ${r.priority} of a master that is gone${netns ? ` (netns ${netns})` : ''}`);
+    }
+  }
+  return removed;
+}
