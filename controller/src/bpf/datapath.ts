@@ -552,8 +552,9 @@ export function portAddrs(portId: number): Array<LearnedAddr & { peerIfindex: nu
  * per hook (bpf_link_update: no moment without a program). The pinned maps
  * are reused only when their layout fingerprint matches this build's.
  */
-export function upgradePorts(ports: Array<{ portId: number }>): string[] {
+export function upgradePorts(ports: Array<{ portId: number; master: { netns: string | null } }>): string[] {
   maps();
+  const netnsOf = (id: number): string | null => ports.find((p) => p.portId === id)!.master.netns;
   const done: string[] = [];
   for (const { portId } of ports) {
     const dir = portPinDir(portId);
@@ -578,6 +579,13 @@ export function upgradePorts(ports: Array<{ portId: number }>): string[] {
       } finally {
         obj.close();
       }
+    }
+    // peers attached by a build without peer_egress get it now
+    for (const f of readdirSync(dir)) {
+      const ifindex = Number(f.match(/^link_peer_(\d+)$/)?.[1] ?? 0);
+      if (!ifindex || existsSync(peerEgressPin(dir, ifindex))) continue;
+      attachPinned(join(dir, 'peer_egress'), ifindex, peerEgressPin(dir, ifindex), netnsOf(portId), 'tcx_egress');
+      done.push(`port ${portId}: ivb_peer_egress attached to peer ${ifindex}`);
     }
   }
   return done;
