@@ -14,7 +14,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { TestEnv, configureSlave, ip, nsExec, run, snmp, waitUntil, type Agent } from './lib/topo.js';
-import { addSlaves, buildHostTopo, hostState, nftIn, pings, sysctlOf, type HostTopo } from './lib/hostnet.js';
+import { addSlaves, buildHostTopo, hostState, nftIn, pings, sysctlIn, sysctlOf, type HostTopo } from './lib/hostnet.js';
 
 const env = new TestEnv('l3s', 'ivl');
 let t: HostTopo;
@@ -270,6 +270,24 @@ describe('l3s: ingress through the master namespace netfilter', () => {
     expect(out).toMatch(/ipvl2/);
     expect(nftIn(t.w.host, 'list', 'table', 'inet', 'userfw')).not.toContain('ipvlan-bpf');
     nftIn(t.w.host, 'delete table inet userfw');
+    expect(hostState(t)).toEqual(before);
+  });
+
+  it('a master that forwarded before keeps forwarding: no blackhole rule, transit as before, forwarding still on after the last link del', () => {
+    sysctlIn(t.w.host, 'net.ipv4.conf.eth0m.forwarding=1', 'net.ipv6.conf.eth0m.force_forwarding=1');
+    const ns3 = env.netns('ns3');
+    env.cliOk('-n', t.w.host, 'link', 'add', 'link', 'eth0m', 'name', 'ipvl3', 'type', 'ipvlan', 'mode', 'l3s');
+    ip(t.w.host, 'link', 'set', 'dev', 'ipvl3', 'netns', ns3);
+    configureSlave(ns3, 'ipvl3', '198.18.0.13/24', '2001:db8::13/64', 'dev');
+    env.cliOk('sync');
+    expect(ip(t.w.host, '-4', 'rule', 'show') + ip(t.w.host, '-6', 'rule', 'show')).not.toContain('blackhole');
+    const b = [snmp(far, 'Icmp', 'InEchos'), snmp(far, 'Icmp6', 'InEchos')];
+    pings(t.w.wire, '198.18.8.2', 1);
+    pings(t.w.wire, '2001:db8:8::2', 1);
+    expect([snmp(far, 'Icmp', 'InEchos') - b[0]!, snmp(far, 'Icmp6', 'InEchos') - b[1]!]).toEqual([1, 1]);
+    env.cliOk('-n', ns3, 'link', 'del', 'ipvl3');
+    expect([sysctlOf(t.w.host, 'net.ipv4.conf.eth0m.forwarding'), sysctlOf(t.w.host, 'net.ipv6.conf.eth0m.force_forwarding')]).toEqual(['1', '1']);
+    sysctlIn(t.w.host, 'net.ipv4.conf.eth0m.forwarding=0', 'net.ipv6.conf.eth0m.force_forwarding=0');
     expect(hostState(t)).toEqual(before);
   });
 });
