@@ -252,20 +252,22 @@ function sysctlPut(key: string, value: string, netns: string | null): void {
 
 /**
  * Switches the port's master into l3s forwarding (idempotent: does nothing
- * when `port.l3s` is already recorded). The caller writes the record.
+ * when `port.l3s` is already recorded). The caller writes the record. On a
+ * failure what was done is undone and `port.l3s` stays unset.
  */
 export function enterL3s(port: PortRecord): void {
   if (port.l3s) return;
   const ns = port.master.netns;
   const m = port.master.name;
-  const v4 = `net.ipv4.conf.${m}.forwarding`;
-  const v6 = `net.ipv6.conf.${m}.force_forwarding`;
+  // slashes: a device name may hold dots (eth0.100)
+  const v4 = `net/ipv4/conf/${m}/forwarding`;
+  const v6 = `net/ipv6/conf/${m}/force_forwarding`;
+  const v6AllKey = 'net/ipv6/conf/all/forwarding';
   const saved: L3sSaved = { sysctls: {}, blackhole: [] };
   const v4Was = sysctlGet(v4, ns);
   const v6Was = sysctlGet(v6, ns);
-  const v6All = sysctlGet('net.ipv6.conf.all.forwarding', ns);
+  const v6All = sysctlGet(v6AllKey, ns);
   if (v4Was === null) throw new Error(`cannot read ${v4}`);
-  port.l3s = saved;
   if (v4Was !== '1') {
     saved.sysctls[v4] = v4Was;
     saved.blackhole.push(4);
@@ -275,15 +277,21 @@ export function enterL3s(port: PortRecord): void {
     if (v6Was !== '1' && v6All !== '1') saved.blackhole.push(6);
   } else if (v6All !== '1') {
     // kernels before 6.17: only the namespace-wide switch exists
-    saved.sysctls['net.ipv6.conf.all.forwarding'] = v6All ?? '0';
+    saved.sysctls[v6AllKey] = v6All ?? '0';
     saved.blackhole.push(6);
   }
-  const pref = prefOf(port.portId).blackhole;
-  for (const f of saved.blackhole) {
-    ipTry([famFlag(f), 'rule', 'del', 'pref', String(pref)], ns);
-    ip([famFlag(f), 'rule', 'add', 'pref', String(pref), 'iif', m, 'blackhole'], ns);
+  port.l3s = saved;
+  try {
+    const pref = prefOf(port.portId).blackhole;
+    for (const f of saved.blackhole) {
+      ipTry([famFlag(f), 'rule', 'del', 'pref', String(pref)], ns);
+      ip([famFlag(f), 'rule', 'add', 'pref', String(pref), 'iif', m, 'blackhole'], ns);
+    }
+    for (const key of Object.keys(saved.sysctls)) sysctlPut(key, '1', ns);
+  } catch (e) {
+    leaveL3s(port);
+    throw e;
   }
-  for (const key of Object.keys(saved.sysctls)) sysctlPut(key, '1', ns);
 }
 
 /** Puts back what enterL3s changed (idempotent). The caller writes the record. */
