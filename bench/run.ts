@@ -218,7 +218,7 @@ function testRuns(c: Contender, sl: Slaves): Record<string, TestRunFig> {
   const dir = join(PIN_DIR, 'ports', String(portId()));
   const m0 = Number(JSON.parse(must('ip', ['-n', H, '-j', 'link', 'show', 'm0']).stdout)[0].ifindex);
   const [p1] = sl.peers!;
-  const l3 = c.bpf!.mode === 'l3';
+  const l3 = c.bpf!.mode !== 'l2';
   const cases: Array<[string, string, Buffer, number, number]> = [
     ['master_ingress wire->slave', 'master_ingress', frame(M_MAC, WIRE_MAC, WIRE_IP, sl.ips[0]), m0, 0],
     ['slave_egress slave->slave', 'slave_egress', frame(M_MAC, M_MAC, sl.ips[0], sl.ips[1]), p1, p1],
@@ -412,6 +412,7 @@ async function main(): Promise<number> {
     ipvlanBpf('bpf-l2-nocnt', 'ipvlan-bpf l2 counters off', 'l2', { IPVLAN_BPF_COUNTERS: '0' }, 'counters and events compiled out at load (IPVLAN_BPF_COUNTERS=0)', true),
     ...(QUICK ? [] : [ipvlanBpf('bpf-l2-nosv', 'ipvlan-bpf l2 src-valid. off', 'l2', { IPVLAN_BPF_SOURCE_VALIDATION: '0' }, 'source validation off at link add', true)]),
     ipvlanBpf('bpf-l3', 'ipvlan-bpf l3', 'l3', {}),
+    ipvlanBpf('bpf-l3s', 'ipvlan-bpf l3s', 'l3s', {}, 'wire→slave routed by the master namespace (forward path; no netfilter rules loaded here)'),
     macvlan,
     vethBridge,
     vethRouting,

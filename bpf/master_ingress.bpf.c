@@ -39,6 +39,29 @@ static __always_inline int ivb_is_reflected_own(struct __sk_buff *skb, const str
 	return ivb_owner_up(&f->src) != 0;
 }
 
+/*
+ * l3s: unicast IP for a slave goes through the master's stack; an IPv6
+ * link-local destination is never forwarded, so it is delivered as in l3.
+ */
+static __always_inline int ivb_l3s_routed(const struct ivb_frame *f)
+{
+	if (f->proto == IVB_ETH_P_IP)
+		return 1;
+	if (f->proto != IVB_ETH_P_IPV6 || f->dad_ns)
+		return 0;
+	return !(f->dst.addr[0] == 0xfe && (f->dst.addr[1] & 0xc0) == 0x80);
+}
+
+/*
+ * The master's own packet coming back (a hairpinning switch reflects what
+ * the master sent to a slave): the master's stack would take it for a
+ * martian (its own source address), the kernel's l3s delivers it. As l3.
+ */
+static __always_inline int ivb_from_master(const struct ivb_frame *f)
+{
+	return f->has_key && bpf_map_lookup_elem(&ivb_local_addrs, &f->src) != NULL;
+}
+
 SEC("tc")
 int ivb_master_ingress(struct __sk_buff *skb)
 {
@@ -83,6 +106,15 @@ int ivb_master_ingress(struct __sk_buff *skb)
 	peer = ivb_owner(&f.dst, &owner, &why);
 	if (!peer)
 		return IVB_PASS(skb, why);
+	if (port->mode == IVB_MODE_L3S && ivb_l3s_routed(&f) && !ivb_from_master(&f))
+		/*
+		 * l3s: up the master's stack, which routes it to the slave by
+		 * the port's table (`ip rule iif MASTER`) via the host-side peer:
+		 * PREROUTING, FORWARD and POSTROUTING of the master's namespace
+		 * see it, conntrack and NAT work both ways (the kernel's l3s
+		 * reaches the same hooks, with INPUT in place of FORWARD)
+		 */
+		return ivb_verdict(skb, IVB_TC_ACT_OK, IVB_ACT_ROUTE, peer, IVB_DROP_NONE);
 	return ivb_deliver(skb, owner, peer, 0);
 }
 

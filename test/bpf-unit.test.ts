@@ -159,6 +159,8 @@ const drop = (reason: number): Expect => ({ retval: TC_ACT_SHOT, action: IvbActi
 const toWire = (fanout = 0): Expect => ({ retval: TC_ACT_REDIRECT, action: IvbAction.TO_WIRE, target: 'm0', reason: 0, fanout });
 const toMaster = (): Expect => ({ retval: TC_ACT_REDIRECT, action: IvbAction.TO_MASTER, target: 'm0', reason: 0, fanout: 0 });
 const route = (): Expect => ({ retval: TC_ACT_OK, action: IvbAction.ROUTE, target: null, reason: 0, fanout: 0 });
+/** l3s ingress: up the master's stack, which routes it to this slave's peer */
+const routeTo = (peer: Dev): Expect => ({ retval: TC_ACT_OK, action: IvbAction.ROUTE, target: peer, reason: 0, fanout: 0 });
 const pinned = (): Expect => ({ retval: TC_ACT_REDIRECT, action: IvbAction.ROUTE_PINNED, target: 'm0', reason: 0, fanout: 0 });
 
 interface Case {
@@ -392,6 +394,11 @@ const masterCases: Case[] = [
 	{ name: 'L3S DAD NS for a slave address -> master stack', mode: L3S, frame: dadNs(A6), expect: pass(0) },
 	{ name: 'L3S IPv4 multicast -> master only', mode: L3S, frame: fromWire4(MCAST4, { dmac: MCAST4_MAC }), expect: pass(0) },
 	{ name: 'L3S IPv4 to a down slave -> master stack', mode: L3S, frame: fromWire4(C4), expect: passSlaveDown() },
+	// L3S unicast IP for a slave: through the master namespace's hooks, routed via the peer (issue 11)
+	{ name: 'L3S IPv4 unicast to an up slave -> master stack, routed to its peer', mode: L3S, frame: fromWire4(A4), expect: routeTo('p1') },
+	{ name: 'L3S IPv6 unicast to an up slave -> master stack, routed to its peer', mode: L3S, frame: fromWire6(B6), expect: routeTo('p2') },
+	{ name: "L3S IPv4 from the master's own address (reflected by a hairpin) to a slave -> its peer", mode: L3S, frame: fromWire4(A4, { src: MASTER_IP }), expect: deliver('p1') },
+	{ name: 'L3S IPv6 link-local unicast to a slave -> its peer (never forwarded)', mode: L3S, frame: fromWire6(B_LL, { src: ip6('fe80::99') }), expect: deliver('p2') },
 ];
 
 // ---------------------------------------------------------------------------
@@ -608,15 +615,6 @@ const divergences: Array<Case & { prog: ProgKind }> = [
 		mode: L2,
 		frame: eth(MASTER_MAC, EXT_MAC, ETH_P_IP, ipv4({ src: EXT_IP, dst: A4, totLen: 10 })),
 		expect: pass(),
-	},
-	{
-		// §2.2 L3S column: unicast goes through master-ns PREROUTING/INPUT before reaching the slave;
-		// master_ingress.bpf.c redirects it straight into the slave like L3.
-		name: 'master L3S IPv4 unicast to a slave: kernel runs master-ns PREROUTING/INPUT first, datapath bpf_redirect_peer',
-		prog: 'master_ingress',
-		mode: L3S,
-		frame: fromWire4(A4),
-		expect: deliver('p1'),
 	},
 	{
 		// route.h ivb_route_v6 classifies by f->dst, the demux key, which parse.h leaves zero for

@@ -20,11 +20,11 @@
  * private state (lib/hard-topo.ts libCall).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { closeFd, mapInfo, mapKeys, mapLookup, mapUpdate, objGet } from '../native/libbpf.js';
 import { encodeIvbAddrKey, encodeIvbAddrOwner, encodeIvbSlave, encodeIvbSlaveKey, IvbAddrKeyLayout } from '../maps/generated.js';
-import { TestEnv, buildWire, configureSlave, ip, ipTry, linkNames, linkOf, ping, sleep, waitUntil, type Agent, type Wire } from './lib/topo.js';
+import { TestEnv, buildWire, configureSlave, ip, ipTry, linkNames, linkOf, must, ping, run, sleep, waitUntil, type Agent, type Wire } from './lib/topo.js';
 import { libCall, pingFlow, startAgentPatient } from './lib/hard-topo.js';
 
 const env = new TestEnv('hard-life', 'ivbhl');
@@ -99,6 +99,10 @@ describe('agent restart', () => {
 describe('upgrade', () => {
   it('replacing every program (bpf_link_update) while traffic flows loses no packet', async () => {
     const progs0 = env.pinFiles().filter((f) => /^ports\/\d+\/(master_ingress|slave_egress)$/.test(f));
+    // a peer attached by a build before peer_egress: upgrade attaches it
+    const pegress = env.pinFiles().filter((f) => /^ports\/\d+\/link_pegress_\d+$/.test(f));
+    expect(pegress).toHaveLength(2);
+    rmSync(join(env.pinDir, pegress[0]!));
     const flow = pingFlow(w.wire, A4, 500, 0.01);
     await sleep(1_000);
     const up = libCall(env, `const m = await lib('controller/src/cli/maintenance.js'); process.exitCode = m.runUpgrade([], true);`);
@@ -108,6 +112,9 @@ describe('upgrade', () => {
     const done = (JSON.parse(up.stdout.trim().split('\n').pop()!) as { upgraded: string[] }).upgraded;
     expect(done.some((d) => /ivb_master_ingress replaced on 1 link/.test(d))).toBe(true);
     expect(done.some((d) => /ivb_slave_egress replaced on 2 link/.test(d))).toBe(true);
+    expect(done.some((d) => /ivb_peer_egress replaced on 1 link/.test(d))).toBe(true);
+    expect(done.some((d) => /ivb_peer_egress attached to peer \d+/.test(d))).toBe(true);
+    expect(env.pinFiles().filter((f) => /^ports\/\d+\/link_pegress_\d+$/.test(f))).toEqual(pegress);
     expect(r.sent).toBe(500);
     expect(r.received).toBe(500);
     // same pins, new programs; still forwarding both ways
@@ -173,6 +180,18 @@ describe('cleanup', () => {
     ip(w.host, 'link', 'add', `ivb${GHOST}x2`, 'type', 'veth', 'peer', 'name', `ivbp${GHOST}`);
     env.onCleanup(() => ipTry(w.host, 'link', 'del', `ivb${GHOST}x2`));
     ip(w.host, 'link', 'set', 'dev', `ivb${GHOST}x2`, 'alias', 'ipvlan-bpf-peer:someone-else');
+    // hostnet leftovers (issue 11): an accept rule of ours for a peer that is gone, one of another
+    // state, and the iif rule (with its table) of a master that is gone
+    const TABLE = String(0x49760000 + GHOST);
+    must('ip', ['netns', 'exec', w.host, 'nft', 'add table inet gcfw']);
+    must('ip', ['netns', 'exec', w.host, 'nft', 'add chain inet gcfw forward { type filter hook forward priority 0; policy accept; }']);
+    must('ip', ['netns', 'exec', w.host, 'nft', `add rule inet gcfw forward iifname "ivb${GHOST}x1" accept comment "ipvlan-bpf:${env.pinSubdir}:ivb${GHOST}x1"`]);
+    must('ip', ['netns', 'exec', w.host, 'nft', `add rule inet gcfw forward iifname "ivb${GHOST}x3" accept comment "ipvlan-bpf:someone-else:ivb${GHOST}x3"`]);
+    env.onCleanup(() => run('ip', ['netns', 'exec', w.host, 'nft', 'delete table inet gcfw']));
+    ip(w.host, 'link', 'add', 'ghostm', 'type', 'veth', 'peer', 'name', 'ghostp');
+    ip(w.host, 'rule', 'add', 'pref', '29998', 'iif', 'ghostm', 'lookup', TABLE);
+    ip(w.host, 'route', 'add', 'blackhole', '198.18.77.0/24', 'table', TABLE);
+    ip(w.host, 'link', 'del', 'ghostm');
     const slaves0 = env.show().map((s) => s.ifname).sort();
 
     const r = libCall(env, `const m = await lib('controller/src/cli/maintenance.js'); process.exitCode = m.runGc(true);`);
@@ -184,6 +203,14 @@ describe('cleanup', () => {
     expect(removed.some((x) => /ivb_slaves entr(y|ies) of unknown ports/.test(x))).toBe(true);
     expect(removed.some((x) => x.startsWith(`orphan peer ivb${GHOST}x1`))).toBe(true);
     expect(removed.some((x) => x.includes(`ivb${GHOST}x2`))).toBe(false);
+    expect(removed.some((x) => x.startsWith(`accept rule for ivb${GHOST}x1 in inet gcfw forward`))).toBe(true);
+    expect(removed.some((x) => x.includes(`ivb${GHOST}x3`))).toBe(false);
+    expect(removed.some((x) => x.startsWith('IPv4 rule 29998 of a master that is gone'))).toBe(true);
+    const fw = must('ip', ['netns', 'exec', w.host, 'nft', 'list', 'table', 'inet', 'gcfw']);
+    expect(fw).not.toContain(`ivb${GHOST}x1`);
+    expect(fw).toContain(`ivb${GHOST}x3`);
+    expect(ip(w.host, 'rule', 'show')).not.toContain('29998');
+    expect(ip(w.host, 'route', 'show', 'table', TABLE)).toBe('');
 
     expect(existsSync(join(env.pinDir, 'ports', String(GHOST)))).toBe(false);
     expect(env.addrMapHas('198.18.0.77')).toBe(false);

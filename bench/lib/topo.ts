@@ -85,7 +85,7 @@ export interface Contender {
   teardown(): void;
   /** wire->slave counting: UDP sink in slave 1 (default) or XDP drops on m0 */
   xdpDrop?: boolean;
-  bpf?: { mode: 'l2' | 'l3'; env: Record<string, string> };
+  bpf?: { mode: 'l2' | 'l3' | 'l3s'; env: Record<string, string> };
 }
 
 function ifindex(ns: string, dev: string): number {
@@ -104,8 +104,8 @@ const ALL = { s2s: true, s2w: true, tcp: true, rr: true, w2s: true };
 /** timings of every CLI call the contenders made (control plane) */
 export const cliTimes: { linkAdd: number[]; linkDel: number[]; sync: number[] } = { linkAdd: [], linkDel: [], sync: [] };
 
-export function ipvlanBpf(id: string, label: string, mode: 'l2' | 'l3', env: Record<string, string>, note?: string, udpOnly = false): Contender {
-  const l3 = mode === 'l3';
+export function ipvlanBpf(id: string, label: string, mode: 'l2' | 'l3' | 'l3s', env: Record<string, string>, note?: string, udpOnly = false): Contender {
+  const l3 = mode !== 'l2';
   const ips: [string, string] = l3 ? ['198.18.1.11', '198.18.1.12'] : ['198.18.0.11', '198.18.0.12'];
   return {
     id,

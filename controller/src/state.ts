@@ -24,6 +24,14 @@ export interface SlaveRecord {
   slot: number;
 }
 
+/** What l3s changed in the master's namespace, kept so that it can be put back (also by gc). */
+export interface L3sSaved {
+  /** sysctl key -> the value found before */
+  sysctls: Record<string, string>;
+  /** families whose `iif MASTER blackhole` rule we added (the master did not forward them before) */
+  blackhole: Array<4 | 6>;
+}
+
 export interface PortRecord {
   portId: number;
   master: {
@@ -41,6 +49,8 @@ export interface PortRecord {
   sourceValidation?: boolean;
   slaves: SlaveRecord[];
   nextDevId: number;
+  /** set while the port is in l3s: what entering it changed */
+  l3s?: L3sSaved;
 }
 
 function portsDir(): string {

@@ -38,7 +38,8 @@ import {
 } from '../bpf/datapath.js';
 import { locateSlaves, parseAlias, type SlaveLocation } from '../link/slaves.js';
 import { masterAddrs, masterLinkLocal, portDelete, pruneSlave, slaveLinkLocal } from '../link/manager.js';
-import { errorLine } from '../errors.js';
+import { IvbError, errorLine } from '../errors.js';
+import { ensurePortRules, setSlaveRoute, syncForwardAccepts, syncSlaveRoutes } from '../link/hostnet.js';
 import { getLink } from '../netlink/links.js';
 
 export type Log = (line: string) => void;
@@ -441,6 +442,7 @@ export class Learner {
       }
       if (owner === loc.record.peerIfindex) {
         unlearnAddr(portId, a);
+        setSlaveRoute(w.port, loc.record.peerName, a, false);
         // a refused sibling may hold it too: it is the owner now
         if ([...w.refused].some((t) => t.startsWith(`${a.addr}@`))) this.scheduleResync(w, 20);
       }
@@ -455,7 +457,9 @@ export class Learner {
       learnAddr(portId, loc.record.peerIfindex, a);
     } catch (e) {
       this.tableRefusal(w, loc, a.addr, e);
+      return;
     }
+    setSlaveRoute(w.port, loc.record.peerName, a, true);
   }
 
   /** A learn that failed (a full table): logged and counted once per address. */
@@ -579,6 +583,29 @@ export class Learner {
       if (unreadable.has(owner.peerIfindex)) continue;
       const [fam, addr] = [Number(k.slice(0, 1)) as Family, k.slice(2)];
       unlearnAddr(port.portId, { family: fam, addr });
+    }
+    this.syncHostnet(w);
+  }
+
+  /**
+   * What the master's namespace needs for l3/l3s on real hosts (hostnet.ts):
+   * rules, slave routes, forward accepts (a firewall started after the
+   * slaves, such as Docker's, gets its accepts here). Under the state lock,
+   * so that it cannot re-add what a `link del` of the last slave just
+   * removed; never waits for it: when a command holds it, later.
+   */
+  private syncHostnet(w: PortWatch): void {
+    try {
+      withLock(() => {
+        const port = readPort(w.port.portId);
+        if (!port || port.slaves.length === 0) return;
+        ensurePortRules(port);
+        syncSlaveRoutes(port, portAddrs(port.portId));
+        for (const line of syncForwardAccepts(port)) this.log(`${port.master.name}: ${line}`);
+      }, 0);
+    } catch (e) {
+      if (!(e instanceof IvbError && e.code === 'IPVLAN_E_LOCK')) throw e;
+      this.scheduleResync(w, 300);
     }
   }
 

@@ -245,7 +245,9 @@ export interface InstanceOptions {
  * `slave_egress`) against the pinned maps, with its load-time settings: the
  * one place every loader (ports, upgrade, explain) goes through.
  */
-export function loadPortInstance(kind: 'master_ingress' | 'slave_egress', portId: number, o: InstanceOptions = {}): BpfObject {
+export type PortProgram = 'master_ingress' | 'slave_egress' | 'peer_egress';
+
+export function loadPortInstance(kind: PortProgram, portId: number, o: InstanceOptions = {}): BpfObject {
   const obj = BpfObject.open(bpfObjectPath(`${kind}.bpf.o`), { pinRoot: mapsPinDir() });
   try {
     matchPinnedSizes(obj);
@@ -261,7 +263,7 @@ export function loadPortInstance(kind: 'master_ingress' | 'slave_egress', portId
   }
 }
 
-function loadProgram(kind: 'master_ingress' | 'slave_egress', portId: number, pinPath: string): void {
+function loadProgram(kind: PortProgram, portId: number, pinPath: string): void {
   const obj = loadPortInstance(kind, portId);
   try {
     obj.pinProgram(`ivb_${kind}`, pinPath);
@@ -275,10 +277,10 @@ function inNetns<T>(netns: string | null, fn: () => T): T {
   return withNetns(netns === null ? initNetnsPath() : netnsPath(netns), fn);
 }
 
-function attachPinned(progPin: string, ifindex: number, linkPin: string, netns: string | null): void {
+function attachPinned(progPin: string, ifindex: number, linkPin: string, netns: string | null, hook: 'tcx_ingress' | 'tcx_egress' = 'tcx_ingress'): void {
   const prog = objGet(progPin);
   try {
-    const link = inNetns(netns, () => linkCreate(prog, ifindex, 'tcx_ingress'));
+    const link = inNetns(netns, () => linkCreate(prog, ifindex, hook));
     try {
       objPin(link, linkPin);
     } finally {
@@ -379,16 +381,29 @@ export function createPortDatapath(portId: number, masterIfindex: number, netns:
   maps();
   loadProgram('master_ingress', portId, join(dir, 'master_ingress'));
   loadProgram('slave_egress', portId, join(dir, 'slave_egress'));
+  loadProgram('peer_egress', portId, join(dir, 'peer_egress'));
   attachPinned(join(dir, 'master_ingress'), masterIfindex, join(dir, 'link_master'), netns);
+}
+
+/** The pin of a peer's TC egress link (l3s TTL restore, peer_egress.bpf.c). */
+function peerEgressPin(dir: string, peerIfindex: number): string {
+  return join(dir, `link_pegress_${peerIfindex}`);
 }
 
 export function attachPeer(portId: number, peerIfindex: number, netns: string | null): void {
   const dir = portPinDir(portId);
   attachPinned(join(dir, 'slave_egress'), peerIfindex, join(dir, `link_peer_${peerIfindex}`), netns);
+  try {
+    attachPinned(join(dir, 'peer_egress'), peerIfindex, peerEgressPin(dir, peerIfindex), netns, 'tcx_egress');
+  } catch (e) {
+    rmSync(join(dir, `link_peer_${peerIfindex}`), { force: true });
+    throw e;
+  }
 }
 
 export function detachPeer(portId: number, peerIfindex: number): void {
   rmSync(join(portPinDir(portId), `link_peer_${peerIfindex}`), { force: true });
+  rmSync(peerEgressPin(portPinDir(portId), peerIfindex), { force: true });
 }
 
 /** Unpins everything of the port: links detach, programs go once unused. */
@@ -574,19 +589,19 @@ export function portAddrs(portId: number): Array<LearnedAddr & { peerIfindex: nu
  * per hook (bpf_link_update: no moment without a program). The pinned maps
  * are reused only when their layout fingerprint matches this build's.
  */
-export function upgradePorts(ports: Array<{ portId: number }>): string[] {
+export function upgradePorts(ports: Array<{ portId: number; master: { netns: string | null } }>): string[] {
   maps();
+  const netnsOf = (id: number): string | null => ports.find((p) => p.portId === id)!.master.netns;
   const done: string[] = [];
   for (const { portId } of ports) {
     const dir = portPinDir(portId);
-    for (const pin of ['master_ingress', 'slave_egress'] as const) {
+    for (const pin of ['master_ingress', 'slave_egress', 'peer_egress'] as const) {
       const progName = `ivb_${pin}`;
       const obj = loadPortInstance(pin, portId);
       try {
         const prog = obj.programFd(progName);
-        const links = readdirSync(dir).filter((f) =>
-          pin === 'master_ingress' ? f === 'link_master' : f.startsWith('link_peer_'),
-        );
+        const prefix = { master_ingress: 'link_master', slave_egress: 'link_peer_', peer_egress: 'link_pegress_' }[pin];
+        const links = readdirSync(dir).filter((f) => (pin === 'master_ingress' ? f === prefix : f.startsWith(prefix)));
         for (const l of links) {
           const linkFd = objGet(join(dir, l));
           try {
@@ -601,6 +616,13 @@ export function upgradePorts(ports: Array<{ portId: number }>): string[] {
       } finally {
         obj.close();
       }
+    }
+    // peers attached by a build without peer_egress get it now
+    for (const f of readdirSync(dir)) {
+      const ifindex = Number(f.match(/^link_peer_(\d+)$/)?.[1] ?? 0);
+      if (!ifindex || existsSync(peerEgressPin(dir, ifindex))) continue;
+      attachPinned(join(dir, 'peer_egress'), ifindex, peerEgressPin(dir, ifindex), netnsOf(portId), 'tcx_egress');
+      done.push(`port ${portId}: ivb_peer_egress attached to peer ${ifindex}`);
     }
   }
   return done;

@@ -123,31 +123,16 @@ async function linkShowViaApi(global: GlobalOptions, netns: string | null, rest:
   }
 }
 
-/**
- * l3s is accepted (the kernel's port-wide rules apply to it) but its
- * defining behaviour, ingress through the master namespace's netfilter, is
- * not implemented: say so each time it is asked for (docs/datapath.md).
- */
-function warnL3s(mode: string | undefined): void {
-  if (mode === 'l3s') {
-    process.stderr.write(
-      "ipvlan-bpf: warning: l3s forwards as l3 here: traffic to slaves does not traverse the master namespace's netfilter (see docs/datapath.md)\n",
-    );
-  }
-}
-
 function runLink(global: GlobalOptions, netns: string | null, cmd: string | undefined, rest: string[]): number {
   switch (cmd) {
     case 'add': {
       const a = parseLinkAdd(rest);
-      warnL3s(a.mode);
       linkAdd({ master: a.master, name: a.name, netns, mode: a.mode, flag: a.flag, typeArgs: a.typeArgs, mtu: a.mtu });
       return 0;
     }
     case 'set':
     case 'change': {
       const a = parseLinkSet(rest);
-      warnL3s(a.mode);
       linkSet({ name: a.name, netns, mode: a.mode, flag: a.flag, typeArgs: a.typeArgs, sourceValidation: a.sourceValidation });
       return 0;
     }

@@ -36,6 +36,7 @@ import { listPorts, readPort, withLock, type PortRecord } from '../state.js';
 import { bpffsRoot, repoRoot, stateDir } from '../paths.js';
 import { linkAdd, pruneSlave, slaveLinkLocal } from '../link/manager.js';
 import { parseAlias } from '../link/slaves.js';
+import { setSlaveRoute } from '../link/hostnet.js';
 import {
   addrOwner,
   clearGuard,
@@ -367,7 +368,10 @@ export function cmdAdd(conf: NetConf, env: CniEnv, log: Log): Record<string, unk
       writeSlaveEntry(port.portId, slave.peerIfindex, { devId: slave.devId, flags: SLAVE_UP | sameNs, mtu: link.mtu });
       clearGuard(port.portId, slave.peerIfindex);
       setGuard(nsIno, link.ifindex, port.portId, slave.peerIfindex);
-      for (const c of cidrs) learnAddr(port.portId, slave.peerIfindex, c);
+      for (const c of cidrs) {
+        learnAddr(port.portId, slave.peerIfindex, c);
+        setSlaveRoute(port, slave.peerName, c, true);
+      }
       if (llOk) learnAddr(port.portId, slave.peerIfindex, { family: 6, addr: ll, prefixlen: 64 });
     });
     lap('learn');

@@ -18,6 +18,7 @@ import { listPorts, withLock } from '../state.js';
 import { pinRoot } from '../paths.js';
 import { peerAlias, portDelete, pruneSlave } from './manager.js';
 import { locateSlaves } from './slaves.js';
+import { gcHostnet } from './hostnet.js';
 
 const PEER_NAME = /^ivb(\d+)x(\d+)$/;
 
@@ -109,6 +110,9 @@ export function gc(): string[] {
       } catch {
         continue;
       }
+      // accept rules of peers that are gone, rules of masters that are gone (hostnet.ts)
+      const live = new Set(links.map((l) => l.ifname).filter((n) => peerNames.has(`${ns ?? ''}/${n}`)));
+      removed.push(...gcHostnet(ns, live));
       for (const l of links) {
         if (!PEER_NAME.test(l.ifname) || l.linkinfo?.info_kind !== 'veth') continue;
         if (peerNames.has(`${ns ?? ''}/${l.ifname}`)) continue;

@@ -50,6 +50,15 @@ import {
   setMasterAddrs,
 } from '../bpf/datapath.js';
 import { identifySlave, locateSlaves, parseAlias, slaveAlias, type SlaveLocation } from './slaves.js';
+import {
+  enterL3s,
+  ensurePortRules,
+  leaveL3s,
+  removeForwardAccepts,
+  removePortRules,
+  syncForwardAccepts,
+  teardownHostnet,
+} from './hostnet.js';
 
 export const MODES: readonly Mode[] = ['l2', 'l3', 'l3s'];
 export const FLAGS: readonly PortFlag[] = ['bridge', 'private', 'vepa'];
@@ -203,7 +212,8 @@ function setupPeer(peerName: string, netns: string | null): void {
     sysctlSet('net.ipv6.conf.all.forwarding', '1', netns);
   }
   sysctlSet(`net.ipv6.conf.${peerName}.accept_ra`, '0', netns);
-  ip(['link', 'set', 'dev', peerName, 'addrgenmode', 'none'], netns);
+  // routed to (l3s ingress) without ARP/ND: the slave is NOARP; the peer's own MAC (the master's) is the slave's
+  ip(['link', 'set', 'dev', peerName, 'arp', 'off', 'addrgenmode', 'none'], netns);
   ip(['link', 'set', 'dev', peerName, 'up'], netns);
 }
 
@@ -253,6 +263,8 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
         undo.push(() => destroyPortDatapath(p.portId));
         createPortDatapath(p.portId, p.master.ifindex, p.master.netns);
         setMasterAddrs(p.portId, masterAddrs(p.master.name, p.master.netns));
+        undo.push(() => removePortRules(p.portId, p.master.netns));
+        ensurePortRules(p);
         writePort(p);
         undo.push(() => removePort(p.portId));
       }
@@ -295,11 +307,18 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       attachPeer(p.portId, rec.peerIfindex, p.master.netns);
       undo.push(() => detachPeer(p.portId, rec.peerIfindex));
       p.slaves.push(rec);
+      undo.push(() => removeForwardAccepts(p.master.netns, (peer) => peer === rec.peerName));
+      syncForwardAccepts(p);
       p.nextDevId = devId + 1;
       // ipvlan_link_new always sets the port mode (l3 when none was sent); flags only when sent
       const modeBefore = p.mode;
       p.mode = o.mode ?? 'l3';
       if (o.typeArgs || created) p.flag = o.flag ?? 'bridge';
+      const l3sBefore = p.l3s;
+      undo.push(() => {
+        if (!l3sBefore) leaveL3s(p);
+      });
+      applyModeHostnet(p);
       writePortEntry(p.portId, portEntryOf(p));
       writePort(p);
       if (created || p.mode !== modeBefore) {
@@ -323,6 +342,12 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
   });
 }
 
+/** What the port's mode needs in the master's namespace: l3s forwarding on or off (hostnet.ts). */
+function applyModeHostnet(port: PortRecord): void {
+  if (port.mode === 'l3s') enterL3s(port);
+  else leaveL3s(port);
+}
+
 /** Removes one slave from its port (maps, link pin, fan-out slot); deletes the port with its last slave. */
 function removeSlave(port: PortRecord, rec: SlaveRecord, deleteVeth: () => void): void {
   for (const a of portAddrs(port.portId)) {
@@ -339,8 +364,11 @@ function removeSlave(port: PortRecord, rec: SlaveRecord, deleteVeth: () => void)
     writeFanoutSlot(port.portId, last.slot, last.peerIfindex);
   }
   deleteFanoutSlot(port.portId, port.slaves.length);
+  removeForwardAccepts(port.master.netns, (peer) => peer === rec.peerName);
+  // the peer's routes go with the device
   deleteVeth();
   if (port.slaves.length === 0) {
+    teardownHostnet(port);
     destroyPortDatapath(port.portId);
     removePort(port.portId);
     if (listPorts().length === 0) removeGuard();
@@ -372,6 +400,7 @@ export function portDelete(port: PortRecord): void {
         ipTry(['link', 'del', loc.record.peerName], port.master.netns);
       });
     }
+    teardownHostnet(port);
     destroyPortDatapath(port.portId);
     removePort(port.portId);
     if (listPorts().length === 0) removeGuard();
@@ -404,6 +433,7 @@ export function linkSet(o: LinkSetOptions): PortRecord {
     // iproute2 sends mode only when given, flags always once any ipvlan word is given
     if (o.mode) port.mode = o.mode;
     port.flag = o.flag ?? 'bridge';
+    applyModeHostnet(port);
     writePortEntry(port.portId, portEntryOf(port));
     writePort(port);
     applyNoarp(port, locateSlaves(port));

@@ -1,0 +1,358 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/**
+ * What a port sets up in its master's namespace so that l3 and l3s work on
+ * real hosts (issue 11), and takes away with its last slave:
+ *
+ * - a routing table of the port (`tableOf`) with a /32 or /128 route to
+ *   every learned slave address via the slave's host-side peer, selected
+ *   by `ip rule iif MASTER` only. Two lookups find it: the input route of a
+ *   packet that arrives on the master (l3s ingress, forwarded to the peer),
+ *   and the reverse-path check of slave egress forwarded out of the master
+ *   (the kernel's __fib_validate_source looks up with iif = the forward
+ *   route's output device), so all.rp_filter 1 and 2 pass. The master's
+ *   own traffic (iif lo) does not see the table: it keeps the kernel's
+ *   outcome (master -> slave fails).
+ * - accept rules for each host-side peer (`iifname PEER`, `oifname PEER`) at
+ *   the top of every forward base chain whose policy is drop (iptables-nft's
+ *   FORWARD under Docker or ufw, a user's own nft chain): an accept in a
+ *   table of ours would not help, every base chain at the hook must accept.
+ *   Each carries the comment `ipvlan-bpf:<state>:<peer>`; only rules with
+ *   that comment are ever deleted.
+ * - l3s only: forwarding on the master (`net.ipv4.conf.MASTER.forwarding`,
+ *   `net.ipv6.conf.MASTER.force_forwarding`), with the values found saved in
+ *   the port record and put back when the port leaves l3s; where the master
+ *   did not forward before, a `blackhole` rule for everything else arriving
+ *   on it, so the master does not become a transit router.
+ */
+import { basename } from 'node:path';
+import { run, ip, ipJson, ipTry } from '../netlink/exec.js';
+import { pinRoot } from '../paths.js';
+import type { L3sSaved, PortRecord } from '../state.js';
+import type { Family } from '../netlink/addr.js';
+
+/** routing tables 0x49760000 + port id ("Iv"): out of the way of the usual small numbers */
+const TABLE_BASE = 0x49760000;
+/** rule preferences: before main (32766), after local (0); two per port */
+const PREF_BASE = 20000;
+const PREF_PORTS = 5000;
+
+export function tableOf(portId: number): number {
+  return TABLE_BASE + portId;
+}
+
+function prefOf(portId: number): { lookup: number; blackhole: number } {
+  const slot = portId % PREF_PORTS;
+  return { lookup: PREF_BASE + 2 * slot, blackhole: PREF_BASE + 2 * slot + 1 };
+}
+
+/** whether a rule preference is one of ours (for gc) */
+export function isOurPref(pref: number): boolean {
+  return pref >= PREF_BASE && pref < PREF_BASE + 2 * PREF_PORTS;
+}
+
+function famFlag(f: Family): string {
+  return f === 4 ? '-4' : '-6';
+}
+
+interface RuleJson {
+  priority: number;
+  iif?: string;
+  table?: string;
+  action?: string;
+}
+
+function rules(f: Family, netns: string | null): RuleJson[] {
+  return ipJson<RuleJson[]>([famFlag(f), 'rule', 'show'], netns);
+}
+
+/** The port's `iif MASTER lookup TABLE` rules (v4, v6), added once. */
+export function ensurePortRules(port: PortRecord): void {
+  const ns = port.master.netns;
+  const pref = prefOf(port.portId).lookup;
+  for (const f of [4, 6] as const) {
+    if (rules(f, ns).some((r) => r.priority === pref)) continue;
+    ip([famFlag(f), 'rule', 'add', 'pref', String(pref), 'iif', port.master.name, 'lookup', String(tableOf(port.portId))], ns);
+  }
+}
+
+/** Deletes every rule of the port and flushes its table. */
+export function removePortRules(portId: number, netns: string | null): void {
+  const p = prefOf(portId);
+  for (const f of [4, 6] as const) {
+    for (const pref of [p.lookup, p.blackhole]) {
+      while (ipTry([famFlag(f), 'rule', 'del', 'pref', String(pref)], netns).status === 0) {
+        /* a rule may have been added twice by hand */
+      }
+    }
+    ipTry([famFlag(f), 'route', 'flush', 'table', String(tableOf(portId))], netns);
+  }
+}
+
+function hostPrefix(f: Family, addr: string): string {
+  return `${addr}/${f === 4 ? 32 : 128}`;
+}
+
+/** IPv6 link-local addresses are never forwarded: no route for them. */
+function routable(a: { family: Family; addr: string }): boolean {
+  return !(a.family === 6 && a.addr.toLowerCase().startsWith('fe80:'));
+}
+
+/** The route to one learned slave address via its peer (present) or its removal. */
+export function setSlaveRoute(port: PortRecord, peerName: string, a: { family: Family; addr: string }, present: boolean): void {
+  if (!routable(a)) return;
+  const table = String(tableOf(port.portId));
+  if (!present) {
+    ipTry([famFlag(a.family), 'route', 'del', hostPrefix(a.family, a.addr), 'table', table, 'dev', peerName], port.master.netns);
+    return;
+  }
+  ip([famFlag(a.family), 'route', 'replace', hostPrefix(a.family, a.addr), 'dev', peerName, 'table', table], port.master.netns);
+}
+
+interface RouteJson {
+  dst: string;
+  dev?: string;
+}
+
+/** Makes the port's table hold exactly a route per learned address (resync). */
+export function syncSlaveRoutes(port: PortRecord, addrs: Array<{ family: Family; addr: string; peerIfindex: number }>): void {
+  const ns = port.master.netns;
+  const table = String(tableOf(port.portId));
+  const peerName = new Map(port.slaves.map((s) => [s.peerIfindex, s.peerName]));
+  for (const f of [4, 6] as const) {
+    const want = new Map<string, string>();
+    for (const a of addrs) {
+      const dev = peerName.get(a.peerIfindex);
+      if (a.family !== f || !routable(a) || !dev) continue;
+      want.set(a.addr, dev);
+    }
+    let have: RouteJson[] = [];
+    try {
+      have = ipJson<RouteJson[]>([famFlag(f), 'route', 'show', 'table', table], ns);
+    } catch {
+      have = [];
+    }
+    for (const r of have) {
+      const dst = r.dst.replace(/\/(32|128)$/, '');
+      if (want.get(dst) === r.dev) want.delete(dst);
+      else ipTry([famFlag(f), 'route', 'del', hostPrefix(f, dst), 'table', table], ns);
+    }
+    for (const [addr, dev] of want) ip([famFlag(f), 'route', 'replace', hostPrefix(f, addr), 'dev', dev, 'table', table], ns);
+  }
+}
+
+// ---- forward accepts ----
+
+/** The comment our accept rules carry: the state (pin subtree) and the peer. */
+export function acceptComment(peerName: string): string {
+  return `ipvlan-bpf:${basename(pinRoot())}:${peerName}`;
+}
+
+function acceptPrefix(): string {
+  return `ipvlan-bpf:${basename(pinRoot())}:`;
+}
+
+function nft(args: readonly string[], netns: string | null): { status: number; stdout: string; stderr: string } {
+  return netns ? run('ip', ['netns', 'exec', netns, 'nft', ...args]) : run('nft', args);
+}
+
+interface NftChain {
+  family: string;
+  table: string;
+  name: string;
+  hook?: string;
+  policy?: string;
+}
+
+interface NftRule {
+  family: string;
+  table: string;
+  chain: string;
+  handle: number;
+  comment?: string;
+}
+
+type NftItem = { chain?: NftChain; rule?: NftRule };
+
+function nftRuleset(netns: string | null): NftItem[] | null {
+  const r = nft(['-j', 'list', 'ruleset'], netns);
+  if (r.status !== 0) return null; // no nft here: nothing to accept in, nothing of ours to find
+  try {
+    return (JSON.parse(r.stdout) as { nftables: NftItem[] }).nftables;
+  } catch {
+    return null;
+  }
+}
+
+/** Forward base chains that drop what no rule accepts (families that see IP). */
+function dropForwardChains(items: NftItem[]): NftChain[] {
+  return items
+    .map((i) => i.chain)
+    .filter((c): c is NftChain => !!c && c.hook === 'forward' && c.policy === 'drop' && ['ip', 'ip6', 'inet'].includes(c.family));
+}
+
+/**
+ * Makes every drop-policy forward base chain of the master's namespace
+ * accept to and from each of the port's peers, and removes our rules of
+ * peers the port no longer has. Returns what it changed (for logs).
+ */
+export function syncForwardAccepts(port: PortRecord): string[] {
+  const ns = port.master.netns;
+  const items = nftRuleset(ns);
+  if (!items) return [];
+  const done: string[] = [];
+  const peers = new Set(port.slaves.map((s) => s.peerName));
+  const ours = items.map((i) => i.rule).filter((r): r is NftRule => !!r && !!r.comment?.startsWith(acceptPrefix()));
+  for (const r of ours) {
+    const peer = r.comment!.slice(acceptPrefix().length);
+    // peers of other ports of this state share the namespace: only this port's names are judged
+    if (!peer.startsWith(`ivb${port.portId}x`) || peers.has(peer)) continue;
+    nft(['delete', 'rule', r.family, r.table, r.chain, 'handle', String(r.handle)], ns);
+    done.push(`removed accept for ${peer} from ${r.family} ${r.table} ${r.chain}`);
+  }
+  for (const c of dropForwardChains(items)) {
+    for (const peer of peers) {
+      const have = ours.filter((r) => r.family === c.family && r.table === c.table && r.chain === c.name && r.comment === acceptComment(peer));
+      if (have.length >= 2) continue;
+      for (const r of have) nft(['delete', 'rule', r.family, r.table, r.chain, 'handle', String(r.handle)], ns);
+      const comment = JSON.stringify(acceptComment(peer));
+      for (const dir of ['oifname', 'iifname']) {
+        const res = nft(['insert', 'rule', c.family, c.table, c.name, dir, JSON.stringify(peer), 'counter', 'accept', 'comment', comment], ns);
+        if (res.status !== 0) throw new Error(`nft insert into ${c.family} ${c.table} ${c.name}: ${res.stderr.trim()}`);
+      }
+      done.push(`accept for ${peer} in ${c.family} ${c.table} ${c.name}`);
+    }
+  }
+  return done;
+}
+
+/** Deletes our accept rules whose peer name `which` selects. */
+export function removeForwardAccepts(netns: string | null, which: (peer: string) => boolean): void {
+  const items = nftRuleset(netns);
+  if (!items) return;
+  for (const i of items) {
+    const r = i.rule;
+    if (!r?.comment?.startsWith(acceptPrefix())) continue;
+    if (!which(r.comment.slice(acceptPrefix().length))) continue;
+    nft(['delete', 'rule', r.family, r.table, r.chain, 'handle', String(r.handle)], netns);
+  }
+}
+
+// ---- l3s: forwarding on the master ----
+
+function sysctlGet(key: string, netns: string | null): string | null {
+  const r = netns ? run('ip', ['netns', 'exec', netns, 'sysctl', '-n', key]) : run('sysctl', ['-n', key]);
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+
+function sysctlPut(key: string, value: string, netns: string | null): void {
+  const r = netns ? run('ip', ['netns', 'exec', netns, 'sysctl', '-qw', `${key}=${value}`]) : run('sysctl', ['-qw', `${key}=${value}`]);
+  if (r.status !== 0) throw new Error(`sysctl ${key}=${value}: ${r.stderr.trim()}`);
+}
+
+
+/**
+ * Switches the port's master into l3s forwarding (idempotent: does nothing
+ * when `port.l3s` is already recorded). The caller writes the record. On a
+ * failure what was done is undone and `port.l3s` stays unset.
+ */
+export function enterL3s(port: PortRecord): void {
+  if (port.l3s) return;
+  const ns = port.master.netns;
+  const m = port.master.name;
+  // slashes: a device name may hold dots (eth0.100)
+  const v4 = `net/ipv4/conf/${m}/forwarding`;
+  const v6 = `net/ipv6/conf/${m}/force_forwarding`;
+  const v6AllKey = 'net/ipv6/conf/all/forwarding';
+  const saved: L3sSaved = { sysctls: {}, blackhole: [] };
+  const v4Was = sysctlGet(v4, ns);
+  const v6Was = sysctlGet(v6, ns);
+  const v6All = sysctlGet(v6AllKey, ns);
+  if (v4Was === null) throw new Error(`cannot read ${v4}`);
+  if (v4Was !== '1') {
+    saved.sysctls[v4] = v4Was;
+    saved.blackhole.push(4);
+  }
+  if (v6Was !== null) {
+    if (v6Was !== '1') saved.sysctls[v6] = v6Was;
+    if (v6Was !== '1' && v6All !== '1') saved.blackhole.push(6);
+  } else if (v6All !== '1') {
+    // kernels before 6.17: only the namespace-wide switch exists
+    saved.sysctls[v6AllKey] = v6All ?? '0';
+    saved.blackhole.push(6);
+  }
+  port.l3s = saved;
+  try {
+    const pref = prefOf(port.portId).blackhole;
+    for (const f of saved.blackhole) {
+      ipTry([famFlag(f), 'rule', 'del', 'pref', String(pref)], ns);
+      ip([famFlag(f), 'rule', 'add', 'pref', String(pref), 'iif', m, 'blackhole'], ns);
+    }
+    for (const key of Object.keys(saved.sysctls)) sysctlPut(key, '1', ns);
+  } catch (e) {
+    leaveL3s(port);
+    throw e;
+  }
+}
+
+/** Puts back what enterL3s changed (idempotent). The caller writes the record. */
+export function leaveL3s(port: PortRecord): void {
+  const saved = port.l3s;
+  if (!saved) return;
+  const ns = port.master.netns;
+  for (const [key, value] of Object.entries(saved.sysctls)) {
+    // the master may be gone (its namespace deleted): nothing left to restore then
+    try {
+      sysctlPut(key, value, ns);
+    } catch {
+      /* device gone */
+    }
+  }
+  const pref = prefOf(port.portId).blackhole;
+  for (const f of saved.blackhole) ipTry([famFlag(f), 'rule', 'del', 'pref', String(pref)], ns);
+  delete port.l3s;
+}
+
+/** Everything of the port in its master's namespace: rules, table, accepts, l3s settings. */
+export function teardownHostnet(port: PortRecord): void {
+  leaveL3s(port);
+  removePortRules(port.portId, port.master.netns);
+  removeForwardAccepts(port.master.netns, (peer) => peer.startsWith(`ivb${port.portId}x`));
+}
+
+// ---- gc ----
+
+/**
+ * What a crash can leave in one namespace: our accept rules (this state's
+ * comment) for peers that no longer exist there, and our `iif` rules (and
+ * their tables) whose master device is gone. Rules of a master that still
+ * exists are judged through its port record, never here: another state
+ * (another pin subtree) may own them.
+ */
+export function gcHostnet(netns: string | null, livePeers: ReadonlySet<string>): string[] {
+  const removed: string[] = [];
+  const items = nftRuleset(netns);
+  for (const i of items ?? []) {
+    const r = i.rule;
+    if (!r?.comment?.startsWith(acceptPrefix())) continue;
+    const peer = r.comment.slice(acceptPrefix().length);
+    if (livePeers.has(peer)) continue;
+    nft(['delete', 'rule', r.family, r.table, r.chain, 'handle', String(r.handle)], netns);
+    removed.push(`accept rule for ${peer} in ${r.family} ${r.table} ${r.chain}${netns ? ` (netns ${netns})` : ''}`);
+  }
+  for (const f of [4, 6] as const) {
+    let list: Array<RuleJson & { iif_detached?: unknown }>;
+    try {
+      list = rules(f, netns);
+    } catch {
+      continue;
+    }
+    for (const r of list) {
+      if (!isOurPref(r.priority) || !('iif_detached' in r)) continue;
+      ipTry([famFlag(f), 'rule', 'del', 'pref', String(r.priority)], netns);
+      const table = Number(r.table);
+      if (table >= TABLE_BASE && table < TABLE_BASE + 0x10000) ipTry([famFlag(f), 'route', 'flush', 'table', String(table)], netns);
+      removed.push(`IPv${f} rule ${r.priority} of a master that is gone${netns ? ` (netns ${netns})` : ''}`);
+    }
+  }
+  return removed;
+}
