@@ -70,6 +70,7 @@ export const IvbDropReason = {
   NO_NEIGH: 14, // IVB_DROP_NO_NEIGH
   VEPA_HAIRPIN: 15, // IVB_DROP_VEPA_HAIRPIN
   VLAN_TAGGED: 16, // IVB_DROP_VLAN_TAGGED
+  OTHER_HOST: 17, // IVB_DROP_OTHER_HOST
 } as const;
 export type IvbDropReason = (typeof IvbDropReason)[keyof typeof IvbDropReason];
 
@@ -721,4 +722,5 @@ export const IvbDropReasonTable: readonly IvbDropReasonEntry[] = [
   { value: 14, name: 'NO_NEIGH', label: 'neighbour_unresolved', text: 'neighbour unresolved in the master\'s namespace' },
   { value: 15, name: 'VEPA_HAIRPIN', label: 'vepa_hairpin', text: 'vepa: a frame for a sibling sent out for the switch to reflect' },
   { value: 16, name: 'VLAN_TAGGED', label: 'vlan_tagged', text: 'a slave sent a VLAN-tagged frame (ipvlan slaves are VLAN_CHALLENGED)' },
+  { value: 17, name: 'OTHER_HOST', label: 'other_host', text: 'unicast for another host\'s MAC: the kernel\'s slave gets it as PACKET_OTHERHOST and ignores it' },
 ];

@@ -73,6 +73,8 @@ const OTHER_PORT = 8;
 const MASTER_MAC = mac('02:00:00:00:00:01');
 /** a host on the wire */
 const EXT_MAC = mac('02:00:00:00:00:99');
+/** a unicast MAC that is neither the master's nor the sender's: a frame for another host */
+const OTHER_HOST_MAC = mac('02:00:00:00:77:77');
 const EXT_IP = ip4('198.18.0.99');
 const EXT_IP6 = ip6('2001:db8:1::99');
 const MASTER_IP = ip4('198.18.0.1');
@@ -386,6 +388,16 @@ const masterCases: Case[] = [
 	{ name: 'L3 IPv4 subnet broadcast -> master only', mode: L3, frame: fromWire4(ip4('198.18.1.255'), { dmac: BROADCAST_MAC }), expect: passNoOwner() },
 	{ name: 'L3 broadcast without key -> master only', mode: L3, frame: lldp(BROADCAST_MAC), expect: pass(0) },
 	{ name: 'L3 vepa: RX unicast unchanged', mode: L3, flags: VEPA, frame: fromWire4(A4), expect: deliver('p1') },
+	// another host's MAC (issue 14): the kernel's slave gets PACKET_OTHERHOST and ignores it
+	{ name: "L2 IPv4 unicast to an up slave with another host's MAC -> DROP OTHER_HOST", mode: L2, frame: fromWire4(A4, { dmac: OTHER_HOST_MAC }), expect: drop(IvbDropReason.OTHER_HOST) },
+	{ name: "L2 IPv6 unicast to an up slave with another host's MAC -> DROP OTHER_HOST", mode: L2, frame: fromWire6(B6, { dmac: OTHER_HOST_MAC }), expect: drop(IvbDropReason.OTHER_HOST) },
+	{ name: "L2 unicast ARP for a slave with another host's MAC -> DROP OTHER_HOST", mode: L2, frame: arpFrame(OTHER_HOST_MAC, EXT_MAC, { sha: EXT_MAC, spa: EXT_IP, tpa: A4 }), expect: drop(IvbDropReason.OTHER_HOST) },
+	{ name: "L3 IPv4 unicast to an up slave with another host's MAC -> DROP OTHER_HOST", mode: L3, frame: fromWire4(A4, { dmac: OTHER_HOST_MAC }), expect: drop(IvbDropReason.OTHER_HOST) },
+	{ name: "L3S IPv6 unicast to an up slave with another host's MAC -> DROP OTHER_HOST", mode: L3S, frame: fromWire6(A6, { dmac: OTHER_HOST_MAC }), expect: drop(IvbDropReason.OTHER_HOST) },
+	{ name: "L2 another host's MAC to the slave in the master netns -> DROP OTHER_HOST", mode: L2, frame: fromWire4(D4, { dmac: OTHER_HOST_MAC }), expect: drop(IvbDropReason.OTHER_HOST) },
+	{ name: "L2 another host's MAC, no owner -> master stack (its eth_type_trans drops it)", mode: L2, frame: fromWire4(UNKNOWN4, { dmac: OTHER_HOST_MAC }), expect: passNoOwner() },
+	{ name: "L2 another host's MAC to a down slave -> master stack", mode: L2, frame: fromWire4(C4, { dmac: OTHER_HOST_MAC }), expect: passSlaveDown() },
+	{ name: "L2 another host's multicast MAC to a slave's address -> flooded as multicast", mode: L2, frame: fromWire4(A4, { dmac: MCAST4_MAC }), expect: pass(3) },
 	// L3S (§2.2 column L3S): ARP and all multicast stay with the master
 	{ name: 'L3S unicast ARP, tpa = slave -> master stack', mode: L3S, frame: arpFrame(MASTER_MAC, EXT_MAC, { sha: EXT_MAC, spa: EXT_IP, tpa: A4 }), expect: pass() },
 	{ name: 'L3S broadcast ARP, tpa = slave -> master stack', mode: L3S, frame: arpFrame(BROADCAST_MAC, EXT_MAC, { sha: EXT_MAC, spa: EXT_IP, tpa: A4 }), expect: pass(0) },
