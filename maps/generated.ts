@@ -710,7 +710,7 @@ export const IvbDropReasonTable: readonly IvbDropReasonEntry[] = [
   { value: 2, name: 'MALFORMED', label: 'malformed', text: 'malformed or truncated header' },
   { value: 3, name: 'PRIVATE', label: 'private', text: 'private mode: no unicast between slaves' },
   { value: 4, name: 'L3_MULTICAST', label: 'l3_multicast', text: 'l3/l3s slaves send no multicast or broadcast frames' },
-  { value: 5, name: 'L3_BROADCAST', label: 'l3_broadcast', text: 'l3/l3s: a subnet or limited broadcast address' },
+  { value: 5, name: 'L3_BROADCAST', label: 'l3_broadcast', text: 'l3/l3s: the limited broadcast 255.255.255.255 (a subnet broadcast is the master namespace route\'s to decide)' },
   { value: 6, name: 'L3_PROTOCOL', label: 'l3_protocol', text: 'l3/l3s carry only IPv4 and IPv6' },
   { value: 7, name: 'NO_ROUTE', label: 'fib_lookup_failed', text: 'no route in the master\'s namespace (unreachable, blackhole, prohibit)' },
   { value: 8, name: 'TOO_BIG', label: 'too_big', text: 'bigger than the receiving slave\'s MTU' },

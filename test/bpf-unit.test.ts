@@ -469,17 +469,32 @@ const slaveCases: Case[] = [
 	{ name: 'L3 unicast ARP for an unknown address -> DROP L3_PROTOCOL', mode: L3, frame: arpFrame(MASTER_MAC, MASTER_MAC, { sha: MASTER_MAC, spa: A4, tpa: UNKNOWN4 }), expect: drop(IvbDropReason.L3_PROTOCOL) },
 	{ name: 'L3 unicast non-IP (LLDP ethertype) -> DROP L3_PROTOCOL', mode: L3, frame: lldp(MASTER_MAC, MASTER_MAC), expect: drop(IvbDropReason.L3_PROTOCOL) },
 	{ name: 'L3 IPv4 to 255.255.255.255 (unicast MAC, NOARP) -> DROP L3_BROADCAST', mode: L3, frame: slave4(ip4('255.255.255.255')), expect: drop(IvbDropReason.L3_BROADCAST) },
+	// subnet broadcasts (issue 14; oracle VM, 6.1): the master namespace's route decides, not the slave's prefix
 	{
-		// the drop itself differs from the kernel: see divergences
-		name: "L3 IPv4 to the sender's /30 broadcast -> DROP L3_BROADCAST (prefix from its ivb_addrs entry)",
+		name: "L3 IPv4 to the sender's /30 broadcast, unicast in the master's namespace -> routed (the kernel resolves it on the wire)",
 		mode: L3,
 		tweak: (s) => {
 			const a = s.addrs.find((x) => x.addr.equals(A4));
 			if (a) a.prefixlen = 30;
 		},
 		frame: slave4(ip4('198.18.1.11')),
-		expect: drop(IvbDropReason.L3_BROADCAST),
+		expect: route(),
+		out: ttlPlusOne,
 	},
+	{
+		name: "L3 IPv4 to the sender's /24 broadcast, a subnet the master routes on-link -> routed (the kernel resolves it on the wire)",
+		mode: L3,
+		frame: slave4(ip4('198.18.1.255')),
+		expect: route(),
+		out: ttlPlusOne,
+	},
+	{
+		name: "L3 IPv4 to the master's own subnet broadcast -> pinned: bpf_redirect_neigh's oif route is RTN_BROADCAST and drops it, as the kernel's",
+		mode: L3,
+		frame: slave4(ip4('198.18.0.255')),
+		expect: pinned(),
+	},
+	{ name: 'L3S IPv4 to 255.255.255.255 -> DROP L3_BROADCAST', mode: L3S, frame: slave4(ip4('255.255.255.255')), expect: drop(IvbDropReason.L3_BROADCAST) },
 	{
 		name: 'L3 IPv4 to x.y.z.255 when the sender is a /30 -> plain unicast, routed',
 		mode: L3,
@@ -539,15 +554,6 @@ const slaveCases: Case[] = [
  * kernel does. Reported to the datapath owners.
  */
 const divergences: Array<Case & { prog: ProgKind }> = [
-	{
-		// §3.2 row "IPv4 subnet-directed broadcast", L3 column [emp:E.13, G.13]: the kernel
-		// routes it as unicast in the master netns; route.h ivb_is_slave_subnet_broadcast drops it.
-		name: "slave L3 IPv4 to the sender's subnet broadcast: kernel routes it as unicast, datapath DROP L3_BROADCAST",
-		prog: 'slave_egress',
-		mode: L3,
-		frame: slave4(ip4('198.18.1.255')),
-		expect: drop(IvbDropReason.L3_BROADCAST),
-	},
 	{
 		// ipvlan_rcv_frame(local=false) only switches skb->dev: no MTU check at all on RX from the master.
 		// (Also the TOO_BIG branch on master ingress; the boundary case sits in the main table.)

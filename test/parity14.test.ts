@@ -11,7 +11,7 @@
  * throughout. Raw frames go out of the wire's br0 with an AF_PACKET socket.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestEnv, buildWire, configureSlave, ip, ipJson, snmp, sleep, waitUntil, type Agent, type IpLinkJson, type Wire } from './lib/topo.js';
+import { TestEnv, buildWire, configureSlave, ip, ipJson, must, nsExec, snmp, sleep, waitUntil, type Agent, type IpLinkJson, type Wire } from './lib/topo.js';
 import { IvbDropReason, counters, peerIfindexOf, sendRaw, startAgentPatient } from './lib/hard-topo.js';
 import { ETH_P_IP, IPPROTO_ICMP, eth, inetChecksum, ip4, ipv4, mac } from './lib/frames.js';
 
@@ -74,7 +74,12 @@ beforeAll(async () => {
     await waitUntil(`${a} learned on ${dev}`, () => env.learned(dev).includes(a), 5_000, 20);
   }
   routerMac = ipJson<IpLinkJson[]>(w.wire, 'link', 'show', 'dev', 'br0')[0]!.address!;
-  for (const ns of [nsA, nsB, w.wire, w.host]) ip(ns, 'link', 'set', 'lo', 'up');
+  for (const ns of [nsA, nsB, w.wire, w.host]) {
+    ip(ns, 'link', 'set', 'lo', 'up');
+    // broadcast pings are answered and counted, as in the oracle's namespaces
+    must('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.icmp_echo_ignore_broadcasts=0']);
+  }
+  ip(w.host, 'route', 'add', 'default', 'via', w.routerV4);
 }, 120_000);
 
 afterAll(async () => {
@@ -114,5 +119,50 @@ describe('frames for another host (PACKET_OTHERHOST)', () => {
     expect(snmp(nsA, 'Icmp', 'InEchos') - a0).toBe(0);
     expect(snmp(nsB, 'Icmp', 'InEchos') - b0).toBe(0);
     expect(agent.running).toBe(true);
+  });
+});
+
+describe('l3: a slave\'s subnet broadcast goes where the master namespace\'s route sends it', () => {
+  /** `ping -b` from ns a (one request, short wait) from SRC; the echo requests the wire and the host took. */
+  async function broadcastPing(dst: string, src: string): Promise<{ wire: number; host: number }> {
+    const w0 = snmp(w.wire, 'Icmp', 'InEchos');
+    const h0 = snmp(w.host, 'Icmp', 'InEchos');
+    nsExec(nsA, 'ping', ['-b', '-c', '1', '-W', '0.5', '-I', src, dst], { timeoutMs: 5_000 });
+    return { wire: await echosAfter(w.wire, w0, 1), host: snmp(w.host, 'Icmp', 'InEchos') - h0 };
+  }
+
+  async function withAddrs(slaveAddr: string, wireAddr: string, body: () => Promise<void>): Promise<void> {
+    ip(nsA, 'addr', 'add', slaveAddr, 'dev', 'ipvl0');
+    ip(w.wire, 'addr', 'add', wireAddr, 'dev', 'br0');
+    try {
+      const a = slaveAddr.split('/')[0]!;
+      await waitUntil(`${a} learned`, () => env.learned('ipvl0').includes(a), 5_000, 20);
+      await body();
+    } finally {
+      ip(nsA, 'addr', 'del', slaveAddr, 'dev', 'ipvl0');
+      ip(w.wire, 'addr', 'del', wireAddr, 'dev', 'br0');
+    }
+  }
+
+  it('a subnet the master does not have: routed via its default route to the wire (kernel: delivered_to_wire)', async () => {
+    await setMode('l3');
+    await withAddrs('198.18.1.10/24', '198.18.1.1/24', async () => {
+      expect(await broadcastPing('198.18.1.255', '198.18.1.10')).toEqual({ wire: 1, host: 0 });
+    });
+  });
+
+  it("a /26 whose broadcast is a unicast address in the master's /24: resolved on the wire and delivered there", async () => {
+    await setMode('l3');
+    await withAddrs('198.18.0.70/26', '198.18.0.127/32', async () => {
+      expect(await broadcastPing('198.18.0.127', '198.18.0.70')).toEqual({ wire: 1, host: 0 });
+    });
+  });
+
+  it("the master's own subnet broadcast: dropped, neither the wire nor the master's stack gets it", async () => {
+    await setMode('l3');
+    expect(await broadcastPing('198.18.0.255', A4)).toEqual({ wire: 0, host: 0 });
+    // the same broadcast in l2 reaches the wire: the test can see one
+    await setMode('l2');
+    expect((await broadcastPing('198.18.0.255', A4)).wire).toBe(1);
   });
 });
