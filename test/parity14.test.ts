@@ -11,7 +11,7 @@
  * throughout. Raw frames go out of the wire's br0 with an AF_PACKET socket.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestEnv, buildWire, configureSlave, ip, ipJson, must, nsExec, snmp, sleep, waitUntil, type Agent, type IpLinkJson, type Wire } from './lib/topo.js';
+import { TestEnv, buildWire, configureSlave, ip, ipJson, must, nsExec, ping, snmp, sleep, waitUntil, type Agent, type IpLinkJson, type Wire } from './lib/topo.js';
 import { IvbDropReason, counters, peerIfindexOf, sendRaw, startAgentPatient } from './lib/hard-topo.js';
 import { ETH_P_IP, IPPROTO_ICMP, eth, inetChecksum, ip4, ipv4, mac } from './lib/frames.js';
 
@@ -164,5 +164,62 @@ describe('l3: a slave\'s subnet broadcast goes where the master namespace\'s rou
     // the same broadcast in l2 reaches the wire: the test can see one
     await setMode('l2');
     expect((await broadcastPing('198.18.0.255', A4)).wire).toBe(1);
+  });
+});
+
+describe("operstate: the slaves take the master's carrier (netif_stacked_transfer_operstate)", () => {
+  const linkA = () => ipJson<IpLinkJson[]>(nsA, 'link', 'show', 'dev', 'ipvl0')[0]!;
+  /*
+   * Admin-up without carrier. The state word depends on the running kernel,
+   * for the kernel's ipvlan slaves as for ours: 6.1 (the oracle VM) says
+   * LOWERLAYERDOWN; newer kernels look the lower device up by index in the
+   * slave's own namespace and say DOWN when it lives elsewhere.
+   */
+  const onlyCarrierLost = (l: IpLinkJson) =>
+    l.flags.includes('UP') && l.flags.includes('NO-CARRIER') && !l.flags.includes('LOWER_UP') && ['LOWERLAYERDOWN', 'DOWN'].includes(l.operstate ?? '');
+  const carrying = (l: IpLinkJson) => l.flags.includes('UP') && l.flags.includes('LOWER_UP') && l.operstate === 'UP';
+
+  async function expectSlaves(what: string, ok: (l: IpLinkJson) => boolean): Promise<void> {
+    await waitUntil(`slaves ${what}`, () => ok(linkA()) && ok(ipJson<IpLinkJson[]>(nsB, 'link', 'show', 'dev', 'ipvl1')[0]!), 5_000, 20);
+  }
+
+  it('the master loses its carrier (wire end down): slaves NO-CARRIER, admin-up; carrier back: UP again, traffic again', async () => {
+    await setMode('l2');
+    expect(carrying(linkA())).toBe(true);
+    ip(w.wire, 'link', 'set', 'wp0', 'down');
+    try {
+      await waitUntil('master without carrier', () => ipJson<IpLinkJson[]>(w.host, 'link', 'show', 'dev', 'eth0m')[0]!.flags.includes('NO-CARRIER'), 5_000, 20);
+      await expectSlaves('without carrier', onlyCarrierLost);
+    } finally {
+      ip(w.wire, 'link', 'set', 'wp0', 'up');
+    }
+    await expectSlaves('with carrier', carrying);
+    await waitUntil('ns a reaches the router again', () => ping(nsA, w.routerV4), 10_000, 200);
+  });
+
+  it('the master admin-down: slaves NO-CARRIER (a slave in the master namespace also M-DOWN), still admin-up; up again: carrier back', async () => {
+    env.cliOk('-n', w.host, 'link', 'add', 'link', 'eth0m', 'name', 'ipvl9', 'type', 'ipvlan', 'mode', 'l2');
+    ip(w.host, 'link', 'set', 'dev', 'ipvl9', 'up');
+    const shim = () => ip(w.host, '-o', 'link', 'show', 'dev', 'ipvl9');
+    await waitUntil('shim carrier', () => shim().includes('LOWER_UP'), 5_000, 20);
+    ip(w.host, 'link', 'set', 'eth0m', 'down');
+    try {
+      await expectSlaves('without carrier', onlyCarrierLost);
+      // the oracle's global_master_down: the slave shows M-DOWN and stays admin-up
+      await waitUntil('shim M-DOWN', () => /<[^>]*\bUP\b[^>]*M-DOWN>/.test(shim()), 5_000, 20);
+      // in the master's namespace the lower device is found: LOWERLAYERDOWN, as the oracle VM's slaves
+      expect(shim()).toMatch(/<NO-CARRIER,[^>]*\bUP\b[^>]*> .* state LOWERLAYERDOWN /);
+      // a slave added while the master is down gets no carrier either
+      env.cliOk('-n', w.host, 'link', 'add', 'link', 'eth0m', 'name', 'ipvl8', 'type', 'ipvlan', 'mode', 'l2');
+      ip(w.host, 'link', 'set', 'dev', 'ipvl8', 'up');
+      await waitUntil('new slave without carrier', () => ip(w.host, '-o', 'link', 'show', 'dev', 'ipvl8').includes('NO-CARRIER'), 5_000, 20);
+    } finally {
+      ip(w.host, 'link', 'set', 'eth0m', 'up');
+    }
+    await expectSlaves('with carrier', carrying);
+    await waitUntil('shim and new slave with carrier', () => !shim().includes('M-DOWN') && ip(w.host, '-o', 'link', 'show', 'dev', 'ipvl8').includes('LOWER_UP'), 5_000, 20);
+    await waitUntil('ns a reaches the router again', () => ping(nsA, w.routerV4), 10_000, 200);
+    env.cliOk('-n', w.host, 'link', 'del', 'ipvl8');
+    env.cliOk('-n', w.host, 'link', 'del', 'ipvl9');
   });
 });
