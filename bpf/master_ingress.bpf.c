@@ -62,6 +62,24 @@ static __always_inline int ivb_from_master(const struct ivb_frame *f)
 	return f->has_key && bpf_map_lookup_elem(&ivb_local_addrs, &f->src) != NULL;
 }
 
+/*
+ * A unicast frame the master's NIC let through for another host's MAC
+ * (promiscuous NIC, bridge port master): eth_type_trans() on the master made
+ * it PACKET_OTHERHOST and the kernel's slave inherits that and ignores it.
+ * bpf_redirect_peer scrubs the packet to PACKET_HOST, so the slave would
+ * take it as its own: such frames are not delivered.
+ */
+static __always_inline int ivb_is_other_host(struct __sk_buff *skb, const struct ivb_port *port)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+	return !ivb_mac_equal(eth->h_dest, port->master_mac);
+}
+
 SEC("tc")
 int ivb_master_ingress(struct __sk_buff *skb)
 {
@@ -106,6 +124,8 @@ int ivb_master_ingress(struct __sk_buff *skb)
 	peer = ivb_owner(&f.dst, &owner, &why);
 	if (!peer)
 		return IVB_PASS(skb, why);
+	if (!f.mcast_dst && ivb_is_other_host(skb, port))
+		return IVB_DROP(skb, IVB_DROP_OTHER_HOST);
 	if (port->mode == IVB_MODE_L3S && ivb_l3s_routed(&f) && !ivb_from_master(&f))
 		/*
 		 * l3s: up the master's stack, which routes it to the slave by

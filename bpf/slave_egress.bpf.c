@@ -115,8 +115,8 @@ int ivb_slave_egress(struct __sk_buff *skb)
 	ivb_pull_headers(skb);
 	if (ivb_parse(skb, ivb_port_id, &f) < 0)
 		return IVB_DROP(skb, IVB_DROP_MALFORMED);
-	/* looked up once for whoever needs it: source validation, l3's broadcast check */
-	if (f.has_key && ((port->options & IVB_OPT_SOURCE_VALIDATION) || port->mode != IVB_MODE_L2))
+	/* the sender's entry, for source validation */
+	if (f.has_key && (port->options & IVB_OPT_SOURCE_VALIDATION))
 		f.src_owner = bpf_map_lookup_elem(&ivb_addrs, &f.src);
 	ret = ivb_check_sender(skb, port, &f, self);
 	if (ret >= 0)

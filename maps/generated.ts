@@ -71,9 +71,10 @@ export const IvbDropReason = {
   NO_NEIGH: 14, // IVB_DROP_NO_NEIGH
   VEPA_HAIRPIN: 15, // IVB_DROP_VEPA_HAIRPIN
   VLAN_TAGGED: 16, // IVB_DROP_VLAN_TAGGED
-  SLOWPATH_FULL: 17, // IVB_DROP_SLOWPATH_FULL
-  UNKNOWN_SOURCE: 18, // IVB_DROP_UNKNOWN_SOURCE
-  UNKNOWN_DEST: 19, // IVB_DROP_UNKNOWN_DEST
+  OTHER_HOST: 17, // IVB_DROP_OTHER_HOST
+  SLOWPATH_FULL: 18, // IVB_DROP_SLOWPATH_FULL
+  UNKNOWN_SOURCE: 19, // IVB_DROP_UNKNOWN_SOURCE
+  UNKNOWN_DEST: 20, // IVB_DROP_UNKNOWN_DEST
 } as const;
 export type IvbDropReason = (typeof IvbDropReason)[keyof typeof IvbDropReason];
 
@@ -833,7 +834,7 @@ export const IvbDropReasonTable: readonly IvbDropReasonEntry[] = [
   { value: 2, name: 'MALFORMED', label: 'malformed', text: 'malformed or truncated header' },
   { value: 3, name: 'PRIVATE', label: 'private', text: 'private mode: no unicast between slaves' },
   { value: 4, name: 'L3_MULTICAST', label: 'l3_multicast', text: 'l3/l3s slaves send no multicast or broadcast frames' },
-  { value: 5, name: 'L3_BROADCAST', label: 'l3_broadcast', text: 'l3/l3s: a subnet or limited broadcast address' },
+  { value: 5, name: 'L3_BROADCAST', label: 'l3_broadcast', text: 'l3/l3s: the limited broadcast 255.255.255.255 (a subnet broadcast is the master namespace route\'s to decide)' },
   { value: 6, name: 'L3_PROTOCOL', label: 'l3_protocol', text: 'l3/l3s carry only IPv4 and IPv6' },
   { value: 7, name: 'NO_ROUTE', label: 'fib_lookup_failed', text: 'no route in the master\'s namespace (unreachable, blackhole, prohibit)' },
   { value: 8, name: 'TOO_BIG', label: 'too_big', text: 'bigger than the receiving slave\'s MTU' },
@@ -845,7 +846,8 @@ export const IvbDropReasonTable: readonly IvbDropReasonEntry[] = [
   { value: 14, name: 'NO_NEIGH', label: 'neighbour_unresolved', text: 'neighbour unresolved in the master\'s namespace' },
   { value: 15, name: 'VEPA_HAIRPIN', label: 'vepa_hairpin', text: 'vepa: a frame for a sibling sent out for the switch to reflect' },
   { value: 16, name: 'VLAN_TAGGED', label: 'vlan_tagged', text: 'a slave sent a VLAN-tagged frame (ipvlan slaves are VLAN_CHALLENGED)' },
-  { value: 17, name: 'SLOWPATH_FULL', label: 'slowpath_full', text: 'held for the agent, but this slave\'s slow-path budget or the ring is full' },
-  { value: 18, name: 'UNKNOWN_SOURCE', label: 'unknown_source', text: 'held for the agent: a source address not learned yet' },
-  { value: 19, name: 'UNKNOWN_DEST', label: 'unknown_destination', text: 'held for the agent: a destination in the sender\'s subnet not learned yet' },
+  { value: 17, name: 'OTHER_HOST', label: 'other_host', text: 'unicast for another host\'s MAC: the kernel\'s slave gets it as PACKET_OTHERHOST and ignores it' },
+  { value: 18, name: 'SLOWPATH_FULL', label: 'slowpath_full', text: 'held for the agent, but this slave\'s slow-path budget or the ring is full' },
+  { value: 19, name: 'UNKNOWN_SOURCE', label: 'unknown_source', text: 'held for the agent: a source address not learned yet' },
+  { value: 20, name: 'UNKNOWN_DEST', label: 'unknown_destination', text: 'held for the agent: a destination in the sender\'s subnet not learned yet' },
 ];

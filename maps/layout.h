@@ -81,7 +81,7 @@ struct ivb_addr_key {
 /* value of ivb_addrs: who owns it */
 struct ivb_addr_owner {
 	__u32 peer_ifindex; /* the slave's host-side veth peer, in the master's namespace */
-	__u8 prefixlen;     /* as configured on the slave (IPv4 broadcast detection in l3) */
+	__u8 prefixlen;     /* as configured on the slave (shown by link show) */
 	__u8 pad[3];
 };
 

@@ -73,6 +73,8 @@ const OTHER_PORT = 8;
 const MASTER_MAC = mac('02:00:00:00:00:01');
 /** a host on the wire */
 const EXT_MAC = mac('02:00:00:00:00:99');
+/** a unicast MAC that is neither the master's nor the sender's: a frame for another host */
+const OTHER_HOST_MAC = mac('02:00:00:00:77:77');
 const EXT_IP = ip4('198.18.0.99');
 const EXT_IP6 = ip6('2001:db8:1::99');
 const MASTER_IP = ip4('198.18.0.1');
@@ -388,6 +390,16 @@ const masterCases: Case[] = [
 	{ name: 'L3 IPv4 subnet broadcast -> master only', mode: L3, frame: fromWire4(ip4('198.18.1.255'), { dmac: BROADCAST_MAC }), expect: passNoOwner() },
 	{ name: 'L3 broadcast without key -> master only', mode: L3, frame: lldp(BROADCAST_MAC), expect: pass(0) },
 	{ name: 'L3 vepa: RX unicast unchanged', mode: L3, flags: VEPA, frame: fromWire4(A4), expect: deliver('p1') },
+	// another host's MAC (issue 14): the kernel's slave gets PACKET_OTHERHOST and ignores it
+	{ name: "L2 IPv4 unicast to an up slave with another host's MAC -> DROP OTHER_HOST", mode: L2, frame: fromWire4(A4, { dmac: OTHER_HOST_MAC }), expect: drop(IvbDropReason.OTHER_HOST) },
+	{ name: "L2 IPv6 unicast to an up slave with another host's MAC -> DROP OTHER_HOST", mode: L2, frame: fromWire6(B6, { dmac: OTHER_HOST_MAC }), expect: drop(IvbDropReason.OTHER_HOST) },
+	{ name: "L2 unicast ARP for a slave with another host's MAC -> DROP OTHER_HOST", mode: L2, frame: arpFrame(OTHER_HOST_MAC, EXT_MAC, { sha: EXT_MAC, spa: EXT_IP, tpa: A4 }), expect: drop(IvbDropReason.OTHER_HOST) },
+	{ name: "L3 IPv4 unicast to an up slave with another host's MAC -> DROP OTHER_HOST", mode: L3, frame: fromWire4(A4, { dmac: OTHER_HOST_MAC }), expect: drop(IvbDropReason.OTHER_HOST) },
+	{ name: "L3S IPv6 unicast to an up slave with another host's MAC -> DROP OTHER_HOST", mode: L3S, frame: fromWire6(A6, { dmac: OTHER_HOST_MAC }), expect: drop(IvbDropReason.OTHER_HOST) },
+	{ name: "L2 another host's MAC to the slave in the master netns -> DROP OTHER_HOST", mode: L2, frame: fromWire4(D4, { dmac: OTHER_HOST_MAC }), expect: drop(IvbDropReason.OTHER_HOST) },
+	{ name: "L2 another host's MAC, no owner -> master stack (its eth_type_trans drops it)", mode: L2, frame: fromWire4(UNKNOWN4, { dmac: OTHER_HOST_MAC }), expect: passNoOwner() },
+	{ name: "L2 another host's MAC to a down slave -> master stack", mode: L2, frame: fromWire4(C4, { dmac: OTHER_HOST_MAC }), expect: passSlaveDown() },
+	{ name: "L2 another host's multicast MAC to a slave's address -> flooded as multicast", mode: L2, frame: fromWire4(A4, { dmac: MCAST4_MAC }), expect: pass(3) },
 	// L3S (§2.2 column L3S): ARP and all multicast stay with the master
 	{ name: 'L3S unicast ARP, tpa = slave -> master stack', mode: L3S, frame: arpFrame(MASTER_MAC, EXT_MAC, { sha: EXT_MAC, spa: EXT_IP, tpa: A4 }), expect: pass() },
 	{ name: 'L3S broadcast ARP, tpa = slave -> master stack', mode: L3S, frame: arpFrame(BROADCAST_MAC, EXT_MAC, { sha: EXT_MAC, spa: EXT_IP, tpa: A4 }), expect: pass(0) },
@@ -464,17 +476,32 @@ const slaveCases: Case[] = [
 	{ name: 'L3 unicast ARP for an unknown address -> DROP L3_PROTOCOL', mode: L3, frame: arpFrame(MASTER_MAC, MASTER_MAC, { sha: MASTER_MAC, spa: A4, tpa: UNKNOWN4 }), expect: drop(IvbDropReason.L3_PROTOCOL) },
 	{ name: 'L3 unicast non-IP (LLDP ethertype) -> DROP L3_PROTOCOL', mode: L3, frame: lldp(MASTER_MAC, MASTER_MAC), expect: drop(IvbDropReason.L3_PROTOCOL) },
 	{ name: 'L3 IPv4 to 255.255.255.255 (unicast MAC, NOARP) -> DROP L3_BROADCAST', mode: L3, frame: slave4(ip4('255.255.255.255')), expect: drop(IvbDropReason.L3_BROADCAST) },
+	// subnet broadcasts (issue 14; oracle VM, 6.1): the master namespace's route decides, not the slave's prefix
 	{
-		// the drop itself differs from the kernel: see divergences
-		name: "L3 IPv4 to the sender's /30 broadcast -> DROP L3_BROADCAST (prefix from its ivb_addrs entry)",
+		name: "L3 IPv4 to the sender's /30 broadcast, unicast in the master's namespace -> routed (the kernel resolves it on the wire)",
 		mode: L3,
 		tweak: (s) => {
 			const a = s.addrs.find((x) => x.addr.equals(A4));
 			if (a) a.prefixlen = 30;
 		},
 		frame: slave4(ip4('198.18.1.11')),
-		expect: drop(IvbDropReason.L3_BROADCAST),
+		expect: route(),
+		out: ttlPlusOne,
 	},
+	{
+		name: "L3 IPv4 to the sender's /24 broadcast, a subnet the master routes on-link -> routed (the kernel resolves it on the wire)",
+		mode: L3,
+		frame: slave4(ip4('198.18.1.255')),
+		expect: route(),
+		out: ttlPlusOne,
+	},
+	{
+		name: "L3 IPv4 to the master's own subnet broadcast -> pinned: bpf_redirect_neigh's oif route is RTN_BROADCAST and drops it, as the kernel's",
+		mode: L3,
+		frame: slave4(ip4('198.18.0.255')),
+		expect: pinned(),
+	},
+	{ name: 'L3S IPv4 to 255.255.255.255 -> DROP L3_BROADCAST', mode: L3S, frame: slave4(ip4('255.255.255.255')), expect: drop(IvbDropReason.L3_BROADCAST) },
 	{
 		name: 'L3 IPv4 to x.y.z.255 when the sender is a /30 -> plain unicast, routed',
 		mode: L3,
@@ -534,15 +561,6 @@ const slaveCases: Case[] = [
  * kernel does. Reported to the datapath owners.
  */
 const divergences: Array<Case & { prog: ProgKind }> = [
-	{
-		// §3.2 row "IPv4 subnet-directed broadcast", L3 column [emp:E.13, G.13]: the kernel
-		// routes it as unicast in the master netns; route.h ivb_is_slave_subnet_broadcast drops it.
-		name: "slave L3 IPv4 to the sender's subnet broadcast: kernel routes it as unicast, datapath DROP L3_BROADCAST",
-		prog: 'slave_egress',
-		mode: L3,
-		frame: slave4(ip4('198.18.1.255')),
-		expect: drop(IvbDropReason.L3_BROADCAST),
-	},
 	{
 		// ipvlan_rcv_frame(local=false) only switches skb->dev: no MTU check at all on RX from the master.
 		// (Also the TOO_BIG branch on master ingress; the boundary case sits in the main table.)

@@ -90,20 +90,20 @@ static __always_inline int ivb_redirect_pinned(struct __sk_buff *skb, const stru
 			   port->master_ifindex, IVB_DROP_NONE);
 }
 
-/* The slave's own subnet broadcast: NOARP made it unicast; the kernel's route drops it. */
-static __always_inline int ivb_is_slave_subnet_broadcast(const struct ivb_frame *f, __u32 daddr)
+/*
+ * Broadcasts of an l3 slave: its NOARP device sends them to its own MAC, so
+ * only the address tells. The kernel decides with its oif-pinned route in
+ * the master's namespace, not with the slave's prefix (oracle VM, 6.1): the
+ * limited broadcast and the master's own subnet broadcasts are RTN_BROADCAST
+ * and dropped (the slave's tx_dropped); a broadcast of a subnet the master
+ * does not have is plain unicast there and leaves the master, resolved on
+ * the wire. 255.255.255.255 is dropped here; the master's subnet broadcasts
+ * come out of the FIB as "not forwarded" and bpf_redirect_neigh's route
+ * check drops them as the kernel's does (rt_type not unicast or local).
+ */
+static __always_inline int ivb_is_limited_broadcast(__u32 daddr)
 {
-	const struct ivb_addr_owner *o = f->src_owner;
-	__u32 host_mask, saddr;
-
-	if (daddr == 0xffffffff)
-		return 1;
-	if (!o || o->prefixlen >= 31 || o->prefixlen == 0)
-		return 0;
-	host_mask = 0xffffffffu >> o->prefixlen;
-	__builtin_memcpy(&saddr, f->src.addr, 4);
-	return (bpf_ntohl(daddr) & host_mask) == host_mask &&
-	       ((bpf_ntohl(daddr) ^ bpf_ntohl(saddr)) & ~host_mask) == 0;
+	return daddr == 0xffffffff;
 }
 
 static __always_inline int ivb_route_v4(struct __sk_buff *skb, const struct ivb_port *port,
@@ -117,7 +117,7 @@ static __always_inline int ivb_route_v4(struct __sk_buff *skb, const struct ivb_
 
 	if ((void *)(ip + 1) > data_end)
 		return IVB_DROP(skb, IVB_DROP_MALFORMED);
-	if (ivb_is_slave_subnet_broadcast(f, ip->daddr))
+	if (ivb_is_limited_broadcast(ip->daddr))
 		return IVB_DROP(skb, IVB_DROP_L3_BROADCAST);
 
 	/*

@@ -278,7 +278,7 @@ export function dropCases(): DropCase[] {
     c('spoofed_source', 4, 's0', 's0', 'eth0m', echoReplyFrame(WIRE0_MAC, A_MAC, '198.18.10.77', IP.wire0), (t) => [t.ns.s0, 's0']),
     c('no_owner', 5, 'eth0m', 'wire', 'eth0m', echoReplyFrame(A_MAC, WIRE0_MAC, IP.wire0, IP.nobody0), (t) => [t.wire, 'wp0']),
     c('l3_multicast', 2, 's2', 's2', 'eth1m', udpFrame('01:00:5e:00:00:fb', B_MAC, IP.s2, '224.0.0.251'), (t) => [t.ns.s2, 's2']),
-    c('l3_broadcast', 3, 's2', 's2', 'eth1m', udpFrame(B_MAC, B_MAC, IP.s2, '198.18.11.255'), (t) => [t.ns.s2, 's2']),
+    c('l3_broadcast', 3, 's2', 's2', 'eth1m', udpFrame(B_MAC, B_MAC, IP.s2, '255.255.255.255'), (t) => [t.ns.s2, 's2']),
     c('l3_protocol', 2, 's2', 's2', 'eth1m', etherFrame(B_MAC, B_MAC, 0x88b5), (t) => [t.ns.s2, 's2']),
     c('fib_lookup_failed', 3, 's2', 's2', 'eth1m', udpFrame(B_MAC, B_MAC, IP.s2, IP.unreachable), (t) => [t.ns.s2, 's2']),
   ];

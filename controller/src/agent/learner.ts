@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { ensureDir, stateDir } from '../paths.js';
 import { createInterface } from 'node:readline';
 import { ipTry } from '../netlink/exec.js';
-import { listAddrs, type IpAddrLink } from '../netlink/links.js';
+import { listAddrs, type IpAddrLink, type IpLink } from '../netlink/links.js';
 import { initNetnsInode, netnsExists, netnsInodeOfPath, netnsPath, nsidNames } from '../netlink/netns.js';
 import { listPorts, readPort, withLock, writePort, type PortRecord } from '../state.js';
 import {
@@ -37,7 +37,7 @@ import {
   type Family,
 } from '../bpf/datapath.js';
 import { locateSlaves, parseAlias, type SlaveLocation } from '../link/slaves.js';
-import { masterAddrs, masterLinkLocal, portDelete, pruneSlave, slaveLinkLocal } from '../link/manager.js';
+import { masterAddrs, masterCarries, masterLinkLocal, portDelete, pruneSlave, setPeersCarrier, slaveLinkLocal } from '../link/manager.js';
 import { IvbError, errorLine } from '../errors.js';
 import { ensurePortRules, setSlaveRoute, syncForwardAccepts, syncSlaveRoutes } from '../link/hostnet.js';
 import { getLink } from '../netlink/links.js';
@@ -86,6 +86,8 @@ interface PortWatch {
   tableFull: boolean;
   refused: Set<string>;
   nsNames: Map<number, string>;
+  /** the master's carrier as last mirrored onto the slaves (null: not yet known) */
+  masterCarries: boolean | null;
 }
 
 function newWatch(port: PortRecord): PortWatch {
@@ -99,6 +101,7 @@ function newWatch(port: PortRecord): PortWatch {
     tableFull: false,
     refused: new Set(),
     nsNames: new Map(),
+    masterCarries: null,
   };
 }
 
@@ -330,6 +333,10 @@ export class Learner {
           (ev.deleted ||
             line.match(/link\/ether ([0-9a-f:]{17})/)?.[1] !== w.port.master.mac ||
             Number(line.match(/ mtu (\d+)/)?.[1] ?? 0) !== w.port.master.mtu);
+        if (current && ev.ifindex === w.port.master.ifindex && !ev.deleted) {
+          const flags = (line.match(/<([^>]*)>/)?.[1] ?? '').split(',');
+          this.mirrorCarrier(w, flags.includes('UP') && flags.includes('LOWER_UP'), w.port.slaves.map((s) => s.peerName));
+        }
         const peerEvent = current && w.peers.has(ev.ifindex);
         if (masterEvent || (peerEvent && ev.deleted) || (!handled && !current) || (handled === false && ev.deleted)) {
           this.scheduleResync(w);
@@ -378,6 +385,10 @@ export class Learner {
     const cur = readSlaveEntry(fresh.portId, record.peerIfindex);
     if (!cur || cur.flags !== flags || cur.mtu !== mtu) {
       writeSlaveEntry(fresh.portId, record.peerIfindex, { devId: record.devId, flags, mtu });
+    }
+    // a slave added while the master has no carrier gets none either
+    if (w.masterCarries === false && flagsText.split(',').includes('LOWER_UP')) {
+      setPeersCarrier([record.peerName], false, fresh.master.netns);
     }
     const ifname = line.match(/^\[nsid [^\]]+\]\d+: ([^:@\s]+)/)?.[1];
     if (up && netns !== undefined && ifname && (!cur || !(cur.flags & SLAVE_UP))) {
@@ -501,7 +512,13 @@ export class Learner {
       return;
     }
     const locs = locateSlaves(port);
-    this.followMaster(port, locs);
+    const master = this.followMaster(port, locs);
+    if (master) {
+      const carries = masterCarries(master);
+      const stale = locs.filter((l) => l.peer && l.peer.flags.includes('UP') !== carries).map((l) => l.record.peerName);
+      w.masterCarries = null;
+      this.mirrorCarrier(w, carries, stale);
+    }
     setMasterAddrs(port.portId, masterAddrs(port.master.name, port.master.netns));
     const bySlaveKey = new Map<string, SlaveLocation>();
     const peers = new Set<number>();
@@ -615,11 +632,26 @@ export class Learner {
    * ipvlan_device_event does. Our host-side peers keep the MAC too (the L3
    * path needs frames to them to be PACKET_HOST).
    */
-  private followMaster(port: PortRecord, locs: SlaveLocation[]): void {
+  /**
+   * The slaves' carrier follows the master's (netif_stacked_transfer_operstate
+   * on NETDEV_UP/CHANGE, and NETDEV_DOWN since ~6.10): PEERS are set up or down.
+   */
+  private mirrorCarrier(w: PortWatch, carries: boolean, peers: readonly string[]): void {
+    if (w.masterCarries === carries) return;
+    const before = w.masterCarries;
+    w.masterCarries = carries;
+    setPeersCarrier(peers, carries, w.port.master.netns);
+    if (before !== null || peers.length > 0) {
+      this.log(`master ${w.port.master.name} ${carries ? 'is up with carrier' : 'is down or has no carrier'}: its slaves follow`);
+    }
+  }
+
+  /** Slaves take the master's MAC and MTU; returns the master's link (null when it is not ours any more). */
+  private followMaster(port: PortRecord, locs: SlaveLocation[]): IpLink | null {
     const master = getLink(port.master.name, port.master.netns);
-    if (!master || master.ifindex !== port.master.ifindex) return;
+    if (!master || master.ifindex !== port.master.ifindex) return null;
     const mac = master.address ?? port.master.mac;
-    if (mac === port.master.mac && master.mtu === port.master.mtu) return;
+    if (mac === port.master.mac && master.mtu === port.master.mtu) return master;
     const macChanged = mac !== port.master.mac;
     const mtuChanged = master.mtu !== port.master.mtu;
     this.log(`master ${port.master.name} changed (${macChanged ? `MAC ${mac}` : ''}${macChanged && mtuChanged ? ', ' : ''}${mtuChanged ? `MTU ${master.mtu}` : ''}): its slaves follow`);
@@ -636,7 +668,7 @@ export class Learner {
     port.master.mac = mac;
     port.master.mtu = master.mtu;
     writePort(port);
-    writePortEntry(port.portId, portEntryOf(port));
+    writePortEntry(port.portId, portEntryOf(port));    return master;
   }
 
   /**

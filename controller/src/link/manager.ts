@@ -10,7 +10,7 @@
 import { basename } from 'node:path';
 import { IvbError, EBUSY, EEXIST, EINVAL, ENODEV } from '../errors.js';
 import { pinRoot } from '../paths.js';
-import { ip, ipBatchTry, ipJson, ipTry, sysctlSet } from '../netlink/exec.js';
+import { ip, ipBatchTry, ipJson, ipTry, run, sysctlSet } from '../netlink/exec.js';
 import { getLink, listLinks, type IpAddrLink, type IpLink } from '../netlink/links.js';
 import { netnsExists, netnsInodeOfPath, netnsPath, initNetnsInode } from '../netlink/netns.js';
 import {
@@ -200,6 +200,25 @@ export function peerAlias(): string {
   return `ipvlan-bpf-peer:${basename(pinRoot())}`;
 }
 
+/**
+ * The master passes traffic: admin-up with its carrier. The kernel gives
+ * its slaves the master's carrier (netif_stacked_transfer_operstate); ours
+ * get it through their host-side peer, whose admin state a veth's carrier
+ * follows: peer down, slave NO-CARRIER / LOWERLAYERDOWN (and M-DOWN shown
+ * for a slave in the master's namespace, whose link is the peer).
+ */
+export function masterCarries(master: IpLink): boolean {
+  return master.flags.includes('UP') && master.flags.includes('LOWER_UP');
+}
+
+/** Sets PEERS (host-side peer names in the master's namespace) up or down, in one `ip -batch`. */
+export function setPeersCarrier(peers: readonly string[], carries: boolean, netns: string | null): void {
+  if (peers.length === 0) return;
+  const batch = peers.map((p) => `link set dev ${p} ${carries ? 'up' : 'down'}`).join('\n');
+  // -force: a peer deleted meanwhile must not stop the others
+  run('ip', [...(netns ? ['-n', netns] : []), '-force', '-batch', '-'], batch);
+}
+
 function setupPeer(peerName: string, netns: string | null): void {
   ip(['link', 'set', 'dev', peerName, 'alias', peerAlias()], netns);
   // the master's namespace routes what l3/l3s slaves send: forwarding on this device only
@@ -214,6 +233,8 @@ function setupPeer(peerName: string, netns: string | null): void {
   sysctlSet(`net.ipv6.conf.${peerName}.accept_ra`, '0', netns);
   // routed to (l3s ingress) without ARP/ND: the slave is NOARP; the peer's own MAC (the master's) is the slave's
   ip(['link', 'set', 'dev', peerName, 'arp', 'off', 'addrgenmode', 'none'], netns);
+  // up even when the master has no carrier: without the agent nothing would
+  // bring it up again; the agent mirrors the master's carrier (learner.ts)
   ip(['link', 'set', 'dev', peerName, 'up'], netns);
 }
 
