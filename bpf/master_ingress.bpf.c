@@ -17,6 +17,7 @@
 #include "lib/demux.h"
 #include "lib/fanout.h"
 #include "lib/verdict.h"
+#include "lib/slowpath.h"
 
 /*
  * ipvlan_external_frame(): a broadcast that carries the master's MAC and a
@@ -122,8 +123,11 @@ int ivb_master_ingress(struct __sk_buff *skb)
 	if (port->mode == IVB_MODE_L3S && f.proto == IVB_ETH_P_ARP)
 		return IVB_PASS(skb, IVB_DROP_NONE);
 	peer = ivb_owner(&f.dst, &owner, &why);
-	if (!peer)
+	if (!peer) {
+		if (port->mode == IVB_MODE_L2 && f.proto == IVB_ETH_P_ARP && !f.mcast_dst)
+			ivb_copy_unknown_arp(skb, &f.dst);
 		return IVB_PASS(skb, why);
+	}
 	if (!f.mcast_dst && ivb_is_other_host(skb, port))
 		return IVB_DROP(skb, IVB_DROP_OTHER_HOST);
 	if (port->mode == IVB_MODE_L3S && ivb_l3s_routed(&f) && !ivb_from_master(&f))

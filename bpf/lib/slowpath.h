@@ -107,6 +107,47 @@ static __always_inline int ivb_hold(struct __sk_buff *skb, const struct ivb_addr
 	return ivb_verdict(skb, IVB_TC_ACT_SHOT, IVB_ACT_HELD, 0, reason);
 }
 
+/*
+ * From the wire, l2: an ARP frame whose target no up slave owns goes to the
+ * master's stack as before, and a copy goes to the agent. If the target is a
+ * slave address the table had not caught up with (a shim slave's, or one a
+ * slave just added and asked about), the agent hands the copy to that slave:
+ * neighbour state is per device, and the reply must reach the slave that
+ * asked. Nothing is held: the wire's frame is never delayed. `ifindex` in the
+ * record is the master's (that is how the agent tells a copy from a held
+ * frame).
+ */
+static __always_inline void ivb_copy_unknown_arp(struct __sk_buff *skb, const struct ivb_addr_key *target)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct ivb_punt *p;
+	__u32 len = skb->len;
+
+	if (ivb_dry_run || !ivb_slowpath_alive(now) || ivb_recently_unowned(target, now))
+		return;
+	if (bpf_map_lookup_elem(&ivb_local_addrs, target))
+		return;
+	if (len < IVB_ETH_HLEN || len > IVB_PUNT_MAX_FRAME || !ivb_punt_budget_take(skb->ifindex, now))
+		return;
+	p = bpf_ringbuf_reserve(&ivb_slowpath, sizeof(*p), 0);
+	if (!p)
+		return;
+	p->ts_ns = now;
+	p->port_id = ivb_port_id;
+	p->ifindex = skb->ifindex;
+	p->reason = IVB_DROP_UNKNOWN_DEST;
+	p->family = target->family;
+	p->pad[0] = p->pad[1] = 0;
+	__builtin_memcpy(p->addr, target->addr, sizeof(p->addr));
+	len &= 0x7ff;
+	if (len > IVB_PUNT_MAX_FRAME || len < IVB_ETH_HLEN || bpf_skb_load_bytes(skb, 0, p->frame, len) < 0) {
+		bpf_ringbuf_discard(p, 0);
+		return;
+	}
+	p->len = len;
+	bpf_ringbuf_submit(p, 0);
+}
+
 /* The first `bits` bits of a and b agree (addresses of up to 16 bytes). */
 static __always_inline int ivb_same_prefix(const __u8 *a, const __u8 *b, __u32 bits)
 {
@@ -127,7 +168,8 @@ static __always_inline int ivb_same_prefix(const __u8 *a, const __u8 *b, __u32 b
 /*
  * A destination worth holding for: in the sending slave's own subnet (where a
  * sibling's new address, or a shim slave's in the master's namespace, would
- * be), and neither the master's own address nor the sender's.
+ * be), and neither the master's own address, the subnet's broadcast address
+ * nor the sender's.
  * `src_owner` is the sender's entry for its source address.
  */
 static __always_inline int ivb_dest_worth_holding(const struct ivb_frame *f, const struct ivb_addr_owner *src_owner,
@@ -137,7 +179,18 @@ static __always_inline int ivb_dest_worth_holding(const struct ivb_frame *f, con
 		return 0;
 	if (bpf_map_lookup_elem(&ivb_local_addrs, &f->dst))
 		return 0;
-	return ivb_same_prefix(f->src.addr, f->dst.addr, src_owner->prefixlen);
+	if (!ivb_same_prefix(f->src.addr, f->dst.addr, src_owner->prefixlen))
+		return 0;
+	/* the subnet's IPv4 broadcast address is nobody's to learn */
+	if (f->dst.family == IVB_AF_INET && src_owner->prefixlen < 31) {
+		__u32 d = ((__u32)f->dst.addr[0] << 24) | ((__u32)f->dst.addr[1] << 16) |
+			  ((__u32)f->dst.addr[2] << 8) | f->dst.addr[3];
+		__u32 host = 0xffffffffu >> src_owner->prefixlen;
+
+		if ((d & host) == host)
+			return 0;
+	}
+	return 1;
 }
 
 #endif /* IVB_SLOWPATH_H */

@@ -135,7 +135,7 @@ export class Learner {
     peerIfindex: number,
     heldAtNs: bigint,
     unknownSource: boolean,
-  ): { netns: string | null; ifindex: number; masterMac: string } | null | 'later' {
+  ): { netns: string | null; ifindex: number; masterMac: string; masterNetns: string | null; masterIfindex: number } | null | 'later' {
     let w = this.watches.get(portId);
     if (!w) {
       // a port the CLI created a moment ago
@@ -143,6 +143,7 @@ export class Learner {
       w = this.watches.get(portId);
       if (!w) return null;
     }
+    const fromWire = peerIfindex === w.port.master.ifindex;
     const find = (): SlaveLocation | undefined =>
       [...w.bySlaveKey.values()].find((l) => l.record.peerIfindex === peerIfindex && l.netns !== undefined);
     const now = process.hrtime.bigint();
@@ -158,18 +159,50 @@ export class Learner {
         }
       } else {
         if (now - portRead < REREAD_INTERVAL_NS) return 'later';
-        this.resync(w);
+        // any slave may own a destination: every slave's addresses, or all of the port
+        if (!this.rereadPortAddrs(w)) this.resync(w);
         loc = find();
       }
     }
-    return loc && loc.netns !== undefined ? { netns: loc.netns, ifindex: loc.ifindex, masterMac: w.port.master.mac } : null;
+    const master = { masterMac: w.port.master.mac, masterNetns: w.port.master.netns, masterIfindex: w.port.master.ifindex };
+    if (fromWire) return { netns: w.port.master.netns, ifindex: w.port.master.ifindex, ...master };
+    return loc && loc.netns !== undefined ? { netns: loc.netns, ifindex: loc.ifindex, ...master } : null;
+  }
+
+  /**
+   * The addresses of every slave of the port, one dump per namespace they
+   * live in (lighter than a resync, which also re-reads links, the master and
+   * the host's rules). False when a slave's place is not known: then only a
+   * resync will do.
+   */
+  private rereadPortAddrs(w: PortWatch): boolean {
+    const fresh = readPort(w.port.portId);
+    if (!fresh) return false;
+    const locs = [...w.bySlaveKey.values()];
+    const known = new Set(locs.map((l) => l.record.peerIfindex));
+    if (fresh.slaves.some((s) => !known.has(s.peerIfindex)) || locs.some((l) => l.netns === undefined)) return false;
+    this.resyncBegan.set(w.port.portId, process.hrtime.bigint());
+    const byNs = new Map<string | null, SlaveLocation[]>();
+    for (const l of locs) byNs.set(l.netns ?? null, [...(byNs.get(l.netns ?? null) ?? []), l]);
+    for (const [ns, inNs] of byNs) {
+      const dump = listAddrs(ns);
+      for (const loc of inNs) {
+        const mine = dump.find((d) => d.ifindex === loc.ifindex);
+        if (mine) this.applySlaveAddrs(w, loc, mine);
+      }
+    }
+    return true;
   }
 
   /** Learns what one slave holds now (its own addresses only: nothing of another slave changes). */
   private rereadSlave(w: PortWatch, loc: SlaveLocation): void {
     this.slaveReadBegan.set(loc.record.peerIfindex, process.hrtime.bigint());
     const mine = listAddrs(loc.netns).find((l) => l.ifindex === loc.ifindex);
-    if (!mine) return;
+    if (mine) this.applySlaveAddrs(w, loc, mine);
+  }
+
+  /** Learns the addresses in one slave's dump; an up slave still on the veth's own link-local gets the kernel's. */
+  private applySlaveAddrs(w: PortWatch, loc: SlaveLocation, mine: IpAddrLink): void {
     const wantLL = slaveLinkLocal(w.port.master.mac, loc.record.devId);
     let foreignLL = false;
     for (const i of mine.addr_info ?? []) {
@@ -181,8 +214,14 @@ export class Learner {
       }
       this.applyAddr(w, loc, { family: i.family === 'inet' ? 4 : 6, addr: i.local, prefixlen: i.prefixlen }, false);
     }
+    const up = mine.flags?.includes('UP') ?? false;
     // up and sending from the veth's own link-local: the kernel's dev_id one now
-    if (foreignLL && mine.flags?.includes('UP') && loc.netns !== undefined) this.setLinkLocal(w.port, loc.record.devId, mine.ifname, loc.netns);
+    if (foreignLL && up && loc.netns !== undefined) this.setLinkLocal(w.port, loc.record.devId, mine.ifname, loc.netns);
+    // its up state too (a slave brought up a moment ago owns its addresses now)
+    const cur = readSlaveEntry(w.port.portId, loc.record.peerIfindex);
+    if (cur && ((cur.flags & SLAVE_UP) !== 0) !== up) {
+      writeSlaveEntry(w.port.portId, loc.record.peerIfindex, { ...cur, flags: up ? cur.flags | SLAVE_UP : cur.flags & ~SLAVE_UP });
+    }
   }
 
   start(): void {

@@ -45,6 +45,8 @@ export interface SlaveEnd {
   ifindex: number;
   /** the MAC every slave of the port shares */
   masterMac: string;
+  masterNetns: string | null;
+  masterIfindex: number;
 }
 
 /** What the slow path needs of the learner. */
@@ -175,6 +177,19 @@ export class SlowPath {
       return true;
     }
     const owner = addrOwner(p.portId, { family, addr });
+    if (end && p.ifindex === end.masterIfindex) {
+      // a copy of a wire frame (the original went to the master's stack): only
+      // the slave that owns the address after all gets it, from its host peer
+      const up = owner !== null && ((readSlaveEntry(p.portId, owner)?.flags ?? 0) & SLAVE_UP) !== 0;
+      if (!up) {
+        markUnowned(p.portId, family, p.addr, process.hrtime.bigint());
+        this.stats.unowned++;
+        return true;
+      }
+      sendFrame(this.socketIn(end.masterNetns), owner, Buffer.from(p.frame.subarray(0, p.len)));
+      this.stats.resent++;
+      return true;
+    }
     const resolved =
       p.reason === IvbDropReason.UNKNOWN_SOURCE
         ? owner === p.ifindex
