@@ -22,21 +22,22 @@
 
 /*
  * No slave up owns the destination: if it is in the sender's own subnet the
- * table may lag a sibling's (or a shim's) new address, so the frame waits for
- * the agent (slowpath.h). Returns a verdict, or -1 to decide as before.
+ * table may lag a sibling's (or a shim's) new address. The frame takes its
+ * ordinary way at once (no delay for the subnet's other hosts), and a copy
+ * goes to the agent, which sends it again from the slave if a sibling owns
+ * the address after all (slowpath.h).
  */
-static __always_inline int ivb_hold_unknown_dest(struct __sk_buff *skb, const struct ivb_frame *f, __u32 why,
-						 __u32 self)
+static __always_inline void ivb_copy_unknown_dest(struct __sk_buff *skb, const struct ivb_frame *f, __u32 why,
+						  __u32 self)
 {
 	const struct ivb_addr_owner *src_owner = f->src_owner;
 
 	if (why != IVB_DROP_NO_OWNER && why != IVB_DROP_SLAVE_DOWN)
-		return -1;
+		return;
 	if (!src_owner)
 		src_owner = bpf_map_lookup_elem(&ivb_addrs, &f->src);
-	if (!ivb_dest_worth_holding(f, src_owner, self))
-		return -1;
-	return ivb_hold(skb, &f->dst, IVB_DROP_UNKNOWN_DEST);
+	if (ivb_dest_worth_holding(f, src_owner, self))
+		ivb_copy_to_agent(skb, &f->dst, self);
 }
 
 static __always_inline int ivb_to_wire(struct __sk_buff *skb, const struct ivb_port *port)
@@ -51,7 +52,6 @@ static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_p
 {
 	struct ivb_slave *owner;
 	__u32 peer, why;
-	int ret;
 
 	if (!(port->flags & IVB_F_VEPA) && f->mac_local) {
 		/* the shared MAC: a sibling, or else the master itself */
@@ -61,8 +61,8 @@ static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_p
 				return IVB_DROP(skb, IVB_DROP_PRIVATE);
 			return ivb_deliver(skb, owner, peer, 1);
 		}
-		if (f->has_key && (ret = ivb_hold_unknown_dest(skb, f, why, self)) >= 0)
-			return ret;
+		if (f->has_key)
+			ivb_copy_unknown_dest(skb, f, why, self);
 		return ivb_verdict(skb, bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
 				   port->master_ifindex, IVB_DROP_NONE);
 	}
@@ -84,7 +84,6 @@ static __always_inline int ivb_xmit_l3(struct __sk_buff *skb, const struct ivb_p
 {
 	struct ivb_slave *owner;
 	__u32 peer, why;
-	int ret;
 
 	if (!(port->flags & IVB_F_VEPA) && f->has_key) {
 		peer = ivb_owner(&f->dst, &owner, &why);
@@ -93,8 +92,8 @@ static __always_inline int ivb_xmit_l3(struct __sk_buff *skb, const struct ivb_p
 				return IVB_DROP(skb, IVB_DROP_PRIVATE);
 			return ivb_deliver(skb, owner, peer, 1);
 		}
-		if (!f->mcast_dst && (ret = ivb_hold_unknown_dest(skb, f, why, self)) >= 0)
-			return ret;
+		if (!f->mcast_dst)
+			ivb_copy_unknown_dest(skb, f, why, self);
 	}
 	return ivb_route_out(skb, port, f);
 }

@@ -127,7 +127,7 @@ beforeEach(() => {
 	heartbeat(10_000);
 });
 
-describe('held for the agent', () => {
+describe('held for the agent, or copied to it', () => {
 	it('a source nobody owns: held (unknown_source), the whole frame in the ring with its slave and address', () => {
 		const frame = fromA(ip4('198.18.1.77'), B4);
 		const r = run(frame);
@@ -141,19 +141,23 @@ describe('held for the agent', () => {
 	});
 
 	it.each([
-		['l3', IvbMode.L3],
-		['l2', IvbMode.L2],
-	])('%s: a destination in the sender\'s subnet nobody owns: held (unknown_destination)', (_m, mode) => {
+		['l3', IvbMode.L3, IvbAction.ROUTE_PINNED],
+		['l2', IvbMode.L2, IvbAction.TO_MASTER],
+	])("%s: a destination in the sender's subnet nobody owns: its ordinary way at once, and a copy to the agent", (_m, mode, action) => {
 		writePort(mode);
-		const r = run(fromA(A4, ip4('198.18.1.88')));
-		expect(r.decision).toMatchObject({ action: IvbAction.HELD, reason: IvbDropReason.UNKNOWN_DEST });
-		expect(held.map((p) => p.addr)).toEqual([addr16(ip4('198.18.1.88'))]);
+		const frame = fromA(A4, ip4('198.18.1.88'));
+		const r = run(frame);
+		expect(r.decision).toMatchObject({ action, reason: IvbDropReason.NONE });
+		expect(held).toHaveLength(1);
+		expect(held[0]).toMatchObject({ ifindex: ifx.p1, reason: IvbDropReason.UNKNOWN_DEST, len: frame.length });
+		expect(held[0]!.addr).toEqual(addr16(ip4('198.18.1.88')));
 	});
 
-	it('a sibling that owns the destination but is down: held (it may just be coming up)', () => {
+	it('a sibling that owns the destination but is down (it may just be coming up): a copy to the agent', () => {
 		mapUpdate(fd.slaves, encodeIvbSlaveKey({ portId: PORT, peerIfindex: ifx.p2 }), encodeIvbSlave({ devId: 2, flags: 0, mtu: 1500 }));
 		try {
-			expect(run(fromA(A4, B4)).decision).toMatchObject({ action: IvbAction.HELD, reason: IvbDropReason.UNKNOWN_DEST });
+			expect(run(fromA(A4, B4)).decision.action).not.toBe(IvbAction.HELD);
+			expect(held.map((p) => p.reason)).toEqual([IvbDropReason.UNKNOWN_DEST]);
 		} finally {
 			mapUpdate(fd.slaves, encodeIvbSlaveKey({ portId: PORT, peerIfindex: ifx.p2 }), encodeIvbSlave({ devId: 2, flags: IvbSlaveFlags.UP, mtu: 1500 }));
 		}

@@ -108,37 +108,32 @@ static __always_inline int ivb_hold(struct __sk_buff *skb, const struct ivb_addr
 }
 
 /*
- * From the wire, l2: an ARP frame whose target no up slave owns goes to the
- * master's stack as before, and a copy goes to the agent. If the target is a
- * slave address the table had not caught up with (a shim slave's, or one a
- * slave just added and asked about), the agent hands the copy to that slave:
- * neighbour state is per device, and the reply must reach the slave that
- * asked. Nothing is held: the wire's frame is never delayed. `ifindex` in the
- * record is the master's (that is how the agent tells a copy from a held
- * frame).
+ * A copy for the agent of a frame that takes its ordinary way: its
+ * destination `addr` may be a slave's the table has not caught up with. The
+ * agent hands the copy to that slave if so, and drops it if not. `from` is
+ * the sending slave's host peer, or the master for a wire frame (how the
+ * agent tells them apart); the copies share the held frames' budget.
  */
-static __always_inline void ivb_copy_unknown_arp(struct __sk_buff *skb, const struct ivb_addr_key *target)
+static __always_inline void ivb_copy_to_agent(struct __sk_buff *skb, const struct ivb_addr_key *addr, __u32 from)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct ivb_punt *p;
 	__u32 len = skb->len;
 
-	if (ivb_dry_run || !ivb_slowpath_alive(now) || ivb_recently_unowned(target, now))
+	if (ivb_dry_run || !ivb_slowpath_alive(now) || ivb_recently_unowned(addr, now))
 		return;
-	if (bpf_map_lookup_elem(&ivb_local_addrs, target))
-		return;
-	if (len < IVB_ETH_HLEN || len > IVB_PUNT_MAX_FRAME || !ivb_punt_budget_take(skb->ifindex, now))
+	if (len < IVB_ETH_HLEN || len > IVB_PUNT_MAX_FRAME || !ivb_punt_budget_take(from, now))
 		return;
 	p = bpf_ringbuf_reserve(&ivb_slowpath, sizeof(*p), 0);
 	if (!p)
 		return;
 	p->ts_ns = now;
 	p->port_id = ivb_port_id;
-	p->ifindex = skb->ifindex;
+	p->ifindex = from;
 	p->reason = IVB_DROP_UNKNOWN_DEST;
-	p->family = target->family;
+	p->family = addr->family;
 	p->pad[0] = p->pad[1] = 0;
-	__builtin_memcpy(p->addr, target->addr, sizeof(p->addr));
+	__builtin_memcpy(p->addr, addr->addr, sizeof(p->addr));
 	len &= 0x7ff;
 	if (len > IVB_PUNT_MAX_FRAME || len < IVB_ETH_HLEN || bpf_skb_load_bytes(skb, 0, p->frame, len) < 0) {
 		bpf_ringbuf_discard(p, 0);
@@ -146,6 +141,19 @@ static __always_inline void ivb_copy_unknown_arp(struct __sk_buff *skb, const st
 	}
 	p->len = len;
 	bpf_ringbuf_submit(p, 0);
+}
+
+/*
+ * From the wire, l2: an ARP frame whose target no up slave owns goes to the
+ * master's stack as before, and a copy to the agent: if the target is a
+ * slave address the table had not caught up with (a shim slave's, or one a
+ * slave just added and asked from), the reply must reach that slave, since
+ * neighbour state is per device.
+ */
+static __always_inline void ivb_copy_unknown_arp(struct __sk_buff *skb, const struct ivb_addr_key *target)
+{
+	if (!bpf_map_lookup_elem(&ivb_local_addrs, target))
+		ivb_copy_to_agent(skb, target, skb->ifindex);
 }
 
 /* The first `bits` bits of a and b agree (addresses of up to 16 bytes). */

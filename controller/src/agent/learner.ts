@@ -135,7 +135,7 @@ export class Learner {
     peerIfindex: number,
     heldAtNs: bigint,
     unknownSource: boolean,
-  ): { netns: string | null; ifindex: number; masterMac: string; masterNetns: string | null; masterIfindex: number } | null | 'later' {
+  ): { netns: string | null; ifindex: number; masterMac: string; masterNetns: string | null; masterIfindex: number; mode: string } | null | 'later' {
     let w = this.watches.get(portId);
     if (!w) {
       // a port the CLI created a moment ago
@@ -164,7 +164,7 @@ export class Learner {
         loc = find();
       }
     }
-    const master = { masterMac: w.port.master.mac, masterNetns: w.port.master.netns, masterIfindex: w.port.master.ifindex };
+    const master = { masterMac: w.port.master.mac, masterNetns: w.port.master.netns, masterIfindex: w.port.master.ifindex, mode: w.port.mode };
     if (fromWire) return { netns: w.port.master.netns, ifindex: w.port.master.ifindex, ...master };
     return loc && loc.netns !== undefined ? { netns: loc.netns, ifindex: loc.ifindex, ...master } : null;
   }

@@ -31,6 +31,7 @@ import {
   setSlowpathConsumer,
   slowpathRingPin,
   SLAVE_UP,
+  SLAVE_SAME_NETNS,
 } from '../bpf/datapath.js';
 import { initNetnsPath, netnsPath } from '../netlink/netns.js';
 import { masterLinkLocal } from '../link/manager.js';
@@ -47,6 +48,8 @@ export interface SlaveEnd {
   masterMac: string;
   masterNetns: string | null;
   masterIfindex: number;
+  /** the port's mode: l2, l3 or l3s */
+  mode: string;
 }
 
 /** What the slow path needs of the learner. */
@@ -177,25 +180,39 @@ export class SlowPath {
       return true;
     }
     const owner = addrOwner(p.portId, { family, addr });
-    if (end && p.ifindex === end.masterIfindex) {
-      // a copy of a wire frame (the original went to the master's stack): only
-      // the slave that owns the address after all gets it, from its host peer
-      const up = owner !== null && ((readSlaveEntry(p.portId, owner)?.flags ?? 0) & SLAVE_UP) !== 0;
-      if (!up) {
+    if (p.reason === IvbDropReason.UNKNOWN_DEST) {
+      // a copy: the original took its ordinary way; only a slave that owns
+      // the address after all gets it
+      const ownerEntry = owner !== null ? readSlaveEntry(p.portId, owner) : null;
+      if (owner === null || !ownerEntry || !(ownerEntry.flags & SLAVE_UP)) {
         markUnowned(p.portId, family, p.addr, process.hrtime.bigint());
         this.stats.unowned++;
         return true;
       }
-      sendFrame(this.socketIn(end.masterNetns), owner, Buffer.from(p.frame.subarray(0, p.len)));
+      if (!end) {
+        this.stats.lost++;
+        return true;
+      }
+      const copy = Buffer.from(p.frame.subarray(0, p.len));
+      if (p.ifindex === end.masterIfindex) {
+        // from the wire: into the slave, from its host peer
+        sendFrame(this.socketIn(end.masterNetns), owner, copy);
+        this.stats.resent++;
+        return true;
+      }
+      if ((ownerEntry.flags & SLAVE_SAME_NETNS) && originalReachedMasterStack(copy, end.mode)) {
+        // a shim slave shares the master's stack, which took the original
+        this.stats.unowned++;
+        return true;
+      }
+      fixL4Checksum(copy);
+      sendFrame(this.socketIn(end.netns), end.ifindex, copy);
       this.stats.resent++;
       return true;
     }
-    const resolved =
-      p.reason === IvbDropReason.UNKNOWN_SOURCE
-        ? owner === p.ifindex
-        : owner !== null && ((readSlaveEntry(p.portId, owner)?.flags ?? 0) & SLAVE_UP) !== 0;
+    const resolved = owner === p.ifindex;
     if (!resolved) {
-      // nobody's after a fresh read: the frame sent again takes the ordinary path
+      // nobody's after a fresh read: the frame sent again is dropped as spoofed
       markUnowned(p.portId, family, p.addr, process.hrtime.bigint());
       this.stats.unowned++;
     }
@@ -203,7 +220,7 @@ export class SlowPath {
       this.stats.lost++;
       if (!this.lostLogged.has(p.ifindex)) {
         this.lostLogged.add(p.ifindex);
-        this.log(`slow path: cannot send again for peer ${p.ifindex} (its namespace cannot be entered): its first frames to or from new addresses are lost`);
+        this.log(`slow path: cannot send again for peer ${p.ifindex} (its namespace cannot be entered): its first frames from new addresses are lost`);
       }
       return true;
     }
@@ -223,6 +240,23 @@ export class SlowPath {
     }
     return fd;
   }
+}
+
+/**
+ * Whether a slave's frame to an unowned destination went up the master's
+ * stack on its ordinary way: in l2 (to the shared MAC, as the kernel's
+ * dev_forward_skb), and IPv6 in l3 (routed by the master's namespace, local
+ * there); IPv4 in l3 takes the oif-pinned route out of the master. Neighbour
+ * discovery and ARP never count: their state is per device.
+ */
+function originalReachedMasterStack(frame: Buffer, mode: string): boolean {
+  if (frame.length < 14) return false;
+  const etherType = frame.readUInt16BE(12);
+  if (etherType === 0x86dd) {
+    const nd = frame.length >= 55 && frame[20] === 58 && (frame[54] === 135 || frame[54] === 136);
+    return !nd;
+  }
+  return etherType === 0x0800 && mode === 'l2';
 }
 
 function sum16(b: Buffer, start: number, end: number, acc: number): number {
