@@ -5,12 +5,16 @@
  * its first packet. The agent learns it from the netlink event a moment
  * later. A frame that meets the table inside that moment would be judged on
  * stale facts (dropped as spoofed, or sent past the sibling that owns its
- * destination), so it is held instead: copied to the agent through the
- * ivb_slowpath ring and consumed here. The agent re-reads the port (every
- * netlink change made before the frame was sent is visible to it by then),
- * and sends the frame again from the slave, where it meets the fresh table.
- * Where the agent found no owner it notes the address in ivb_unknown, so the
- * frame sent again takes the ordinary path.
+ * destination). So a frame from a source nobody owns yet is held instead:
+ * copied to the agent through the ivb_slowpath ring and consumed here; a
+ * frame to a destination in the sender's subnet that nobody owns yet (and an
+ * ARP frame from the wire for such a target) goes its ordinary way at once,
+ * and a copy goes to the agent. The agent re-reads the port (every netlink
+ * change made before the frame was sent is visible to it by then), sends a
+ * held frame again from the slave, where it meets the fresh table, and a
+ * copy only when a slave owns its destination after all. Where the agent
+ * found no owner it notes the address in ivb_unknown, and the datapath
+ * decides it alone from then on.
  *
  * Bounded like the kernel's neighbour queue: IVB_PUNT_BUDGET frames per slave
  * and window (then dropped as slowpath_full), frames up to IVB_PUNT_MAX_FRAME

@@ -216,7 +216,11 @@ export class Learner {
     }
     const up = mine.flags?.includes('UP') ?? false;
     // up and sending from the veth's own link-local: the kernel's dev_id one now
-    if (foreignLL && up && loc.netns !== undefined) this.setLinkLocal(w.port, loc.record.devId, mine.ifname, loc.netns);
+    if (foreignLL && up && loc.netns !== undefined) {
+      this.setLinkLocal(w.port, loc.record.devId, mine.ifname, loc.netns);
+      // ours to give, so known at once: its first frames are not taken for spoofing
+      this.applyAddr(w, loc, { family: 6, addr: wantLL, prefixlen: 64 }, false);
+    }
     // its up state too (a slave brought up a moment ago owns its addresses now)
     const cur = readSlaveEntry(w.port.portId, loc.record.peerIfindex);
     if (cur && ((cur.flags & SLAVE_UP) !== 0) !== up) {

@@ -75,6 +75,8 @@ const HEARTBEAT_EVERY_MS = 500;
 const POLL_EVERY_MS = 1;
 /** Held frames waiting for a re-read the interval does not allow yet (the rest are lost, counted). */
 const MAX_WAITING = 4096;
+/** IPVLAN_BPF_SLOWPATH_TRACE=1: one log line per frame held or copied */
+const TRACE = process.env.IPVLAN_BPF_SLOWPATH_TRACE === '1';
 
 export interface SlowPathStats {
   held: number;
@@ -168,6 +170,10 @@ export class SlowPath {
   private answer(p: IvbPunt): boolean {
     const end = this.ports.freshSlave(p.portId, p.ifindex, p.tsNs, p.reason === IvbDropReason.UNKNOWN_SOURCE);
     if (end === 'later') return false;
+    if (TRACE) {
+      const fam: Family = p.family === 4 ? 4 : 6;
+      this.log(`slow path: port ${p.portId} peer ${p.ifindex} ${p.reason === IvbDropReason.UNKNOWN_SOURCE ? 'source' : 'destination'} ${bytesToAddr(fam, p.addr)} (${p.len} bytes, slave ${end ? `${end.netns ?? 'init'}/${end.ifindex}` : 'unknown'})`);
+    }
     this.stats.held++;
     const family: Family = p.family === 4 ? 4 : 6;
     const addr = bytesToAddr(family, p.addr);
@@ -243,20 +249,15 @@ export class SlowPath {
 }
 
 /**
- * Whether a slave's frame to an unowned destination went up the master's
- * stack on its ordinary way: in l2 (to the shared MAC, as the kernel's
- * dev_forward_skb), and IPv6 in l3 (routed by the master's namespace, local
- * there); IPv4 in l3 takes the oif-pinned route out of the master. Neighbour
- * discovery and ARP never count: their state is per device.
+ * Whether a slave's frame to an unowned destination reached a shim slave's
+ * socket on its ordinary way: IPv4 in l2, which goes up the master's stack
+ * (the kernel's dev_forward_skb) and is taken there for any local address.
+ * Not IPv6 (measured: the master's stack does not deliver it for an address
+ * of the shim device), not IPv4 in l3 (the oif-pinned route takes it out of
+ * the master), never ARP (neighbour state is per device).
  */
 function originalReachedMasterStack(frame: Buffer, mode: string): boolean {
-  if (frame.length < 14) return false;
-  const etherType = frame.readUInt16BE(12);
-  if (etherType === 0x86dd) {
-    const nd = frame.length >= 55 && frame[20] === 58 && (frame[54] === 135 || frame[54] === 136);
-    return !nd;
-  }
-  return etherType === 0x0800 && mode === 'l2';
+  return frame.length >= 14 && frame.readUInt16BE(12) === 0x0800 && mode === 'l2';
 }
 
 function sum16(b: Buffer, start: number, end: number, acc: number): number {
