@@ -34,6 +34,9 @@ struct ivb_layout_anchor {
 	struct ivb_settings settings;
 	struct ivb_layout_id layout_id;
 	struct ivb_event event;
+	enum ivb_mc_filter_params mc_filter_params;
+	struct ivb_mc_bucket_key mc_bucket_key;
+	struct ivb_mc_slots mc_slots;
 };
 
 struct ivb_layout_anchor ivb_layout_anchor SEC(".data.layout");

@@ -63,6 +63,9 @@ import {
   IvbSlaveKeyLayout,
   IvbFanoutKeyLayout,
   IvbPortOptions,
+  IvbMcFilterParams,
+  IvbMcSlotsLayout,
+  encodeIvbMcBucketKey,
   type IvbPort,
   type IvbSlave,
 } from '../../../maps/generated.js';
@@ -108,6 +111,7 @@ export interface Maps {
   guard: number;
   counters: number;
   localAddrs: number;
+  mcSlots: number;
 }
 
 let openMaps: Maps | null = null;
@@ -120,6 +124,7 @@ const MAP_PINS = {
   guard: 'ivb_guard',
   counters: 'ivb_counters',
   localAddrs: 'ivb_local_addrs',
+  mcSlots: 'ivb_mc_slots',
 } as const;
 
 /** Loads a throw-away instance once so libbpf creates and pins any missing map. */
@@ -196,6 +201,7 @@ export function maps(): Maps {
     guard: objGet(join(dir, MAP_PINS.guard)),
     counters: objGet(join(dir, MAP_PINS.counters)),
     localAddrs: objGet(join(dir, MAP_PINS.localAddrs)),
+    mcSlots: objGet(join(dir, MAP_PINS.mcSlots)),
   };
   return openMaps;
 }
@@ -396,6 +402,7 @@ export function destroyPortDatapath(portId: number): void {
   for (const key of mapKeys(m.slaves, IvbSlaveKeyLayout.size)) {
     if (decodeIvbSlaveKey(key).portId === portId) mapDelete(m.slaves, key);
   }
+  clearMcSlots(portId);
   for (const key of mapKeys(m.fanout, IvbFanoutKeyLayout.size)) {
     if (decodeIvbFanoutKey(key).portId === portId) mapDelete(m.fanout, key);
   }
@@ -454,7 +461,27 @@ export function deleteSlaveEntry(portId: number, peerIfindex: number): void {
   mapDelete(maps().slaves, encodeIvbSlaveKey({ portId, peerIfindex }));
 }
 
+/** The port's multicast takers per hash bucket (mcfilter.ts); null where a bucket has no entry (every slot). */
+export function readMcSlots(portId: number): Array<Buffer | null> {
+  const m = maps();
+  return Array.from({ length: IvbMcFilterParams.FILTER_BITS }, (_, bucket) =>
+    mapLookup(m.mcSlots, encodeIvbMcBucketKey({ portId, bucket }), IvbMcSlotsLayout.size),
+  );
+}
+
+export function writeMcSlots(portId: number, bucket: number, slots: Buffer): void {
+  mapUpdate(maps().mcSlots, encodeIvbMcBucketKey({ portId, bucket }), slots, BPF_ANY);
+}
+
+/** Every bucket back to "every slot": the slots moved, the agent recomputes them. */
+export function clearMcSlots(portId: number): void {
+  const m = maps();
+  for (let bucket = 0; bucket < IvbMcFilterParams.FILTER_BITS; bucket++) mapDelete(m.mcSlots, encodeIvbMcBucketKey({ portId, bucket }));
+}
+
 export function writeFanoutSlot(portId: number, slot: number, peerIfindex: number): void {
+  // the multicast takers are per slot: until the agent recomputes them, every slot takes every group
+  clearMcSlots(portId);
   try {
     mapUpdate(maps().fanout, encodeIvbFanoutKey({ portId, slot }), encodeIvbFanoutEntry({ peerIfindex }), BPF_ANY);
   } catch (e) {
@@ -464,6 +491,7 @@ export function writeFanoutSlot(portId: number, slot: number, peerIfindex: numbe
 }
 
 export function deleteFanoutSlot(portId: number, slot: number): void {
+  clearMcSlots(portId);
   mapDelete(maps().fanout, encodeIvbFanoutKey({ portId, slot }));
 }
 
