@@ -30,6 +30,8 @@ import {
 	IvbFanoutKeyLayout,
 	IvbPortKeyLayout,
 	IvbSlaveKeyLayout,
+	IvbMcBucketKeyLayout,
+	encodeIvbMcBucketKey,
 	decodeIvbDecision,
 	encodeIvbAddrKey,
 	encodeIvbAddrOwner,
@@ -41,6 +43,7 @@ import {
 	encodeIvbSlaveKey,
 	type IvbDecision,
 } from '../../maps/generated.js';
+import { mcSlotBitmaps } from '../../controller/src/bpf/mcfilter.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -179,6 +182,8 @@ export interface PortState {
 	fanout: number[];
 	/** the master device's own addresses (ivb_local_addrs, kept by the agent) */
 	localAddrs?: Array<{ family: 4 | 6; addr: Buffer }>;
+	/** slaves' multicast filters (32 bytes each), written as ivb_mc_slots; absent: no ivb_mc_slots entries (every group) */
+	mcFilters?: Array<{ peerIfindex: number; bits: Buffer }>;
 }
 
 /** File descriptors of the shared (pinned) maps, taken from any loaded instance. */
@@ -188,6 +193,7 @@ export class SharedMaps {
 	readonly slaves: number;
 	readonly fanout: number;
 	readonly localAddrs: number;
+	readonly mcSlots: number;
 
 	constructor(from: ProgInstance) {
 		this.ports = from.obj.mapFd('ivb_ports');
@@ -195,6 +201,7 @@ export class SharedMaps {
 		this.slaves = from.obj.mapFd('ivb_slaves');
 		this.fanout = from.obj.mapFd('ivb_fanout_slots');
 		this.localAddrs = from.obj.mapFd('ivb_local_addrs');
+		this.mcSlots = from.obj.mapFd('ivb_mc_slots');
 	}
 
 	clear(): void {
@@ -204,6 +211,7 @@ export class SharedMaps {
 			[this.slaves, IvbSlaveKeyLayout.size],
 			[this.fanout, IvbFanoutKeyLayout.size],
 			[this.localAddrs, IvbAddrKeyLayout.size],
+			[this.mcSlots, IvbMcBucketKeyLayout.size],
 		];
 		for (const [fd, keySize] of all) for (const k of mapKeys(fd, keySize)) mapDelete(fd, k);
 	}
@@ -235,6 +243,12 @@ export class SharedMaps {
 				encodeIvbAddrKey({ portId: s.portId, family: a.family, addr }),
 				encodeIvbAddrOwner({ peerIfindex: 0, prefixlen: a.family === 4 ? 24 : 64 }),
 			);
+		}
+		if (s.mcFilters) {
+			// as the agent turns them around: per bucket, the slots that take it
+			const filters = s.mcFilters;
+			const bitmaps = mcSlotBitmaps(s.fanout.map((peer, slot) => ({ slot, filter: filters.find((f) => f.peerIfindex === peer)?.bits ?? null })));
+			bitmaps.forEach((slots, bucket) => mapUpdate(this.mcSlots, encodeIvbMcBucketKey({ portId: s.portId, bucket }), slots));
 		}
 		s.fanout.forEach((peer, slot) => {
 			if (peer) mapUpdate(this.fanout, encodeIvbFanoutKey({ portId: s.portId, slot }), encodeIvbFanoutEntry({ peerIfindex: peer }));
