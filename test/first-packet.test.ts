@@ -169,6 +169,7 @@ describe.each(['l2', 'l3'] as const)('mode %s: a shim slave in the master namesp
         env.cliOk('-n', w.host, 'link', 'del', 'ipvl9');
       }
     }
+    if (lost) console.log(`agent:\n${agent.lines.slice(-60).join('\n')}`);
     expect(lost).toBe(0);
     expect(counters('ipvl1').drops[SPOOFED] ?? 0).toBe(spoofed0);
   }, 900_000);
