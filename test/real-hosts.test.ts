@@ -78,6 +78,29 @@ for (const fw of FIREWALLS) {
       }
     }
 
+    if (fw === 'none') {
+      it('the control: without the iif rule, all.rp_filter 1 and 2 drop l3 egress', async () => {
+        // the agent's resync would put the rule back: stopped, so that nothing races the check
+        await agent.stop();
+        env.cliOk('-n', t.s0.ns, 'link', 'set', 'dev', t.s0.dev, 'type', 'ipvlan', 'mode', 'l3');
+        const rule = ip(t.w.host, '-4', 'rule', 'show').split('\n').find((l) => / iif eth0m lookup /.test(l))!;
+        const [pref, table] = [rule.split(':')[0]!, rule.split(' lookup ')[1]!.trim()];
+        ip(t.w.host, '-4', 'rule', 'del', 'pref', pref);
+        try {
+          const lost: number[] = [];
+          for (const rp of [0, 1, 2]) {
+            sysctlIn(t.w.host, `net.ipv4.conf.all.rp_filter=${rp}`);
+            lost.push(3 - pings(t.s0.ns, t.w.routerV4));
+          }
+          expect(lost).toEqual([0, 3, 3]);
+        } finally {
+          ip(t.w.host, '-4', 'rule', 'add', 'pref', pref, 'iif', 'eth0m', 'lookup', table);
+          sysctlIn(t.w.host, 'net.ipv4.conf.all.rp_filter=0');
+        }
+        env.cliOk('-n', t.s0.ns, 'link', 'set', 'dev', t.s0.dev, 'type', 'ipvlan', 'mode', 'l3s');
+      });
+    }
+
     if (fw !== 'none') {
       it('the accepts are what lets traffic through: removed by hand it stops, `sync` puts them back', async () => {
         // the agent's resync would put them back too: stopped, so that nothing races the check

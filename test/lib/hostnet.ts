@@ -47,6 +47,11 @@ export async function addSlaves(env: TestEnv, t: HostTopo, mode: string): Promis
       const got = env.learned(s.dev);
       return got.includes(s.v4) && got.includes(s.v6);
     }, 5_000);
+    // the agent writes the port table's routes right after the map, in the background
+    await waitUntil(`routes to ${s.v4} and ${s.v6} in the master's namespace`, () => {
+      const routes = ip(t.w.host, '-4', 'route', 'show', 'table', 'all') + ip(t.w.host, '-6', 'route', 'show', 'table', 'all');
+      return routes.includes(`${s.v4} dev ivb`) && routes.includes(`${s.v6} dev ivb`);
+    }, 5_000);
   }
 }
 

@@ -43,7 +43,7 @@ import { mcFilterBits, mcSlotBitmaps } from '../bpf/mcfilter.js';
 import { locateSlaves, parseAlias, type SlaveLocation } from '../link/slaves.js';
 import { masterAddrs, masterCarries, masterLinkLocal, portDelete, pruneSlave, setPeersCarrier, slaveLinkLocal } from '../link/manager.js';
 import { IvbError, errorLine } from '../errors.js';
-import { ensurePortRules, setSlaveRoute, syncForwardAccepts, syncSlaveRoutes } from '../link/hostnet.js';
+import { ensurePortRules, slaveRouteLine, syncForwardAccepts, syncSlaveRoutes } from '../link/hostnet.js';
 import { getLink } from '../netlink/links.js';
 
 export type Log = (line: string) => void;
@@ -120,6 +120,9 @@ interface PortWatch {
   slaveFlags: Map<number, string[]>;
   /** the multicast buckets as last written (null: read them back from the datapath) */
   mcWritten: Buffer[] | null;
+  /** route changes waiting for the one `ip -batch` of this port in flight (order kept) */
+  routeQueue: string[];
+  routeBusy: boolean;
 }
 
 function newWatch(port: PortRecord): PortWatch {
@@ -136,6 +139,8 @@ function newWatch(port: PortRecord): PortWatch {
     masterCarries: null,
     slaveFlags: new Map(),
     mcWritten: null,
+    routeQueue: [],
+    routeBusy: false,
   };
 }
 
@@ -585,7 +590,7 @@ export class Learner {
       }
       if (owner === loc.record.peerIfindex) {
         unlearnAddr(portId, a);
-        setSlaveRoute(w.port, loc.record.peerName, a, false);
+        this.queueRoute(w, loc.record.peerName, a, false);
         // a refused sibling may hold it too: it is the owner now
         if ([...w.refused].some((t) => t.startsWith(`${a.addr}@`))) this.scheduleResync(w, 20);
       }
@@ -602,7 +607,39 @@ export class Learner {
       this.tableRefusal(w, loc, a.addr, e);
       return;
     }
-    setSlaveRoute(w.port, loc.record.peerName, a, true);
+    this.queueRoute(w, loc.record.peerName, a, true);
+  }
+
+  /**
+   * The port table's route for an address just learned or forgotten
+   * (hostnet.ts), applied in the background: one `ip -batch` per port at a
+   * time, in order, so that a burst of address events is not held up by a
+   * process per event (the resync corrects anything a failure left).
+   */
+  private queueRoute(w: PortWatch, peerName: string, a: { family: Family; addr: string }, present: boolean): void {
+    const line = slaveRouteLine(w.port, peerName, a, present);
+    if (!line) return;
+    w.routeQueue.push(line);
+    this.flushRoutes(w);
+  }
+
+  private flushRoutes(w: PortWatch): void {
+    if (w.routeBusy || w.routeQueue.length === 0 || this.stopped) return;
+    const lines = w.routeQueue.splice(0);
+    w.routeBusy = true;
+    const ns = w.port.master.netns;
+    const child = spawn('ip', [...(ns ? ['-n', ns] : []), '-force', '-batch', '-'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    let finished = false;
+    const done = (): void => {
+      if (finished) return;
+      finished = true;
+      w.routeBusy = false;
+      this.flushRoutes(w);
+    };
+    child.on('error', done);
+    child.on('close', done);
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(lines.join('\n') + '\n');
   }
 
   /** A learn that failed (a full table): logged and counted once per address. */

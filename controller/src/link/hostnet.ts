@@ -97,6 +97,18 @@ function routable(a: { family: Family; addr: string }): boolean {
   return !(a.family === 6 && a.addr.toLowerCase().startsWith('fe80:'));
 }
 
+/**
+ * The `ip -batch` line that adds (present) or removes the route to one
+ * learned slave address via its peer; null for addresses never routed.
+ */
+export function slaveRouteLine(port: PortRecord, peerName: string, a: { family: Family; addr: string }, present: boolean): string | null {
+  if (!routable(a)) return null;
+  const table = String(tableOf(port.portId));
+  return present
+    ? `route replace ${hostPrefix(a.family, a.addr)} dev ${peerName} table ${table}`
+    : `route del ${hostPrefix(a.family, a.addr)} table ${table} dev ${peerName}`;
+}
+
 /** The route to one learned slave address via its peer (present) or its removal. */
 export function setSlaveRoute(port: PortRecord, peerName: string, a: { family: Family; addr: string }, present: boolean): void {
   if (!routable(a)) return;
