@@ -37,9 +37,6 @@ struct ivb_layout_anchor {
 	struct ivb_slowpath_state slowpath_state;
 	struct ivb_punt punt;
 	struct ivb_unknown_entry unknown_entry;
-	enum ivb_mc_filter_params mc_filter_params;
-	struct ivb_mc_bucket_key mc_bucket_key;
-	struct ivb_mc_slots mc_slots;
 };
 
 struct ivb_layout_anchor ivb_layout_anchor SEC(".data.layout");

@@ -106,7 +106,7 @@ int ivb_master_ingress(struct __sk_buff *skb)
 		if (port->mode == IVB_MODE_L2) {
 			/* every up slave gets a copy, the master the original */
 			if (!ivb_is_reflected_own(skb, port, &f))
-				ivb_fanout(skb, ivb_port_id, port->nr_slaves, 0, ivb_dst_mac_hash(skb));
+				ivb_fanout(skb, ivb_port_id, port->nr_slaves, 0);
 			return IVB_PASS(skb, IVB_DROP_NONE);
 		}
 		/*

@@ -72,7 +72,7 @@ static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_p
 				   port->master_ifindex, IVB_DROP_VEPA_HAIRPIN);
 	if (f->mcast_dst) {
 		/* siblings get copies whatever the flags; the master's stack never does */
-		ivb_fanout(skb, ivb_port_id, port->nr_slaves, self, ivb_dst_mac_hash(skb));
+		ivb_fanout(skb, ivb_port_id, port->nr_slaves, self);
 		return ivb_to_wire(skb, port);
 	}
 	return ivb_to_wire(skb, port);

@@ -86,13 +86,6 @@ export const IvbDirection = {
 } as const;
 export type IvbDirection = (typeof IvbDirection)[keyof typeof IvbDirection];
 
-/** enum ivb_mc_filter_params */
-export const IvbMcFilterParams = {
-  HASH_SEED: 727482001, // IVB_MC_HASH_SEED
-  FILTER_BITS: 256, // IVB_MC_FILTER_BITS
-} as const;
-export type IvbMcFilterParams = (typeof IvbMcFilterParams)[keyof typeof IvbMcFilterParams];
-
 /** struct ivb_port_key (4 bytes) */
 export interface IvbPortKey {
   /** __u32 port_id */
@@ -824,67 +817,6 @@ export function decodeIvbUnknownEntry(b: Buffer, offset = 0): IvbUnknownEntry {
   requireSpan('IvbUnknownEntry', b, offset, 8);
   return {
     checkedNs: b.readBigUInt64LE(offset),
-  };
-}
-
-/** struct ivb_mc_bucket_key (8 bytes) */
-export interface IvbMcBucketKey {
-  /** __u32 port_id */
-  portId: number;
-  /** __u32 bucket */
-  bucket: number;
-}
-
-export const IvbMcBucketKeyLayout = {
-  name: 'ivb_mc_bucket_key',
-  size: 8,
-  fields: {
-    portId: { offset: 0, size: 4, kind: 'u32' },
-    bucket: { offset: 4, size: 4, kind: 'u32' },
-  },
-} as const satisfies StructLayout;
-
-export function encodeIvbMcBucketKey(v: IvbMcBucketKey): Buffer {
-  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
-  const b = Buffer.alloc(8);
-  b.writeUInt32LE(v.portId, 0);
-  b.writeUInt32LE(v.bucket, 4);
-  return b;
-}
-
-export function decodeIvbMcBucketKey(b: Buffer, offset = 0): IvbMcBucketKey {
-  requireSpan('IvbMcBucketKey', b, offset, 8);
-  return {
-    portId: b.readUInt32LE(offset),
-    bucket: b.readUInt32LE(offset + 4),
-  };
-}
-
-/** struct ivb_mc_slots (32 bytes) */
-export interface IvbMcSlots {
-  /** __u8 slots[32], exactly 32 bytes */
-  slots: Buffer;
-}
-
-export const IvbMcSlotsLayout = {
-  name: 'ivb_mc_slots',
-  size: 32,
-  fields: {
-    slots: { offset: 0, size: 32, kind: 'bytes' },
-  },
-} as const satisfies StructLayout;
-
-export function encodeIvbMcSlots(v: IvbMcSlots): Buffer {
-  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
-  const b = Buffer.alloc(32);
-  b.set(requireLength('IvbMcSlots.slots', v.slots, 32), 0);
-  return b;
-}
-
-export function decodeIvbMcSlots(b: Buffer, offset = 0): IvbMcSlots {
-  requireSpan('IvbMcSlots', b, offset, 32);
-  return {
-    slots: copyBytes(b, offset, 32),
   };
 }
 

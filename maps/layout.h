@@ -111,29 +111,6 @@ struct ivb_fanout_entry {
 	__u32 pad;
 };
 
-/*
- * The kernel's per-slave multicast filter (ipvlan_mac_hash, mac_filters): a
- * slave gets copies of frames to a group MAC when the bit of its bucket,
- * jhash_1word(MAC bytes 2..5 as a CPU-order u32, seed) & 0xff, is set. The
- * kernel's seed is random per boot; ours is fixed, shared by the datapath
- * and the agent.
- */
-enum ivb_mc_filter_params {
-	IVB_MC_HASH_SEED = 0x2b5c7e91,
-	IVB_MC_FILTER_BITS = 256,
-};
-/* key of ivb_mc_slots: one hash bucket of a port's group MACs */
-struct ivb_mc_bucket_key {
-	__u32 port_id;
-	__u32 bucket; /* 0..IVB_MC_FILTER_BITS-1 */
-};
-/*
- * value of ivb_mc_slots: the fan-out slots whose slave takes that bucket,
- * so that a frame costs one lookup, not one per slave; no entry = every slot
- */
-struct ivb_mc_slots {
-	__u8 slots[32]; /* slot i is slots[i / 8] & (1 << (i % 8)); 256 = IVB_MAX_FANOUT */
-};
 /* key of ivb_guard: a slave end where it lives now (for the netlink guard) */
 struct ivb_guard_key {
 	__u32 netns_ino; /* inode of the slave's current network namespace */

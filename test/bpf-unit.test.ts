@@ -20,7 +20,6 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BpfError, mapKeys } from '../native/libbpf.js';
-import { macHash, mcFilterBits } from '../controller/src/bpf/mcfilter.js';
 import { IvbAction, IvbDropReason, IvbMode, IvbPortFlags, IvbSlaveFlags, type IvbDecision } from '../maps/generated.js';
 import {
 	ProgInstance,
@@ -215,10 +214,6 @@ const MCAST4_MAC = mac('01:00:5e:00:00:fb');
 const MCAST4 = ip4('224.0.0.251');
 const ALL_NODES_MAC = mac('33:33:00:00:00:01');
 const ALL_NODES = ip6('ff02::1');
-/** a group MAC in another hash bucket than MCAST4_MAC's, ALL_NODES_MAC's and broadcast's */
-const OTHER_GROUP_MAC = ['01:00:5e:01:01:01', '01:00:5e:01:01:02', '01:00:5e:01:01:03', '01:00:5e:01:01:04'].find(
-	(g) => ![ '01:00:5e:00:00:fb', '33:33:00:00:00:01', 'ff:ff:ff:ff:ff:ff'].map(macHash).includes(macHash(g)),
-)!;
 
 // ---------------------------------------------------------------------------
 // master ingress (semantics §2)
@@ -310,52 +305,6 @@ const masterCases: Case[] = [
 		expect: pass(0),
 	},
 
-	// per-slave multicast filters (issue 14, ipvlan_multicast_enqueue's mac_filters)
-	{
-		name: 'L2 IPv4 multicast: a slave whose filter lacks the group gets no copy (2 of 3)',
-		mode: L2,
-		tweak: (s) => {
-			s.mcFilters = [{ peerIfindex: ifx.p1, bits: mcFilterBits([], [OTHER_GROUP_MAC]) }];
-		},
-		frame: fromWire4(MCAST4, { dmac: MCAST4_MAC }),
-		expect: pass(2),
-	},
-	{
-		name: 'L2 IPv4 multicast: a slave whose filter has the group gets its copy (3)',
-		mode: L2,
-		tweak: (s) => {
-			s.mcFilters = [{ peerIfindex: ifx.p1, bits: mcFilterBits([], [OTHER_GROUP_MAC, '01:00:5e:00:00:fb']) }];
-		},
-		frame: fromWire4(MCAST4, { dmac: MCAST4_MAC }),
-		expect: pass(3),
-	},
-	{
-		name: 'L2 IPv4 multicast: ALLMULTI fills the filter (3)',
-		mode: L2,
-		tweak: (s) => {
-			s.mcFilters = [{ peerIfindex: ifx.p1, bits: mcFilterBits(['ALLMULTI'], []) }];
-		},
-		frame: fromWire4(MCAST4, { dmac: MCAST4_MAC }),
-		expect: pass(3),
-	},
-	{
-		name: 'L2 broadcast: the broadcast bit is always set (3)',
-		mode: L2,
-		tweak: (s) => {
-			s.mcFilters = [ifx.p1, ifx.p2, ifx.p4].map((peerIfindex) => ({ peerIfindex, bits: mcFilterBits([], []) }));
-		},
-		frame: lldp(BROADCAST_MAC),
-		expect: pass(3),
-	},
-	{
-		name: 'L2 IPv6 multicast: two slaves without the group in their filters -> 1 copy',
-		mode: L2,
-		tweak: (s) => {
-			s.mcFilters = [ifx.p1, ifx.p2].map((peerIfindex) => ({ peerIfindex, bits: mcFilterBits([], []) }));
-		},
-		frame: fromWire6(ALL_NODES, { dmac: ALL_NODES_MAC }),
-		expect: pass(1),
-	},
 	// reflected own frames (§2.3): src MAC = master and source key owned by an up slave
 	{ name: 'L2 reflected broadcast ARP (src MAC master, spa = up slave) -> no copies', mode: L2, frame: arpFrame(BROADCAST_MAC, MASTER_MAC, { sha: MASTER_MAC, spa: A4, tpa: EXT_IP }), expect: pass(0) },
 	{ name: 'L2 reflected IPv4 multicast (saddr = up slave) -> no copies', mode: L2, frame: fromWire4(MCAST4, { dmac: MCAST4_MAC, smac: MASTER_MAC, src: B4 }), expect: pass(0) },
@@ -510,15 +459,6 @@ const slaveCases: Case[] = [
 	{ name: 'L2 vepa broadcast -> copies still made', mode: L2, flags: VEPA, frame: lldp(BROADCAST_MAC, MASTER_MAC), expect: toWire(2) },
 
 	// L3: key lookup regardless of MAC, then master-namespace routing (§3.1, §3.2)
-	{
-		name: "L2 multicast from a slave: a sibling whose filter lacks the group gets no copy -> 1 copy, out of the master",
-		mode: L2,
-		tweak: (s) => {
-			s.mcFilters = [{ peerIfindex: ifx.p2, bits: mcFilterBits([], [OTHER_GROUP_MAC]) }];
-		},
-		frame: slave4(MCAST4, { dmac: MCAST4_MAC }),
-		expect: toWire(1),
-	},
 	{ name: 'L3 bridge IPv4 to a sibling -> delivered', mode: L3, frame: slave4(B4), expect: deliver('p2') },
 	{ name: 'L3 bridge IPv4 to a sibling with a foreign dst MAC -> delivered (no MAC check)', mode: L3, frame: slave4(B4, { dmac: EXT_MAC }), expect: deliver('p2') },
 	{ name: 'L3 bridge IPv6 to a sibling -> delivered', mode: L3, frame: slave6(B6), expect: deliver('p2') },

@@ -65,21 +65,6 @@ struct {
 } ivb_fanout_slots SEC(".maps");
 
 /*
- * (port, group MAC hash bucket) -> the fan-out slots whose slave takes it,
- * kept by the agent from the slaves' multicast lists and PROMISC/ALLMULTI
- * (ipvlan_set_multicast_mac_filter); no entry: every slot (a port the agent
- * has not seen, or whose slots just changed)
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, IVB_MAX_PORTS * 256);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct ivb_mc_bucket_key);
-	__type(value, struct ivb_mc_slots);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ivb_mc_slots SEC(".maps");
-
-/*
  * (slave's namespace, ifindex) -> its port and peer: lets the netlink guard
  * recognise requests about a slave from inside the slave's namespace
  */

@@ -30,8 +30,6 @@ import {
 	IvbFanoutKeyLayout,
 	IvbPortKeyLayout,
 	IvbSlaveKeyLayout,
-	IvbMcBucketKeyLayout,
-	encodeIvbMcBucketKey,
 	decodeIvbDecision,
 	encodeIvbAddrKey,
 	encodeIvbAddrOwner,
@@ -43,7 +41,6 @@ import {
 	encodeIvbSlaveKey,
 	type IvbDecision,
 } from '../../maps/generated.js';
-import { mcSlotBitmaps } from '../../controller/src/bpf/mcfilter.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -182,8 +179,6 @@ export interface PortState {
 	fanout: number[];
 	/** the master device's own addresses (ivb_local_addrs, kept by the agent) */
 	localAddrs?: Array<{ family: 4 | 6; addr: Buffer }>;
-	/** slaves' multicast filters (32 bytes each), written as ivb_mc_slots; absent: no ivb_mc_slots entries (every group) */
-	mcFilters?: Array<{ peerIfindex: number; bits: Buffer }>;
 }
 
 /** File descriptors of the shared (pinned) maps, taken from any loaded instance. */
@@ -193,7 +188,6 @@ export class SharedMaps {
 	readonly slaves: number;
 	readonly fanout: number;
 	readonly localAddrs: number;
-	readonly mcSlots: number;
 
 	constructor(from: ProgInstance) {
 		this.ports = from.obj.mapFd('ivb_ports');
@@ -201,7 +195,6 @@ export class SharedMaps {
 		this.slaves = from.obj.mapFd('ivb_slaves');
 		this.fanout = from.obj.mapFd('ivb_fanout_slots');
 		this.localAddrs = from.obj.mapFd('ivb_local_addrs');
-		this.mcSlots = from.obj.mapFd('ivb_mc_slots');
 	}
 
 	clear(): void {
@@ -211,7 +204,6 @@ export class SharedMaps {
 			[this.slaves, IvbSlaveKeyLayout.size],
 			[this.fanout, IvbFanoutKeyLayout.size],
 			[this.localAddrs, IvbAddrKeyLayout.size],
-			[this.mcSlots, IvbMcBucketKeyLayout.size],
 		];
 		for (const [fd, keySize] of all) for (const k of mapKeys(fd, keySize)) mapDelete(fd, k);
 	}
@@ -243,12 +235,6 @@ export class SharedMaps {
 				encodeIvbAddrKey({ portId: s.portId, family: a.family, addr }),
 				encodeIvbAddrOwner({ peerIfindex: 0, prefixlen: a.family === 4 ? 24 : 64 }),
 			);
-		}
-		if (s.mcFilters) {
-			// as the agent turns them around: per bucket, the slots that take it
-			const filters = s.mcFilters;
-			const bitmaps = mcSlotBitmaps(s.fanout.map((peer, slot) => ({ slot, filter: filters.find((f) => f.peerIfindex === peer)?.bits ?? null })));
-			bitmaps.forEach((slots, bucket) => mapUpdate(this.mcSlots, encodeIvbMcBucketKey({ portId: s.portId, bucket }), slots));
 		}
 		s.fanout.forEach((peer, slot) => {
 			if (peer) mapUpdate(this.fanout, encodeIvbFanoutKey({ portId: s.portId, slot }), encodeIvbFanoutEntry({ peerIfindex: peer }));

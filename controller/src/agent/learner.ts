@@ -10,14 +10,13 @@
  * owns an address; a later claimant gets none of its traffic and is logged.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import { LibcError, withNetns } from '../../../native/libbpf.js';
+import { watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { ensureDir, stateDir } from '../paths.js';
 import { createInterface } from 'node:readline';
 import { ipTry } from '../netlink/exec.js';
 import { listAddrs, type IpAddrLink, type IpLink } from '../netlink/links.js';
-import { initNetnsInode, initNetnsPath, netnsExists, netnsInodeOfPath, netnsPath, nsidNames } from '../netlink/netns.js';
+import { initNetnsInode, netnsExists, netnsInodeOfPath, netnsPath, nsidNames } from '../netlink/netns.js';
 import { listPorts, readPort, withLock, writePort, type PortRecord } from '../state.js';
 import {
   addrOwner,
@@ -30,16 +29,13 @@ import {
   learnAddr,
   setGuard,
   portAddrs,
-  readMcSlots,
   readSlaveEntry,
   SLAVE_UP,
   SLAVE_SAME_NETNS,
   unlearnAddr,
-  writeMcSlots,
   writeSlaveEntry,
   type Family,
 } from '../bpf/datapath.js';
-import { mcFilterBits, mcSlotBitmaps } from '../bpf/mcfilter.js';
 import { locateSlaves, parseAlias, type SlaveLocation } from '../link/slaves.js';
 import { masterAddrs, masterCarries, masterLinkLocal, portDelete, pruneSlave, setPeersCarrier, slaveLinkLocal } from '../link/manager.js';
 import { IvbError, errorLine } from '../errors.js';
@@ -50,14 +46,6 @@ export type Log = (line: string) => void;
 
 /** The slow path re-reads one slave, or resyncs one port, at most this often (a hostile slave cannot keep the agent busy). */
 const REREAD_INTERVAL_NS = 5_000_000n;
-/**
- * How often the slaves' multicast lists are read: a group a slave joins
- * reaches its filter within this (the kernel's is synchronous; an application
- * that joins and is sent to 100 ms later must get its first frame).
- */
-const MC_POLL_MS = 50;
-/** the datapath's buckets are read back every this many polls (the CLI clears them when slots move) */
-const MC_READBACK_POLLS = 20;
 
 interface MonitorEvent {
   nsid: string;
@@ -67,22 +55,6 @@ interface MonitorEvent {
   family?: Family;
   addr?: string;
   prefixlen?: number;
-}
-
-/**
- * The link-layer multicast lists of NETNS's devices by ifindex, from its
- * /proc/net/dev_mcast ("ifindex name users global_users address").
- */
-export function linkMulticastLists(netns: string | null): Map<number, string[]> {
-  const text = withNetns(netns ? netnsPath(netns) : initNetnsPath(), () => readFileSync('/proc/thread-self/net/dev_mcast', 'utf8'));
-  const out = new Map<number, string[]>();
-  for (const line of text.split('\n')) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 5 || !/^[0-9a-f]{12}$/.test(f[4]!)) continue;
-    const ifindex = Number(f[0]);
-    out.set(ifindex, [...(out.get(ifindex) ?? []), f[4]!.match(/../g)!.join(':')]);
-  }
-  return out;
 }
 
 /** Parses one line of `ip -o monitor link address all-nsid`. */
@@ -116,10 +88,6 @@ interface PortWatch {
   nsNames: Map<number, string>;
   /** the master's carrier as last mirrored onto the slaves (null: not yet known) */
   masterCarries: boolean | null;
-  /** each slave's link flags as last seen (PROMISC/ALLMULTI open its multicast filter), by peer ifindex */
-  slaveFlags: Map<number, string[]>;
-  /** the multicast buckets as last written (null: read them back from the datapath) */
-  mcWritten: Buffer[] | null;
   /** route changes waiting for the one `ip -batch` of this port in flight (order kept) */
   routeQueue: string[];
   routeBusy: boolean;
@@ -137,8 +105,6 @@ function newWatch(port: PortRecord): PortWatch {
     refused: new Set(),
     nsNames: new Map(),
     masterCarries: null,
-    slaveFlags: new Map(),
-    mcWritten: null,
     routeQueue: [],
     routeBusy: false,
   };
@@ -149,8 +115,6 @@ export class Learner {
   /** refused claims (duplicate addresses, full tables) per master name, for metrics */
   readonly refusals = new Map<string, number>();
   private scanTimer: NodeJS.Timeout | null = null;
-  private mcTimer: NodeJS.Timeout | null = null;
-  private mcPolls = 0;
   private stopped = false;
   private scans = 0;
   private dirWatch: FSWatcher | null = null;
@@ -272,14 +236,6 @@ export class Learner {
   start(): void {
     this.scanPorts();
     this.scanTimer = setInterval(() => this.scanPorts(), 2000);
-    // no rtnetlink event iproute2 6.1 follows carries a multicast list: polled
-    this.mcTimer = setInterval(() => {
-      try {
-        this.syncMcFilters();
-      } catch (e) {
-        this.log(`multicast filters: ${errorLine(e)}`);
-      }
-    }, MC_POLL_MS);
     // a port created by the CLI is picked up at once, not at the next scan
     try {
       ensureDir(join(stateDir(), 'ports'));
@@ -298,54 +254,10 @@ export class Learner {
   stop(): void {
     this.stopped = true;
     if (this.scanTimer) clearInterval(this.scanTimer);
-    if (this.mcTimer) clearInterval(this.mcTimer);
     if (this.scanSoon) clearTimeout(this.scanSoon);
     this.dirWatch?.close();
     for (const w of this.watches.values()) this.unwatch(w);
     this.watches.clear();
-  }
-
-  /**
-   * The kernel's per-slave multicast filters (ipvlan_set_multicast_mac_filter):
-   * each l2 slave's link-layer multicast list (the namespace's
-   * /proc/net/dev_mcast, read after setns: no process is spawned) and its
-   * PROMISC/ALLMULTI (from its link events), turned into per-bucket slot maps
-   * and written where they differ from the datapath's (which the CLI clears
-   * whenever slots move).
-   */
-  syncMcFilters(): void {
-    if (this.stopped) return;
-    const readBack = this.mcPolls++ % MC_READBACK_POLLS === 0;
-    for (const w of this.watches.values()) {
-      const port = readPort(w.port.portId);
-      if (port?.mode !== 'l2') continue;
-      const filters = new Map<number, Buffer>();
-      const byNs = new Map<string | null, SlaveLocation[]>();
-      for (const loc of w.bySlaveKey.values()) {
-        if (loc.netns === undefined) continue;
-        byNs.set(loc.netns, [...(byNs.get(loc.netns) ?? []), loc]);
-      }
-      for (const [ns, locs] of byNs) {
-        let lists: Map<number, string[]>;
-        try {
-          lists = linkMulticastLists(ns);
-        } catch (e) {
-          // a namespace that went away meanwhile: the next resync notices
-          if (!(e instanceof LibcError)) throw e;
-          continue;
-        }
-        for (const loc of locs) {
-          filters.set(loc.record.peerIfindex, mcFilterBits(w.slaveFlags.get(loc.record.peerIfindex) ?? [], lists.get(loc.ifindex) ?? []));
-        }
-      }
-      // slaves not read (unnamed namespace, gone meanwhile) take every group
-      const want = mcSlotBitmaps(port.slaves.map((s) => ({ slot: s.slot, filter: filters.get(s.peerIfindex) ?? null })));
-      const cur = readBack || !w.mcWritten ? readMcSlots(port.portId) : w.mcWritten;
-      want.forEach((slots, bucket) => {
-        if (!cur[bucket]?.equals(slots)) writeMcSlots(port.portId, bucket, slots);
-      });
-      w.mcWritten = want;
-    }
   }
 
   /** Picks up ports created or deleted by the CLI; resyncs each one periodically as a safety net. */
@@ -471,7 +383,7 @@ export class Learner {
             Number(line.match(/ mtu (\d+)/)?.[1] ?? 0) !== w.port.master.mtu);
         if (current && ev.ifindex === w.port.master.ifindex && !ev.deleted) {
           const flags = (line.match(/<([^>]*)>/)?.[1] ?? '').split(',');
-          this.mirrorCarrier(w, masterCarries(flags), w.port.slaves.map((s) => s.peerName));
+          this.mirrorCarrier(w, flags.includes('UP') && flags.includes('LOWER_UP'), w.port.slaves.map((s) => s.peerName));
         }
         const peerEvent = current && w.peers.has(ev.ifindex);
         if (masterEvent || (peerEvent && ev.deleted) || (!handled && !current) || (handled === false && ev.deleted)) {
@@ -513,7 +425,6 @@ export class Learner {
       );
     }
     const flagsText = line.match(/<([^>]*)>/)?.[1] ?? '';
-    w.slaveFlags.set(record.peerIfindex, flagsText.split(','));
     const up = flagsText.split(',').includes('UP');
     const mtu = Number(line.match(/ mtu (\d+)/)?.[1] ?? 0);
     w.bySlaveKey.set(key, { record, netns, ifindex: ev.ifindex, link: null, peer: null });
@@ -683,7 +594,7 @@ export class Learner {
     const locs = locateSlaves(port);
     const master = this.followMaster(port, locs);
     if (master) {
-      const carries = masterCarries(master.flags);
+      const carries = masterCarries(master);
       const stale = locs.filter((l) => l.peer && l.peer.flags.includes('UP') !== carries).map((l) => l.record.peerName);
       w.masterCarries = null;
       this.mirrorCarrier(w, carries, stale);
@@ -716,7 +627,6 @@ export class Learner {
       bySlaveKey.set(`${nsid}:${loc.ifindex}`, loc);
       this.guard(port.portId, loc.record.peerIfindex, loc.netns, loc.ifindex);
       const up = loc.link.flags.includes('UP');
-      w.slaveFlags.set(loc.record.peerIfindex, loc.link.flags);
       const cur = readSlaveEntry(port.portId, loc.record.peerIfindex);
       const sameNs = loc.netns === port.master.netns ? SLAVE_SAME_NETNS : 0;
       const want = { devId: loc.record.devId, flags: (up ? SLAVE_UP : 0) | sameNs, mtu: loc.link.mtu };
@@ -797,6 +707,12 @@ export class Learner {
   }
 
   /**
+   * NETDEV_CHANGEADDR / NETDEV_CHANGEMTU on the master: every slave takes the
+   * master's new MAC, and its new MTU (up or down), as the kernel's
+   * ipvlan_device_event does. Our host-side peers keep the MAC too (the L3
+   * path needs frames to them to be PACKET_HOST).
+   */
+  /**
    * The slaves' carrier follows the master's (netif_stacked_transfer_operstate
    * on NETDEV_UP/CHANGE, and NETDEV_DOWN since ~6.10): PEERS are set up or down.
    */
@@ -810,13 +726,7 @@ export class Learner {
     }
   }
 
-  /**
-   * NETDEV_CHANGEADDR / NETDEV_CHANGEMTU on the master: every slave takes the
-   * master's new MAC, and its new MTU (up or down), as the kernel's
-   * ipvlan_device_event does. Our host-side peers keep the MAC too (the L3
-   * path needs frames to them to be PACKET_HOST). Returns the master's link
-   * (null when it is not ours any more).
-   */
+  /** Slaves take the master's MAC and MTU; returns the master's link (null when it is not ours any more). */
   private followMaster(port: PortRecord, locs: SlaveLocation[]): IpLink | null {
     const master = getLink(port.master.name, port.master.netns);
     if (!master || master.ifindex !== port.master.ifindex) return null;

@@ -65,9 +65,6 @@ import {
   IvbSlaveKeyLayout,
   IvbFanoutKeyLayout,
   IvbPortOptions,
-  IvbMcFilterParams,
-  IvbMcSlotsLayout,
-  encodeIvbMcBucketKey,
   type IvbPort,
   type IvbSlave,
 } from '../../../maps/generated.js';
@@ -115,7 +112,6 @@ export interface Maps {
   localAddrs: number;
   slowpathState: number;
   unknown: number;
-  mcSlots: number;
 }
 
 let openMaps: Maps | null = null;
@@ -131,7 +127,6 @@ const MAP_PINS = {
   slowpath: 'ivb_slowpath',
   slowpathState: 'ivb_slowpath_state',
   unknown: 'ivb_unknown',
-  mcSlots: 'ivb_mc_slots',
 } as const;
 
 /** Loads a throw-away instance once so libbpf creates and pins any missing map. */
@@ -210,7 +205,6 @@ export function maps(): Maps {
     localAddrs: objGet(join(dir, MAP_PINS.localAddrs)),
     slowpathState: objGet(join(dir, MAP_PINS.slowpathState)),
     unknown: objGet(join(dir, MAP_PINS.unknown)),
-    mcSlots: objGet(join(dir, MAP_PINS.mcSlots)),
   };
   return openMaps;
 }
@@ -426,7 +420,6 @@ export function destroyPortDatapath(portId: number): void {
   for (const key of mapKeys(m.slaves, IvbSlaveKeyLayout.size)) {
     if (decodeIvbSlaveKey(key).portId === portId) mapDelete(m.slaves, key);
   }
-  clearMcSlots(portId);
   for (const key of mapKeys(m.fanout, IvbFanoutKeyLayout.size)) {
     if (decodeIvbFanoutKey(key).portId === portId) mapDelete(m.fanout, key);
   }
@@ -485,27 +478,7 @@ export function deleteSlaveEntry(portId: number, peerIfindex: number): void {
   mapDelete(maps().slaves, encodeIvbSlaveKey({ portId, peerIfindex }));
 }
 
-/** The port's multicast takers per hash bucket (mcfilter.ts); null where a bucket has no entry (every slot). */
-export function readMcSlots(portId: number): Array<Buffer | null> {
-  const m = maps();
-  return Array.from({ length: IvbMcFilterParams.FILTER_BITS }, (_, bucket) =>
-    mapLookup(m.mcSlots, encodeIvbMcBucketKey({ portId, bucket }), IvbMcSlotsLayout.size),
-  );
-}
-
-export function writeMcSlots(portId: number, bucket: number, slots: Buffer): void {
-  mapUpdate(maps().mcSlots, encodeIvbMcBucketKey({ portId, bucket }), slots, BPF_ANY);
-}
-
-/** Every bucket back to "every slot": the slots moved, the agent recomputes them. */
-export function clearMcSlots(portId: number): void {
-  const m = maps();
-  for (let bucket = 0; bucket < IvbMcFilterParams.FILTER_BITS; bucket++) mapDelete(m.mcSlots, encodeIvbMcBucketKey({ portId, bucket }));
-}
-
 export function writeFanoutSlot(portId: number, slot: number, peerIfindex: number): void {
-  // the multicast takers are per slot: until the agent recomputes them, every slot takes every group
-  clearMcSlots(portId);
   try {
     mapUpdate(maps().fanout, encodeIvbFanoutKey({ portId, slot }), encodeIvbFanoutEntry({ peerIfindex }), BPF_ANY);
   } catch (e) {
@@ -515,7 +488,6 @@ export function writeFanoutSlot(portId: number, slot: number, peerIfindex: numbe
 }
 
 export function deleteFanoutSlot(portId: number, slot: number): void {
-  clearMcSlots(portId);
   mapDelete(maps().fanout, encodeIvbFanoutKey({ portId, slot }));
 }
 

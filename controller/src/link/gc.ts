@@ -68,7 +68,6 @@ export function gc(): string[] {
       sweep(m.addrs, IvbAddrKeyLayout.size, 'ivb_addrs');
       sweep(m.slaves, 8, 'ivb_slaves');
       sweep(m.fanout, 8, 'ivb_fanout_slots');
-      sweep(m.mcSlots, 8, 'ivb_mc_slots');
       sweep(m.counters, IvbCounterKeyLayout.size, 'ivb_counters');
       let g = 0;
       for (const k of mapKeys(m.guard, IvbGuardKeyLayout.size)) {

@@ -201,14 +201,14 @@ export function peerAlias(): string {
 }
 
 /**
- * The master passes traffic (its link FLAGS): admin-up with its carrier. The kernel gives
+ * The master passes traffic: admin-up with its carrier. The kernel gives
  * its slaves the master's carrier (netif_stacked_transfer_operstate); ours
  * get it through their host-side peer, whose admin state a veth's carrier
  * follows: peer down, slave NO-CARRIER / LOWERLAYERDOWN (and M-DOWN shown
  * for a slave in the master's namespace, whose link is the peer).
  */
-export function masterCarries(flags: readonly string[]): boolean {
-  return flags.includes('UP') && flags.includes('LOWER_UP');
+export function masterCarries(master: IpLink): boolean {
+  return master.flags.includes('UP') && master.flags.includes('LOWER_UP');
 }
 
 /** Sets PEERS (host-side peer names in the master's namespace) up or down, in one `ip -batch`. */

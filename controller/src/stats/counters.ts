@@ -112,7 +112,7 @@ export function reasonText(reason: number): string {
 }
 
 /** The pinned maps whose fill level matters (hash maps; arrays and the ring have a fixed size). */
-export const OCCUPANCY_MAPS = ['ivb_ports', 'ivb_addrs', 'ivb_local_addrs', 'ivb_slaves', 'ivb_fanout_slots', 'ivb_mc_slots', 'ivb_guard', 'ivb_counters'] as const;
+export const OCCUPANCY_MAPS = ['ivb_ports', 'ivb_addrs', 'ivb_local_addrs', 'ivb_slaves', 'ivb_fanout_slots', 'ivb_guard', 'ivb_counters'] as const;
 
 export interface MapFill {
   name: string;
