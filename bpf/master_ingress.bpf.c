@@ -81,6 +81,16 @@ static __always_inline int ivb_is_other_host(struct __sk_buff *skb, const struct
 	return !ivb_mac_equal(eth->h_dest, port->master_mac);
 }
 
+/* Our own slave's (or the master's) frame, reflected by a hairpinning switch: it carries the shared MAC. */
+static __always_inline int ivb_reflected(struct __sk_buff *skb, const struct ivb_port *port)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+
+	return (void *)(eth + 1) <= data_end && ivb_mac_equal(eth->h_source, port->master_mac);
+}
+
 SEC("tc")
 int ivb_master_ingress(struct __sk_buff *skb)
 {
@@ -124,8 +134,8 @@ int ivb_master_ingress(struct __sk_buff *skb)
 		return IVB_PASS(skb, IVB_DROP_NONE);
 	peer = ivb_owner(&f.dst, &owner, &why);
 	if (!peer) {
-		if (port->mode == IVB_MODE_L2 && f.proto == IVB_ETH_P_ARP && !f.mcast_dst)
-			ivb_copy_unknown_arp(skb, &f.dst);
+		if (port->mode == IVB_MODE_L2 && !f.mcast_dst && (f.proto == IVB_ETH_P_ARP || ivb_reflected(skb, port)))
+			ivb_copy_unknown_from_wire(skb, &f.dst);
 		return IVB_PASS(skb, why);
 	}
 	if (!f.mcast_dst && ivb_is_other_host(skb, port))

@@ -243,6 +243,17 @@ describe('from the wire (l2)', () => {
 		expect(held[0]!.addr).toEqual(addr16(ip4('198.18.1.99')));
 	});
 
+	it('a frame of our own reflected by a hairpinning switch, for an address no slave owns: a copy to the agent', () => {
+		writePort(IvbMode.L2);
+		const frame = eth(MASTER_MAC, MASTER_MAC, ETH_P_IP, ipv4({ src: A4, dst: ip4('198.18.1.97'), payload: udp(40000, 9) }));
+		expect(runIngress(frame).decision).toMatchObject({ action: IvbAction.PASS, reason: IvbDropReason.NO_OWNER });
+		expect(held.map((p) => p.ifindex)).toEqual([ifx.m0]);
+		held.length = 0;
+		// the same from another host on the wire: not copied
+		runIngress(eth(MASTER_MAC, EXT_MAC, ETH_P_IP, ipv4({ src: ip4('198.18.1.1'), dst: ip4('198.18.1.96'), payload: udp(40000, 9) })));
+		expect(held).toHaveLength(0);
+	});
+
 	it('not in l3, not for an address the agent found unowned, not for a slave\'s', () => {
 		writePort(IvbMode.L3);
 		runIngress(arpReplyTo(ip4('198.18.1.99')));

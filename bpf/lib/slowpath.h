@@ -148,13 +148,16 @@ static __always_inline void ivb_copy_to_agent(struct __sk_buff *skb, const struc
 }
 
 /*
- * From the wire, l2: an ARP frame whose target no up slave owns goes to the
- * master's stack as before, and a copy to the agent: if the target is a
- * slave address the table had not caught up with (a shim slave's, or one a
- * slave just added and asked from), the reply must reach that slave, since
- * neighbour state is per device.
+ * From the wire, l2: an ARP frame whose target no up slave owns, or a frame
+ * of our own slaves reflected by a hairpinning switch (vepa) for such an
+ * address, goes to the master's stack as before, and a copy to the agent: if
+ * the address is a slave's the table had not caught up with (a shim slave's,
+ * or one a slave just added and asked from), the frame must reach that slave,
+ * since neighbour state is per device and the master's stack does not deliver
+ * IPv6 for an address of another device. A host on the wire sending IP to an
+ * unknown address is not copied (a routing host would pay for every flow).
  */
-static __always_inline void ivb_copy_unknown_arp(struct __sk_buff *skb, const struct ivb_addr_key *target)
+static __always_inline void ivb_copy_unknown_from_wire(struct __sk_buff *skb, const struct ivb_addr_key *target)
 {
 	if (!bpf_map_lookup_elem(&ivb_local_addrs, target))
 		ivb_copy_to_agent(skb, target, skb->ifindex);

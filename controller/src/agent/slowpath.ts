@@ -201,7 +201,12 @@ export class SlowPath {
       }
       const copy = Buffer.from(p.frame.subarray(0, p.len));
       if (p.ifindex === end.masterIfindex) {
-        // from the wire: into the slave, from its host peer
+        // from the wire: into the slave, from its host peer (a shim's IPv4
+        // was taken by the master's stack, which it shares)
+        if ((ownerEntry.flags & SLAVE_SAME_NETNS) && originalReachedMasterStack(copy, 'l2')) {
+          this.stats.unowned++;
+          return true;
+        }
         sendFrame(this.socketIn(end.masterNetns), owner, copy);
         this.stats.resent++;
         return true;
