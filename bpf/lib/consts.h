@@ -33,14 +33,14 @@
  * of the agent (it reads every millisecond). A slave may have
  * IVB_PUNT_BUDGET frames held per IVB_PUNT_WINDOW_NS (100 ms), as the kernel's
  * neighbour queue (unres_qlen) bounds what waits on one neighbour; an address
- * the agent found unowned is not held again for IVB_UNKNOWN_TTL_NS (60 s: a
- * peer on the slaves' subnet costs one held frame a minute).
+ * the agent found unowned is not held again for IVB_UNKNOWN_TTL_NS (10 s: a
+ * peer on the slaves' subnet costs one copy to the agent every 10 s).
  */
 #define IVB_SLOWPATH_RING_BYTES (256 * 1024)
 #define IVB_UNKNOWN_ENTRIES 65536
 #define IVB_PUNT_BUDGET 64
 #define IVB_PUNT_WINDOW_NS 100000000ULL
-#define IVB_UNKNOWN_TTL_NS 60000000000ULL
+#define IVB_UNKNOWN_TTL_NS 10000000000ULL
 
 /* ETH_P_* in host order (linux/if_ether.h pulls in too much for BPF) */
 #define IVB_ETH_P_IP 0x0800

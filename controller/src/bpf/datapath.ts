@@ -502,6 +502,8 @@ export function addrOwner(portId: number, a: { family: Family; addr: string }): 
 }
 
 export function learnAddr(portId: number, peerIfindex: number, a: LearnedAddr): void {
+  // a slave's now: no longer "checked, nobody's"
+  mapDelete(maps().unknown, addrKey(portId, a));
   try {
     mapUpdate(maps().addrs, addrKey(portId, a), encodeIvbAddrOwner({ peerIfindex, prefixlen: a.prefixlen }), BPF_ANY);
   } catch (e) {
@@ -566,6 +568,18 @@ export function setSlowpathConsumer(untilNs: bigint): void {
 export function markUnowned(portId: number, family: Family, addr: Buffer, nowNs: bigint): void {
   const key = encodeIvbAddrKey({ portId, family, addr });
   mapUpdate(maps().unknown, key, encodeIvbUnknownEntry({ checkedNs: nowNs }), BPF_ANY);
+}
+
+/**
+ * Forgets every address the agent found unowned on this port: a slave made
+ * (or made again under an old name) may own any of them now, and its first
+ * frames must be copied to the agent, not decided on a stale answer.
+ */
+export function forgetUnowned(portId: number): void {
+  const fd = maps().unknown;
+  for (const key of mapKeys(fd, IvbAddrKeyLayout.size)) {
+    if (decodeIvbAddrKey(key).portId === portId) mapDelete(fd, key);
+  }
 }
 
 /** Every address of the port with its owner. */

@@ -43,6 +43,7 @@ import {
   SLAVE_SAME_NETNS,
   unlearnAddr,
   learnAddrIfRoom,
+  forgetUnowned,
   writeFanoutSlot,
   writePortEntry,
   writeSlaveEntry,
@@ -320,6 +321,7 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       if (ensureGuard()) setGuard(p.master.netnsIno, p.master.ifindex, p.portId, 0);
       if (slaveLink) setGuard(nsIno(o.netns), slaveLink.ifindex, p.portId, peer.ifindex);
       undo.push(() => clearGuard(p.portId, peer.ifindex));
+      forgetUnowned(p.portId);
       const rec: SlaveRecord = { name: o.name, peerName, peerIfindex: peer.ifindex, devId, slot: p.slaves.length };
       writeSlaveEntry(p.portId, rec.peerIfindex, { devId, flags: o.netns === p.master.netns ? SLAVE_SAME_NETNS : 0, mtu });
       undo.push(() => deleteSlaveEntry(p.portId, rec.peerIfindex));
