@@ -29,7 +29,13 @@ static __always_inline __u32 ivb_fanout(struct __sk_buff *skb, __u32 port_id, __
 		if (!e || !e->peer_ifindex || e->peer_ifindex == except)
 			continue;
 		s = ivb_slave_get(port_id, e->peer_ifindex);
-		if (!s || !(s->flags & IVB_SLAVE_UP))
+		/*
+		 * only up slaves get copies; a shim slave (in the master's
+		 * namespace) gets one whatever the agent has seen yet: it is
+		 * typically brought up and used at once, and a copy to a shim
+		 * that is really down is dropped by its veth
+		 */
+		if (!s || !(s->flags & (IVB_SLAVE_UP | IVB_SLAVE_SAME_NETNS)))
 			continue;
 		/* egress of the host-side peer: veth hands it to the slave end */
 		if (!ivb_dry_run)
