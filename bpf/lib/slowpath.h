@@ -71,80 +71,78 @@ static __always_inline int ivb_punt_budget_take(__u32 peer, __u64 now)
 	return 1;
 }
 
+#define IVB_TO_AGENT_NONE 0  /* no slow path for it: no agent, a recent answer, too big, explain */
+#define IVB_TO_AGENT_QUEUED 1
+#define IVB_TO_AGENT_FULL 2  /* the sender's budget or the ring is full */
+
 /*
- * Holds a slave's frame for the agent because of `addr` (reason
- * IVB_DROP_UNKNOWN_SOURCE or IVB_DROP_UNKNOWN_DEST). Returns the verdict, or
- * -1 when there is no slow path for it: the caller then decides as before.
+ * Puts a copy of the frame in the ivb_slowpath ring for the agent: the
+ * address no slave was known to own (`addr`), why (`reason`), and who sent
+ * it (`from`: the slave's host peer, or the master for a wire frame, which
+ * is how the agent tells them apart). The one writer of ring records.
  */
-static __always_inline int ivb_hold(struct __sk_buff *skb, const struct ivb_addr_key *addr, __u32 reason)
+static __always_inline int ivb_to_agent(struct __sk_buff *skb, const struct ivb_addr_key *addr, __u32 reason,
+					__u32 from)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct ivb_punt *p;
 	__u32 len = skb->len;
 
-	/* explain judges the table as it is: a held frame meets the same table unless it changes */
+	/* explain judges the table as it is: the frame meets the same table unless it changes */
 	if (ivb_dry_run || !ivb_slowpath_alive(now) || ivb_recently_unowned(addr, now))
-		return -1;
+		return IVB_TO_AGENT_NONE;
 	if (len < IVB_ETH_HLEN || len > IVB_PUNT_MAX_FRAME)
-		return -1;
-	if (!ivb_punt_budget_take(skb->ingress_ifindex, now))
-		return IVB_DROP(skb, IVB_DROP_SLOWPATH_FULL);
+		return IVB_TO_AGENT_NONE;
+	if (!ivb_punt_budget_take(from, now))
+		return IVB_TO_AGENT_FULL;
 	p = bpf_ringbuf_reserve(&ivb_slowpath, sizeof(*p), 0);
 	if (!p)
-		return IVB_DROP(skb, IVB_DROP_SLOWPATH_FULL);
+		return IVB_TO_AGENT_FULL;
 	p->ts_ns = now;
 	p->port_id = ivb_port_id;
-	p->ifindex = skb->ingress_ifindex;
+	p->ifindex = from;
 	p->reason = reason;
 	p->family = addr->family;
 	p->pad[0] = p->pad[1] = 0;
 	__builtin_memcpy(p->addr, addr->addr, sizeof(p->addr));
 	/* the mask only tells the verifier what the test above already ensured */
 	len &= 0x7ff;
-	if (len > IVB_PUNT_MAX_FRAME || len < IVB_ETH_HLEN ||
-	    bpf_skb_load_bytes(skb, 0, p->frame, len) < 0) {
+	if (len > IVB_PUNT_MAX_FRAME || len < IVB_ETH_HLEN || bpf_skb_load_bytes(skb, 0, p->frame, len) < 0) {
 		bpf_ringbuf_discard(p, 0);
-		return -1;
+		return IVB_TO_AGENT_NONE;
 	}
 	p->len = len;
 	bpf_ringbuf_submit(p, 0);
-	return ivb_verdict(skb, IVB_TC_ACT_SHOT, IVB_ACT_HELD, 0, reason);
+	return IVB_TO_AGENT_QUEUED;
+}
+
+/*
+ * Holds a slave's frame for the agent because of its unknown source `addr`
+ * (IVB_DROP_UNKNOWN_SOURCE): the agent sends it again once it has re-read
+ * the slave. Returns the verdict, or -1 when there is no slow path for it:
+ * the caller then decides as before.
+ */
+static __always_inline int ivb_hold(struct __sk_buff *skb, const struct ivb_addr_key *addr, __u32 reason)
+{
+	switch (ivb_to_agent(skb, addr, reason, skb->ingress_ifindex)) {
+	case IVB_TO_AGENT_QUEUED:
+		return ivb_verdict(skb, IVB_TC_ACT_SHOT, IVB_ACT_HELD, 0, reason);
+	case IVB_TO_AGENT_FULL:
+		return IVB_DROP(skb, IVB_DROP_SLOWPATH_FULL);
+	default:
+		return -1;
+	}
 }
 
 /*
  * A copy for the agent of a frame that takes its ordinary way: its
  * destination `addr` may be a slave's the table has not caught up with. The
- * agent hands the copy to that slave if so, and drops it if not. `from` is
- * the sending slave's host peer, or the master for a wire frame (how the
- * agent tells them apart); the copies share the held frames' budget.
+ * agent hands the copy to that slave if so, and drops it if not. A full
+ * budget or ring means no copy, nothing more.
  */
 static __always_inline void ivb_copy_to_agent(struct __sk_buff *skb, const struct ivb_addr_key *addr, __u32 from)
 {
-	__u64 now = bpf_ktime_get_ns();
-	struct ivb_punt *p;
-	__u32 len = skb->len;
-
-	if (ivb_dry_run || !ivb_slowpath_alive(now) || ivb_recently_unowned(addr, now))
-		return;
-	if (len < IVB_ETH_HLEN || len > IVB_PUNT_MAX_FRAME || !ivb_punt_budget_take(from, now))
-		return;
-	p = bpf_ringbuf_reserve(&ivb_slowpath, sizeof(*p), 0);
-	if (!p)
-		return;
-	p->ts_ns = now;
-	p->port_id = ivb_port_id;
-	p->ifindex = from;
-	p->reason = IVB_DROP_UNKNOWN_DEST;
-	p->family = addr->family;
-	p->pad[0] = p->pad[1] = 0;
-	__builtin_memcpy(p->addr, addr->addr, sizeof(p->addr));
-	len &= 0x7ff;
-	if (len > IVB_PUNT_MAX_FRAME || len < IVB_ETH_HLEN || bpf_skb_load_bytes(skb, 0, p->frame, len) < 0) {
-		bpf_ringbuf_discard(p, 0);
-		return;
-	}
-	p->len = len;
-	bpf_ringbuf_submit(p, 0);
+	ivb_to_agent(skb, addr, IVB_DROP_UNKNOWN_DEST, from);
 }
 
 /*
