@@ -71,9 +71,25 @@ static __always_inline void ivb_ttl_compensate(struct __sk_buff *skb, __u16 prot
 	}
 }
 
+/*
+ * A shim slave (its end in the master's own namespace) sends what that
+ * namespace's stack already routed: handed back, a route through the shim
+ * itself brings it straight back here. The kernel stops that loop with its
+ * transmit recursion limit (the shim's tx_dropped); without the raise below
+ * the hop limit stops ours, where with it the packet would circle for ever.
+ */
+static __always_inline int ivb_sender_is_shim(struct __sk_buff *skb)
+{
+	struct ivb_slave_key sk = { .port_id = ivb_port_id, .peer_ifindex = skb->ingress_ifindex };
+	struct ivb_slave *s = bpf_map_lookup_elem(&ivb_slaves, &sk);
+
+	return s && (s->flags & IVB_SLAVE_SAME_NETNS);
+}
+
 static __always_inline int ivb_to_master_stack(struct __sk_buff *skb, __u16 proto)
 {
-	ivb_ttl_compensate(skb, proto);
+	if (!ivb_sender_is_shim(skb))
+		ivb_ttl_compensate(skb, proto);
 	return ivb_verdict(skb, IVB_TC_ACT_OK, IVB_ACT_ROUTE, 0, IVB_DROP_NONE);
 }
 
