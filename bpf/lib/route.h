@@ -213,6 +213,30 @@ static __always_inline int ivb_route_v6(struct __sk_buff *skb, const struct ivb_
 	return ivb_redirect_pinned(skb, port);
 }
 
+/*
+ * An IPv6 destination the master namespace's stack would not forward when an
+ * l3 slave's packet is handed to it: a local address of that namespace (a
+ * shim slave's, say), or one it has no route for. Asked as its forward path
+ * will ask (input on the host peer, whose forwarding is on in l3).
+ */
+static __always_inline int ivb_local_in_master_ns_v6(struct __sk_buff *skb, const struct ivb_frame *f)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ipv6hdr *ip6 = data + IVB_ETH_HLEN;
+	struct bpf_fib_lookup p = {};
+
+	if (f->proto != IVB_ETH_P_IPV6 || (void *)(ip6 + 1) > data_end)
+		return 0;
+	p.family = AF_INET6;
+	p.l4_protocol = ip6->nexthdr;
+	p.tot_len = bpf_ntohs(ip6->payload_len);
+	__builtin_memcpy(p.ipv6_src, &ip6->saddr, 16);
+	__builtin_memcpy(p.ipv6_dst, &ip6->daddr, 16);
+	p.ifindex = skb->ingress_ifindex;
+	return bpf_fib_lookup(skb, &p, sizeof(p), BPF_FIB_LOOKUP_SKIP_NEIGH) == BPF_FIB_LKUP_RET_NOT_FWDED;
+}
+
 /* ipvlan_process_outbound(): what an L3/L3S slave sends that no sibling takes. */
 static __always_inline int ivb_route_out(struct __sk_buff *skb, const struct ivb_port *port,
 					 const struct ivb_frame *f)
