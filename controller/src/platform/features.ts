@@ -144,7 +144,7 @@ export function probeTcx(): KernelFeature {
     'tcx',
     BPF_TCX_INGRESS,
     'BPF_TCX_INGRESS',
-    'attaching the datapath (without it: tc clsact filters)',
+    'attaching the datapath (TCX links; required)',
     'no TCX in this kernel (6.6+)',
   );
 }
