@@ -15,7 +15,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { TestEnv, buildWire, run, type Wire } from './lib/topo.js';
 import { CniRuntime, ensurePackage, hostLocalLeases, reaches, DEBIAN_CNI_DIR } from './lib/cni-runtime.js';
@@ -62,7 +62,8 @@ function stageCheckout(dest: string): void {
   const files = must('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], REPO, 30_000).split('\0').filter((f) => f !== '');
   for (const f of files) {
     const from = join(REPO, f);
-    if (!existsSync(from)) continue; // deleted in the work tree, not yet in git
+    // deleted in the work tree but not yet in git; node_modules linked into a work tree (not a folder, so not ignored)
+    if (f === 'node_modules' || !existsSync(from) || !lstatSync(from).isFile()) continue;
     mkdirSync(dirname(join(dest, f)), { recursive: true });
     copyFileSync(from, join(dest, f));
     chmodSync(join(dest, f), statSync(from).mode & 0o777);
