@@ -11,6 +11,11 @@ import { parseGlobal, type Parsed } from './args.js';
 import { cliRequirements, missingLine, missingRequirements } from '../platform/requirements.js';
 
 export async function run(argv: readonly string[]): Promise<number> {
+  // a reader that went away (`ipvlan-bpf demo | head`) must not kill a command
+  // halfway: an unhandled EPIPE would skip the demo's cleanup and leave its namespaces
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+  });
   let parsed: Parsed | null = null;
   try {
     parsed = parseGlobal(argv);
