@@ -84,7 +84,7 @@ beforeAll(() => {
   expect(tgz).toEqual([`${pkg.name}-${pkg.version}.tgz`]);
   tarball = join(WORK, tgz[0]!);
   rmSync(src, { recursive: true, force: true });
-  must('npm', ['install', '-g', '--prefix', PREFIX, '--no-audit', '--no-fund', '--loglevel=error', tarball], WORK, 600_000);
+  must('npm', ['install', '-g', '--prefix', PREFIX, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', tarball], WORK, 600_000);
   mkdirSync(TOOLS);
   for (const t of RUNTIME_TOOLS) {
     const p = run('sh', ['-c', `command -v ${t}`]).stdout.trim();
@@ -184,6 +184,8 @@ describe('the npm package', () => {
     const h = installed('unshare', ['-m', 'sh', '-c', `mount --bind /dev/null ${lib} && exec ipvlan-bpf link show`]);
     expect(h.status).toBe(1);
     expect(h.stderr.trim().split('\n')).toEqual(['ipvlan-bpf: the library libbpf.so.1 (libbpf1) is missing: apt-get install libbpf1']);
+    const help = installed('unshare', ['-m', 'sh', '-c', `mount --bind /dev/null ${lib} && exec ipvlan-bpf help`]);
+    expect(help.stderr.trim()).toBe('ipvlan-bpf: the library libbpf.so.1 (libbpf1) is missing: apt-get install libbpf1');
     const v = installed('unshare', ['-m', 'sh', '-c', `mount --bind /dev/null ${lib} && exec ipvlan-bpf -j version`]);
     expect(v.status).toBe(0);
     const j = JSON.parse(v.stdout) as { features: unknown; featuresError: string };

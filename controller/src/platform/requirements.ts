@@ -34,7 +34,11 @@ const DATAPATH = [LIBBPF, IP, SYSCTL, NFT];
 /** Every run-time requirement (for documentation and `version`). */
 export const ALL_REQUIREMENTS: readonly Requirement[] = [LIBBPF, IP, SYSCTL, NFT, NSENTER, SETPRIV, PING];
 
-/** What each `ipvlan-bpf` object needs; objects not listed (help, version, cni install) need nothing. */
+/**
+ * What each `ipvlan-bpf` object needs. `version` and `cni install` need
+ * nothing (the CLI runs them without the rest); anything else, help
+ * included, goes through the module that loads libbpf.
+ */
 const CLI_NEEDS: Record<string, readonly Requirement[]> = {
   link: DATAPATH,
   l: DATAPATH,
@@ -52,7 +56,8 @@ const CLI_NEEDS: Record<string, readonly Requirement[]> = {
 export const CNI_NEEDS: readonly Requirement[] = [...DATAPATH, NSENTER];
 
 export function cliRequirements(object: string | undefined): readonly Requirement[] {
-  return object !== undefined && Object.hasOwn(CLI_NEEDS, object) ? CLI_NEEDS[object]! : [];
+  if (object === 'version' || object === 'cni') return [];
+  return object !== undefined && Object.hasOwn(CLI_NEEDS, object) ? CLI_NEEDS[object]! : [LIBBPF];
 }
 
 /** The executable NAME in PATH, or null. */
