@@ -17,7 +17,8 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { TestEnv, buildWire, run, type Wire } from './lib/topo.js';
+import { Agent, TestEnv, buildWire, run, type Wire } from './lib/topo.js';
+import { createServer } from 'node:net';
 import { CniRuntime, ensurePackage, hostLocalLeases, reaches, DEBIAN_CNI_DIR } from './lib/cni-runtime.js';
 import { REPO } from './lib/topo.js';
 
@@ -69,6 +70,18 @@ function stageCheckout(dest: string): void {
     chmodSync(join(dest, f), statSync(from).mode & 0o777);
   }
   symlinkSync(realpathSync(join(REPO, 'node_modules')), join(dest, 'node_modules'));
+}
+
+/** A loopback TCP port nothing listens on now. */
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const a = srv.address();
+      srv.close(() => (a && typeof a === 'object' ? res(a.port) : rej(new Error('no port'))));
+    });
+  });
 }
 
 let tarball = '';
@@ -262,6 +275,29 @@ describe('the npm package', () => {
     expect(hostLocalLeases(DATA_DIR, NET)).toEqual([]);
     expect(env.show()).toEqual([]);
     expect(env.stateFiles()).toEqual([]);
+  });
+
+  it("the unit's command line, with its commented options, runs the installed agent: metrics served, clean stop", async () => {
+    const text = readFileSync(join(INSTALLED, 'systemd', 'ipvlan-bpf-agent.service'), 'utf8');
+    const execStart = /^ExecStart=(.*)$/m.exec(text)![1]!.trim().split(/\s+/);
+    expect(execStart).toEqual(['/usr/bin/env', 'ipvlan-bpf', 'agent', '$IPVLAN_BPF_AGENT_OPTS']);
+    const commented = /^#Environment="IPVLAN_BPF_AGENT_OPTS=(--metrics \S+ --api \S+)"$/m.exec(text)![1]!;
+    const port = await freePort();
+    const sock = join(WORK, 'api.sock');
+    const opts = commented.replace(/127\.0\.0\.1:\d+/, `127.0.0.1:${port}`).replace(/--api \S+/, `--api ${sock}`).split(' ');
+    const agent = new Agent({ ...env.env, PATH: RUNTIME_PATH }, [...execStart.slice(0, 3), ...opts]);
+    env.onCleanup(() => agent.killGroup());
+    try {
+      await agent.waitForLine(/ipvlan-bpf agent: started/, 20_000);
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toMatch(/^ipvlan_bpf_/m);
+      expect(existsSync(sock)).toBe(true);
+    } finally {
+      await agent.stop();
+    }
+    expect(agent.proc.exitCode, agent.lines.join('\n')).toBe(0);
+    expect(agent.leftovers()).toEqual([]);
   });
 
   it('systemd-analyze verify accepts the agent unit as shipped (and refuses a broken copy)', () => {
