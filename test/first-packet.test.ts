@@ -175,6 +175,27 @@ describe.each(['l2', 'l3'] as const)('mode %s: a shim slave in the master namesp
   }, 900_000);
 });
 
+describe("a slave's namespace deleted and made again under the same name", () => {
+  // The agent re-sends held frames through a packet socket it opened in the
+  // slave's namespace; a namespace made again under the same name is another
+  // namespace, and a socket of the old one cannot send there (the oracle
+  // remakes its namespaces for every configuration).
+  it("its slave's first frames are sent again into the new namespace", () => {
+    env.cliOk('-n', nsA, 'link', 'set', 'dev', 'ipvl0', 'type', 'ipvlan', 'mode', 'l2');
+    for (let round = 0; round < 3; round++) {
+      const nsC = env.netns('c');
+      env.cliOk('-n', w.host, 'link', 'add', 'link', 'eth0m', 'name', 'ipvl2', 'type', 'ipvlan', 'mode', 'l2');
+      ip(w.host, 'link', 'set', 'dev', 'ipvl2', 'netns', nsC);
+      ip(nsC, 'link', 'set', 'dev', 'ipvl2', 'up');
+      const r = burst(nsC, 'ipvl2', nsB, B4, `198.18.${64 + round}.0`, 8, 5002);
+      console.log(`namespace made again, round ${round}: ${r.text}`);
+      expect(r.fromOk, r.text).toBe(8);
+      expect(r.toOk, r.text).toBe(8);
+      env.delNetns(nsC);
+    }
+  }, 120_000);
+});
+
 describe.each(['l3', 'l3s'] as const)('mode %s vepa: a shim routed back into itself', (mode) => {
   // The kernel's oracle cell (l3 vepa, IPv6 shim_to_slave): the master
   // namespace routes the shim's packet out of the shim again, and the
