@@ -189,6 +189,7 @@ describe("a slave's namespace deleted and made again under the same name", () =>
       ip(nsC, 'link', 'set', 'dev', 'ipvl2', 'up');
       const r = burst(nsC, 'ipvl2', nsB, B4, `198.18.${64 + round}.0`, 8, 5002);
       console.log(`namespace made again, round ${round}: ${r.text}`);
+      if (r.fromOk !== 8 || r.toOk !== 8) console.log(`agent:\n${agent.lines.slice(-40).join('\n')}`);
       expect(r.fromOk, r.text).toBe(8);
       expect(r.toOk, r.text).toBe(8);
       env.delNetns(nsC);
