@@ -143,7 +143,6 @@ describe('held for the agent, or copied to it', () => {
 
 	it.each([
 		['l3', IvbMode.L3, IvbAction.ROUTE_PINNED],
-		['l2', IvbMode.L2, IvbAction.TO_MASTER],
 	])("%s: a destination in the sender's subnet nobody owns: its ordinary way at once, and a copy to the agent", (_m, mode, action) => {
 		writePort(mode);
 		const frame = fromA(A4, ip4('198.18.1.88'));
@@ -165,7 +164,7 @@ describe('held for the agent, or copied to it', () => {
 	});
 });
 
-describe('a private port: held where a copy could not undo the ordinary way', () => {
+describe("held where the ordinary way ends in the master namespace's stack, which a copy could not undo", () => {
 	const A6 = ip6('2001:db8:1::10');
 	const LOCAL6 = ip6('2001:db8:1::99'); // an address of the namespace itself (a shim's, say)
 	const fromA6 = (dst: Buffer): Buffer => eth(MASTER_MAC, MASTER_MAC, ETH_P_IPV6, ipv6({ src: A6, dst, payload: udp(40000, 9) }));
@@ -178,13 +177,16 @@ describe('a private port: held where a copy could not undo the ordinary way', ()
 		netns.sysctl('net.ipv6.conf.p1.forwarding', '1');
 	});
 
-	it('l2: an unowned destination in the subnet (the master stack would take it): held (unknown_private_destination)', () => {
-		writePort(IvbMode.L2, IvbPortFlags.PRIVATE);
+	it.each([
+		['bridge', 0],
+		['private', IvbPortFlags.PRIVATE],
+	])('l2 %s: an unowned destination in the subnet, to the shared MAC: held (unknown_local_destination)', (_f, flags) => {
+		writePort(IvbMode.L2, flags);
 		const frame = fromA(A4, ip4('198.18.1.88'));
 		const r = run(frame);
 		expect(r.retval).toBe(TC_ACT_SHOT);
-		expect(r.decision).toMatchObject({ action: IvbAction.HELD, reason: IvbDropReason.UNKNOWN_PRIVATE_DEST });
-		expect(held.map((p) => p.reason)).toEqual([IvbDropReason.UNKNOWN_PRIVATE_DEST]);
+		expect(r.decision).toMatchObject({ action: IvbAction.HELD, reason: IvbDropReason.UNKNOWN_LOCAL_DEST });
+		expect(held.map((p) => p.reason)).toEqual([IvbDropReason.UNKNOWN_LOCAL_DEST]);
 		expect(held[0]!.frame.subarray(0, held[0]!.len)).toEqual(frame);
 	});
 
@@ -201,10 +203,13 @@ describe('a private port: held where a copy could not undo the ordinary way', ()
 		expect(held).toHaveLength(0);
 	});
 
-	it("l3 IPv6: an address local to the master's namespace: held; one the namespace forwards: copied", () => {
-		writePort(IvbMode.L3, IvbPortFlags.PRIVATE);
-		expect(run(fromA6(LOCAL6)).decision).toMatchObject({ action: IvbAction.HELD, reason: IvbDropReason.UNKNOWN_PRIVATE_DEST });
-		expect(held.map((p) => p.reason)).toEqual([IvbDropReason.UNKNOWN_PRIVATE_DEST]);
+	it.each([
+		['bridge', 0],
+		['private', IvbPortFlags.PRIVATE],
+	])("l3 %s IPv6: an address local to the master's namespace: held; one the namespace forwards: copied", (_f, flags) => {
+		writePort(IvbMode.L3, flags);
+		expect(run(fromA6(LOCAL6)).decision).toMatchObject({ action: IvbAction.HELD, reason: IvbDropReason.UNKNOWN_LOCAL_DEST });
+		expect(held.map((p) => p.reason)).toEqual([IvbDropReason.UNKNOWN_LOCAL_DEST]);
 		held.length = 0;
 		expect(run(fromA6(ip6('2001:db8:1::88'))).decision.action).not.toBe(IvbAction.HELD);
 		expect(held.map((p) => p.reason)).toEqual([IvbDropReason.UNKNOWN_DEST]);

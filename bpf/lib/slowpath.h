@@ -207,16 +207,18 @@ static __always_inline int ivb_dest_worth_holding(const struct ivb_frame *f, con
 }
 
 /*
- * A private port: whether an unknown destination turns out to be a
- * sibling's decides between a drop (private) and the ordinary way, and a
- * copy cannot undo the ordinary way. So where the ordinary way ends in the
- * master namespace's own stack (l2: the shared MAC; l3: an IPv6 address that
- * namespace holds locally, e.g. a new shim slave's), the frame is held
- * instead and sent again after the agent's fresh read: the table then says
- * private or not. Destinations on the wire are never held (the FIB tells).
+ * Held, not copied: a destination in the sender's subnet nobody is known to
+ * own, on a way that ends in the master namespace's own stack (l2: a frame to
+ * the shared MAC, which only a sibling, a shim or the master's namespace
+ * answered for; l3: an IPv6 address that namespace would not forward, a
+ * shim's, say). A copy cannot undo what that stack does with the original
+ * (deliver it past `private`, drop the shim's reply with rp_filter, keep an
+ * ARP reply from the shim's neighbour entry). Sent again after the agent's
+ * fresh read, the frame meets a table that knows. Destinations on the wire
+ * are never held (they have their own MACs in l2; the FIB tells in l3).
  */
-static __always_inline int ivb_hold_private_dest(struct __sk_buff *skb, const struct ivb_frame *f, __u32 why,
-						 __u32 self)
+static __always_inline int ivb_hold_local_dest(struct __sk_buff *skb, const struct ivb_frame *f, __u32 why,
+					       __u32 self)
 {
 	const struct ivb_addr_owner *src_owner = f->src_owner;
 
@@ -226,7 +228,7 @@ static __always_inline int ivb_hold_private_dest(struct __sk_buff *skb, const st
 		src_owner = bpf_map_lookup_elem(&ivb_addrs, &f->src);
 	if (!ivb_dest_worth_holding(f, src_owner, self))
 		return -1;
-	return ivb_hold(skb, &f->dst, IVB_DROP_UNKNOWN_PRIVATE_DEST);
+	return ivb_hold(skb, &f->dst, IVB_DROP_UNKNOWN_LOCAL_DEST);
 }
 
 #endif /* IVB_SLOWPATH_H */

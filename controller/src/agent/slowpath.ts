@@ -173,7 +173,7 @@ export class SlowPath {
     if (end === 'later') return false;
     if (TRACE) {
       const fam: Family = p.family === 4 ? 4 : 6;
-      this.log(`slow path: port ${p.portId} peer ${p.ifindex} ${p.reason === IvbDropReason.UNKNOWN_SOURCE ? 'source' : p.reason === IvbDropReason.UNKNOWN_PRIVATE_DEST ? 'private destination' : 'destination'} ${bytesToAddr(fam, p.addr)} (${p.len} bytes, slave ${end ? `${end.netns ?? 'init'}/${end.ifindex}` : 'unknown'})`);
+      this.log(`slow path: port ${p.portId} peer ${p.ifindex} ${p.reason === IvbDropReason.UNKNOWN_SOURCE ? 'source' : p.reason === IvbDropReason.UNKNOWN_LOCAL_DEST ? 'local destination' : 'destination'} ${bytesToAddr(fam, p.addr)} (${p.len} bytes, slave ${end ? `${end.netns ?? 'init'}/${end.ifindex}` : 'unknown'})`);
     }
     this.stats.held++;
     const family: Family = p.family === 4 ? 4 : 6;
@@ -222,10 +222,10 @@ export class SlowPath {
       this.stats.resent++;
       return true;
     }
-    if (p.reason === IvbDropReason.UNKNOWN_PRIVATE_DEST) {
-      // held (a private port): sent again whoever owns it now; the fresh
-      // table drops it as private if a sibling does, and a note keeps an
-      // address nobody owns from being held twice
+    if (p.reason === IvbDropReason.UNKNOWN_LOCAL_DEST) {
+      // held (its way ended in the master's stack): sent again whoever owns
+      // it now, into the fresh table; a note keeps an address nobody owns
+      // from being held twice
       const ownerEntry = owner !== null ? readSlaveEntry(p.portId, owner) : null;
       if (owner === null || !ownerEntry || !(ownerEntry.flags & SLAVE_UP)) {
         markUnowned(p.portId, family, p.addr, process.hrtime.bigint());
