@@ -604,6 +604,26 @@ export function progInfo(fd: number): ProgInfo {
 	return info;
 }
 
+export interface LinkInfo {
+	type: number;
+	id: number;
+	progId: number;
+	/** tcx/xdp/netkit links: the device's ifindex now (0 once the device is gone: the link is defunct) */
+	ifindex: number;
+}
+
+export const BPF_LINK_TYPE_XDP = 6;
+export const BPF_LINK_TYPE_TCX = 11;
+export const BPF_LINK_TYPE_NETKIT = 13;
+
+export function linkInfo(fd: number): LinkInfo {
+	// struct bpf_link_info: type@0 id@4 prog_id@8, union@16 (tcx/xdp/netkit: ifindex first)
+	const { buf } = objInfo(fd, 128, 'link');
+	const type = buf.readUInt32LE(0);
+	const onDevice = type === BPF_LINK_TYPE_XDP || type === BPF_LINK_TYPE_TCX || type === BPF_LINK_TYPE_NETKIT;
+	return { type, id: buf.readUInt32LE(4), progId: buf.readUInt32LE(8), ifindex: onDevice ? buf.readUInt32LE(16) : 0 };
+}
+
 export function objPin(fd: number, path: string): void {
 	check(f.obj_pin(fd, path) as number, `bpf_obj_pin(fd ${fd}, ${path})`);
 }

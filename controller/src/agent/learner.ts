@@ -16,7 +16,7 @@ import { ensureDir, stateDir } from '../paths.js';
 import { createInterface } from 'node:readline';
 import { ipTry } from '../netlink/exec.js';
 import { listAddrs, type IpAddrLink, type IpLink } from '../netlink/links.js';
-import { initNetnsInode, netnsExists, netnsInodeOfPath, netnsPath, nsidNames } from '../netlink/netns.js';
+import { NETNS_RUN_DIR, initNetnsInode, netnsExists, netnsInodeOfPath, netnsPath, nsidNames } from '../netlink/netns.js';
 import { listPorts, readPort, withLock, writePort, type PortRecord } from '../state.js';
 import {
   addrOwner,
@@ -37,7 +37,8 @@ import {
   type Family,
 } from '../bpf/datapath.js';
 import { locateSlaves, parseAlias, type SlaveLocation } from '../link/slaves.js';
-import { masterAddrs, masterCarries, masterLinkLocal, portDelete, pruneSlave, setPeersCarrier, slaveLinkLocal } from '../link/manager.js';
+import { followMasterMove, masterAddrs, masterCarries, masterLinkLocal, portDelete, pruneSlave, setPeersCarrier, slaveLinkLocal } from '../link/manager.js';
+import { locateMaster, masterMoved, recordedNetnsReachable } from '../link/identity.js';
 import { IvbError, errorLine } from '../errors.js';
 import { ensurePortRules, slaveRouteLine, syncForwardAccepts, syncSlaveRoutes } from '../link/hostnet.js';
 import { getLink } from '../netlink/links.js';
@@ -91,6 +92,8 @@ interface PortWatch {
   /** route changes waiting for the one `ip -batch` of this port in flight (order kept) */
   routeQueue: string[];
   routeBusy: boolean;
+  /** since when the master lives where we cannot look (an unnamed namespace), 0 when it does not */
+  unreachableSince: number;
 }
 
 function newWatch(port: PortRecord): PortWatch {
@@ -107,6 +110,7 @@ function newWatch(port: PortRecord): PortWatch {
     masterCarries: null,
     routeQueue: [],
     routeBusy: false,
+    unreachableSince: 0,
   };
 }
 
@@ -116,8 +120,11 @@ export class Learner {
   readonly refusals = new Map<string, number>();
   private scanTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** started as the agent (a one-shot `sync` listens to nothing and schedules nothing) */
+  private running = false;
   private scans = 0;
   private dirWatch: FSWatcher | null = null;
+  private netnsWatch: FSWatcher | null = null;
   private scanSoon: NodeJS.Timeout | null = null;
   private guardChecked = false;
   /** CLOCK_MONOTONIC ns at which each port's last resync began: the slow path's barrier */
@@ -234,8 +241,13 @@ export class Learner {
   }
 
   start(): void {
+    this.running = true;
     this.scanPorts();
-    this.scanTimer = setInterval(() => this.scanPorts(), 2000);
+    this.scanTimer = setInterval(() => {
+      this.watchNetnsDir();
+      this.scanPorts();
+    }, 2000);
+    this.watchNetnsDir();
     // a port created by the CLI is picked up at once, not at the next scan
     try {
       ensureDir(join(stateDir(), 'ports'));
@@ -256,6 +268,7 @@ export class Learner {
     if (this.scanTimer) clearInterval(this.scanTimer);
     if (this.scanSoon) clearTimeout(this.scanSoon);
     this.dirWatch?.close();
+    this.netnsWatch?.close();
     for (const w of this.watches.values()) this.unwatch(w);
     this.watches.clear();
   }
@@ -297,6 +310,30 @@ export class Learner {
       } catch (e) {
         this.log(`resync of ${p.master.name} failed: ${errorLine(e)}`);
       }
+    }
+  }
+
+  /**
+   * A namespace name deleted or made (`ip netns del/add`): the ports whose
+   * master or slaves it names are resynced at once (a deleted namespace
+   * sends no netlink event of its own while something still holds it).
+   */
+  private watchNetnsDir(): void {
+    if (this.netnsWatch || this.stopped) return;
+    try {
+      this.netnsWatch = watch(NETNS_RUN_DIR, (_event, file) => {
+        for (const w of this.watches.values()) {
+          const names = [w.port.master.netns, ...[...w.bySlaveKey.values()].map((l) => l.netns)];
+          if (file === null || names.includes(String(file))) this.scheduleResync(w, 20);
+        }
+      });
+      this.netnsWatch.on('error', () => {
+        this.netnsWatch?.close();
+        this.netnsWatch = null;
+      });
+    } catch (e) {
+      // no named namespace yet: the next scan tries again
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
   }
 
@@ -581,25 +618,55 @@ export class Learner {
     const fresh = readPort(w.port.portId);
     if (!fresh) return;
     w.port = fresh;
-    const port = fresh;
-    if (!netnsExists(port.master.netns) || !getLink(port.master.name, port.master.netns)) {
-      this.log(`master ${port.master.name} is gone: deleting its ${port.slaves.length} slave(s)`);
-      try {
-        portDelete(port);
-      } catch (e) {
-        this.log(`cleanup of ${port.master.name} failed: ${errorLine(e)}`);
-      }
+    let port = fresh;
+    // the master is the device our pinned link is on (identity.ts), wherever it went
+    let where = locateMaster(port);
+    if (where.state === 'gone') {
+      this.log(`master ${port.master.name} is gone (${where.why}): deleting its ${port.slaves.length} slave(s)`);
+      portDelete(port);
       return;
     }
+    if (where.state === 'unreachable') {
+      if (!recordedNetnsReachable(port) && w.monitor && this.running) {
+        // its namespace was deleted, yet our own monitor, which lives in it,
+        // keeps it (and the master) alive: let go and look again
+        this.unwatch(w);
+        this.scheduleResync(w, 200);
+        return;
+      }
+      // nothing read, nothing changed: the table stays as it is until the master is back where we can see it
+      if (w.unreachableSince === 0) {
+        w.unreachableSince = Date.now();
+        this.log(`master ${port.master.name} is in a namespace without a name: its slaves are kept, their table unchanged`);
+      }
+      // a namespace being destroyed takes a moment: look again meanwhile
+      if (this.running && Date.now() - w.unreachableSince < 10_000) this.scheduleResync(w, 500);
+      return;
+    }
+    w.unreachableSince = 0;
+    if (masterMoved(port, where)) {
+      for (const line of followMasterMove(port.portId, where)) this.log(line);
+      const moved = readPort(port.portId);
+      if (!moved) return;
+      w.port = moved;
+      port = moved;
+      // listen where the master is now
+      if (this.running) {
+        this.unwatch(w);
+        this.startMonitor(w);
+      }
+      where = { ...where, link: getLink(where.link.ifname, where.netns) ?? where.link };
+    }
     const locs = locateSlaves(port);
-    const master = this.followMaster(port, locs);
+    const master = this.followMaster(w, where.link, locs);
     if (master) {
       const carries = masterCarries(master);
       const stale = locs.filter((l) => l.peer && l.peer.flags.includes('UP') !== carries).map((l) => l.record.peerName);
       w.masterCarries = null;
       this.mirrorCarrier(w, carries, stale);
     }
-    setMasterAddrs(port.portId, masterAddrs(port.master.name, port.master.netns));
+    // a failed read throws: the resync stops, with every map as it was
+    setMasterAddrs(port.portId, masterAddrs(where.link.ifname, where.netns));
     const bySlaveKey = new Map<string, SlaveLocation>();
     const peers = new Set<number>();
     const addrDumps = new Map<string, IpAddrLink[]>();
@@ -638,8 +705,12 @@ export class Learner {
       if (!dump) {
         try {
           dump = listAddrs(loc.netns);
-        } catch {
-          dump = [];
+        } catch (e) {
+          // its namespace went away meanwhile: what was learned for it stays
+          // until a read succeeds (a failed read never clears a map)
+          if (!(e instanceof IvbError && e.code === 'IPVLAN_E_IPROUTE')) throw e;
+          unreadable.add(loc.record.peerIfindex);
+          continue;
         }
         addrDumps.set(dkey, dump);
       }
@@ -726,29 +797,46 @@ export class Learner {
     }
   }
 
-  /** Slaves take the master's MAC and MTU; returns the master's link (null when it is not ours any more). */
-  private followMaster(port: PortRecord, locs: SlaveLocation[]): IpLink | null {
-    const master = getLink(port.master.name, port.master.netns);
-    if (!master || master.ifindex !== port.master.ifindex) return null;
+  /**
+   * Slaves take the master's MAC and MTU; returns the master's link. The
+   * record changes under the lock, from a fresh read (a `link add` running
+   * meanwhile keeps its slave); when a command holds the lock, later.
+   */
+  private followMaster(w: PortWatch, master: IpLink, locs: SlaveLocation[]): IpLink {
+    const port = w.port;
     const mac = master.address ?? port.master.mac;
-    if (mac === port.master.mac && master.mtu === port.master.mtu) return master;
+    if (mac === port.master.mac && master.mtu === port.master.mtu && master.ifname === port.master.name) return master;
     const macChanged = mac !== port.master.mac;
     const mtuChanged = master.mtu !== port.master.mtu;
-    this.log(`master ${port.master.name} changed (${macChanged ? `MAC ${mac}` : ''}${macChanged && mtuChanged ? ', ' : ''}${mtuChanged ? `MTU ${master.mtu}` : ''}): its slaves follow`);
-    for (const loc of locs) {
-      if (!loc.link || loc.netns === undefined) continue;
-      if (macChanged) {
-        // our own change: the netlink guard would refuse it like any other
-        clearGuard(port.portId, loc.record.peerIfindex);
-        ipTry(['link', 'set', 'dev', loc.link.ifname, 'address', mac], loc.netns);
-        ipTry(['link', 'set', 'dev', loc.record.peerName, 'address', mac], port.master.netns);
-      }
-      if (mtuChanged) ipTry(['link', 'set', 'dev', loc.link.ifname, 'mtu', String(master.mtu)], loc.netns);
+    try {
+      withLock(() => {
+        const fresh = readPort(port.portId);
+        if (!fresh || fresh.master.ifindex !== master.ifindex || fresh.master.netnsIno !== port.master.netnsIno) return;
+        if (macChanged || mtuChanged) {
+          this.log(`master ${master.ifname} changed (${macChanged ? `MAC ${mac}` : ''}${macChanged && mtuChanged ? ', ' : ''}${mtuChanged ? `MTU ${master.mtu}` : ''}): its slaves follow`);
+        }
+        for (const loc of locs) {
+          if (!loc.link || loc.netns === undefined) continue;
+          if (macChanged) {
+            // our own change: the netlink guard would refuse it like any other
+            clearGuard(port.portId, loc.record.peerIfindex);
+            ipTry(['link', 'set', 'dev', loc.link.ifname, 'address', mac], loc.netns);
+            ipTry(['link', 'set', 'dev', loc.record.peerName, 'address', mac], port.master.netns);
+          }
+          if (mtuChanged) ipTry(['link', 'set', 'dev', loc.link.ifname, 'mtu', String(master.mtu)], loc.netns);
+        }
+        fresh.master.name = master.ifname;
+        fresh.master.mac = mac;
+        fresh.master.mtu = master.mtu;
+        writePort(fresh);
+        writePortEntry(fresh.portId, portEntryOf(fresh));
+        w.port = fresh;
+      }, 0);
+    } catch (e) {
+      if (!(e instanceof IvbError && e.code === 'IPVLAN_E_LOCK')) throw e;
+      this.scheduleResync(w, 300);
     }
-    port.master.mac = mac;
-    port.master.mtu = master.mtu;
-    writePort(port);
-    writePortEntry(port.portId, portEntryOf(port));    return master;
+    return master;
   }
 
   /**

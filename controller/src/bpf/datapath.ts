@@ -9,7 +9,7 @@
  * link_master, link_peer_<ifindex> (links). A pinned link keeps its program
  * attached after our process exits; removing the pin detaches it.
  */
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import * as generated from '../../../maps/generated.js';
@@ -404,6 +404,17 @@ export function attachPeer(portId: number, peerIfindex: number, netns: string | 
 export function detachPeer(portId: number, peerIfindex: number): void {
   rmSync(join(portPinDir(portId), `link_peer_${peerIfindex}`), { force: true });
   rmSync(peerEgressPin(portPinDir(portId), peerIfindex), { force: true });
+}
+
+/** A peer's links stay attached when it changes namespace; only their pins follow a new ifindex. */
+export function renamePeerPins(portId: number, oldIfindex: number, newIfindex: number): void {
+  const dir = portPinDir(portId);
+  for (const [from, to] of [
+    [join(dir, `link_peer_${oldIfindex}`), join(dir, `link_peer_${newIfindex}`)],
+    [peerEgressPin(dir, oldIfindex), peerEgressPin(dir, newIfindex)],
+  ] as const) {
+    if (existsSync(from)) renameSync(from, to);
+  }
 }
 
 /** Unpins everything of the port: links detach, programs go once unused. */
