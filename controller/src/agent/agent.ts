@@ -9,7 +9,7 @@ import { join, resolve as resolvePath } from 'node:path';
 import { Learner } from './learner.js';
 import { SlowPath } from './slowpath.js';
 import { ensureDir, stateDir } from '../paths.js';
-import { IvbError, EINVAL, errorLine } from '../errors.js';
+import { IvbError, EINVAL, errorLine, isSysError } from '../errors.js';
 import { Counter } from 'prom-client';
 import { createRegistry, parseListen, startMetricsServer, type MetricsServer } from '../metrics/metrics.js';
 import { ApiServer } from '../api/server.js';
@@ -59,14 +59,14 @@ export async function runAgent(opts: AgentOptions = { metrics: null, api: null }
   const shutdown = async (): Promise<void> => {
     if (slowPathWait) clearInterval(slowPathWait);
     slowPath.stop();
-    learner.stop();
+    await learner.stop();
     if (api) {
       await api.stop().catch(() => undefined);
       // only our own record: a newer agent may have taken over the file
       try {
         if (readFileSync(apiPathFile(), 'utf8').trim() === api.path) rmSync(apiPathFile(), { force: true });
-      } catch {
-        /* gone already */
+      } catch (e) {
+        if (!isSysError(e, 'ENOENT')) throw e;
       }
     }
     if (metrics) await metrics.close().catch(() => undefined);

@@ -2,18 +2,19 @@
 /**
  * Address learning: the kernel driver's inetaddr/inet6addr notifiers, from
  * user space. For each port the agent listens to rtnetlink in the master's
- * namespace with `ip monitor all-nsid`, which also reports the namespaces the
- * slaves were moved to (they get an nsid there when a veth end moves).
+ * namespace with NETLINK_LISTEN_ALL_NSID (netlink/listener.ts), which also
+ * reports the namespaces the slaves were moved to (they get an nsid there
+ * when a veth end moves).
  * Address events are applied incrementally; link events (up/down, moves,
  * MTU) and anything unknown trigger a resync of the port, which recomputes
  * the whole table from what exists and applies the difference. First come
  * owns an address; a later claimant gets none of its traffic and is logged.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { RtnlListener, type ListenerReport, type RtnlEvent } from '../netlink/listener.js';
 import { watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { ensureDir, stateDir } from '../paths.js';
-import { createInterface } from 'node:readline';
 import { ipTry } from '../netlink/exec.js';
 import { listAddrs, type IpAddrLink, type IpLink } from '../netlink/links.js';
 import { NETNS_RUN_DIR, initNetnsInode, netnsExists, netnsInodeOfPath, netnsPath, nsidNames } from '../netlink/netns.js';
@@ -39,7 +40,7 @@ import {
 import { locateSlaves, parseAlias, type SlaveLocation } from '../link/slaves.js';
 import { followMasterMove, masterAddrs, masterCarries, masterLinkLocal, portDelete, pruneSlave, setPeersCarrier, slaveLinkLocal } from '../link/manager.js';
 import { locateMaster, masterMoved, recordedNetnsReachable } from '../link/identity.js';
-import { IvbError, errorLine } from '../errors.js';
+import { IvbError, errorLine, isIvbError, isSysError } from '../errors.js';
 import { ensurePortRules, slaveRouteLine, syncForwardAccepts, syncSlaveRoutes } from '../link/hostnet.js';
 import { getLink } from '../netlink/links.js';
 
@@ -48,35 +49,10 @@ export type Log = (line: string) => void;
 /** The slow path re-reads one slave, or resyncs one port, at most this often (a hostile slave cannot keep the agent busy). */
 const REREAD_INTERVAL_NS = 5_000_000n;
 
-interface MonitorEvent {
-  nsid: string;
-  deleted: boolean;
-  ifindex: number;
-  kind: 'addr' | 'link';
-  family?: Family;
-  addr?: string;
-  prefixlen?: number;
-}
-
-/** Parses one line of `ip -o monitor link address all-nsid`. */
-export function parseMonitorLine(line: string): MonitorEvent | null {
-  const m = line.match(/^\[nsid ([^\]]+)\](Deleted )?(\d+): (\S+?)(?:@\S+)?:? +(.*)$/);
-  if (!m || !m[1] || !m[3] || m[5] === undefined) return null;
-  const nsid = m[1];
-  const deleted = m[2] !== undefined;
-  const ifindex = Number(m[3]);
-  const rest = m[5];
-  const a = rest.match(/^(inet6?) ([0-9a-fA-F:.]+)\/(\d+)/);
-  if (a && a[1] && a[2] && a[3]) {
-    return { nsid, deleted, ifindex, kind: 'addr', family: a[1] === 'inet' ? 4 : 6, addr: a[2], prefixlen: Number(a[3]) };
-  }
-  if (rest.startsWith('<')) return { nsid, deleted, ifindex, kind: 'link' };
-  return null;
-}
-
 interface PortWatch {
   port: PortRecord;
-  monitor: ChildProcess | null;
+  /** its master's namespace is watched (listener.ts) */
+  listening: boolean;
   /** "nsid:ifindex" (nsid as the master's namespace names it, "current" for itself) -> slave */
   bySlaveKey: Map<string, SlaveLocation>;
   /** host-side peer ifindexes (events about them mean a slave moved or vanished) */
@@ -99,7 +75,7 @@ interface PortWatch {
 function newWatch(port: PortRecord): PortWatch {
   return {
     port,
-    monitor: null,
+    listening: false,
     bySlaveKey: new Map(),
     peers: new Set(),
     resyncTimer: null,
@@ -131,6 +107,8 @@ export class Learner {
   private readonly resyncBegan = new Map<number, bigint>();
   /** the same per slave (host-side peer ifindex), for re-reads of one slave's addresses */
   private readonly slaveReadBegan = new Map<number, bigint>();
+
+  private readonly listener = new RtnlListener((r) => this.onReport(r));
 
   constructor(private readonly log: Log) {}
 
@@ -258,12 +236,14 @@ export class Learner {
           this.scanPorts(false);
         }, 20);
       });
-    } catch {
-      /* the periodic scan still runs */
+    } catch (e) {
+      // inotify instances used up: the periodic scan still runs
+      if (!isSysError(e, 'EMFILE', 'ENOSPC')) throw e;
+      this.log(`cannot watch the port records (${errorLine(e)}): new ports are picked up by the 2 s scan`);
     }
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     this.stopped = true;
     if (this.scanTimer) clearInterval(this.scanTimer);
     if (this.scanSoon) clearTimeout(this.scanSoon);
@@ -271,6 +251,7 @@ export class Learner {
     this.netnsWatch?.close();
     for (const w of this.watches.values()) this.unwatch(w);
     this.watches.clear();
+    await this.listener.stop();
   }
 
   /** Picks up ports created or deleted by the CLI; resyncs each one periodically as a safety net. */
@@ -339,28 +320,39 @@ export class Learner {
 
   private unwatch(w: PortWatch): void {
     if (w.resyncTimer) clearTimeout(w.resyncTimer);
-    w.monitor?.kill('SIGTERM');
-    w.monitor = null;
+    w.resyncTimer = null;
+    if (w.listening) this.listener.unwatch(String(w.port.portId));
+    w.listening = false;
   }
 
+  /** Listens to rtnetlink in the master's namespace (and, through nsids, where its slaves are). */
   private startMonitor(w: PortWatch): void {
     const ns = w.port.master.netns;
     if (!netnsExists(ns)) return;
-    // -d adds the link alias, which names the slave's port and peer
-    const args = [...(ns ? ['-n', ns] : []), '-d', '-o', 'monitor', 'link', 'address', 'all-nsid'];
-    // setpriv: the monitor dies with the agent, even on SIGKILL (it would hold the namespace)
-    const child = spawn('setpriv', ['--pdeathsig', 'SIGTERM', '--', 'ip', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    w.monitor = child;
-    const rl = createInterface({ input: child.stdout });
-    rl.on('line', (line) => this.onLine(w, line));
-    child.on('exit', () => {
-      if (w.monitor === child) w.monitor = null;
-      if (!this.stopped && this.watches.get(w.port.portId) === w) {
-        setTimeout(() => {
-          if (!this.stopped && this.watches.get(w.port.portId) === w && !w.monitor) this.startMonitor(w);
-        }, 200);
+    w.listening = true;
+    this.listener.watch(String(w.port.portId), ns);
+  }
+
+  /** What the listener thread reports: events, a watch that could not start, lost notifications. */
+  private onReport(r: ListenerReport): void {
+    if (this.stopped) return;
+    const targets = r.key === '*' ? [...this.watches.values()] : [this.watches.get(Number(r.key))].filter((w): w is PortWatch => !!w);
+    for (const w of targets) {
+      if ('events' in r) {
+        for (const ev of r.events) this.onEvent(w, ev);
+      } else if ('error' in r) {
+        // its namespace went meanwhile: the resync judges the port, and watches again where it is
+        w.listening = false;
+        this.scheduleResync(w, 200);
+      } else if ('overflow' in r) {
+        this.log(`port ${w.port.master.name}: ${r.overflow}: resyncing`);
+        if (r.key === '*') {
+          w.listening = false;
+          this.startMonitor(w);
+        }
+        this.scheduleResync(w, 20);
       }
-    });
+    }
   }
 
   /**
@@ -384,9 +376,7 @@ export class Learner {
     }, wait);
   }
 
-  private onLine(w: PortWatch, line: string): void {
-    const ev = parseMonitorLine(line);
-    if (!ev) return;
+  private onEvent(w: PortWatch, ev: RtnlEvent): void {
     try {
       if (ev.kind === 'addr' && ev.family && ev.addr && ev.prefixlen !== undefined) {
         if (ev.nsid === 'current' && ev.ifindex === w.port.master.ifindex) {
@@ -408,18 +398,16 @@ export class Learner {
       if (ev.kind === 'link') {
         // slave events carrying our alias are applied at once; a resync is
         // needed only for what that cannot cover
-        const handled = this.onLinkEvent(w, ev, line);
+        const handled = this.onLinkEvent(w, ev);
         const current = ev.nsid === 'current';
         // the master matters only when it goes, or its MAC or MTU changes (the
         // slaves follow): up/down and the rest need no blocking resync
         const masterEvent =
           current &&
           ev.ifindex === w.port.master.ifindex &&
-          (ev.deleted ||
-            line.match(/link\/ether ([0-9a-f:]{17})/)?.[1] !== w.port.master.mac ||
-            Number(line.match(/ mtu (\d+)/)?.[1] ?? 0) !== w.port.master.mtu);
+          (ev.deleted || ev.mac !== w.port.master.mac || ev.mtu !== w.port.master.mtu);
         if (current && ev.ifindex === w.port.master.ifindex && !ev.deleted) {
-          const flags = (line.match(/<([^>]*)>/)?.[1] ?? '').split(',');
+          const flags = ev.flags ?? [];
           this.mirrorCarrier(w, flags.includes('UP') && flags.includes('LOWER_UP'), w.port.slaves.map((s) => s.peerName));
         }
         const peerEvent = current && w.peers.has(ev.ifindex);
@@ -439,9 +427,9 @@ export class Learner {
    * resync, so that addresses added right after `link set up` are learned
    * within milliseconds.
    */
-  private onLinkEvent(w: PortWatch, ev: MonitorEvent, line: string): boolean {
+  private onLinkEvent(w: PortWatch, ev: RtnlEvent): boolean {
     if (ev.deleted) return false;
-    const alias = parseAlias(line.match(/ alias (\S+)\s*$/)?.[1]);
+    const alias = parseAlias(ev.alias);
     if (!alias || alias.portId !== w.port.portId) return false;
     const fresh = readPort(w.port.portId);
     const record = fresh?.slaves.find((s) => s.peerName === alias.peerName);
@@ -454,16 +442,16 @@ export class Learner {
     if (ev.nsid !== 'current') {
       netns = this.nsName(w, Number(ev.nsid));
     }
-    const mac = line.match(/link\/ether ([0-9a-f:]{17})/)?.[1];
+    const mac = ev.mac;
     if (mac && mac !== fresh.master.mac && !w.refused.has(`mac:${record.peerName}:${mac}`)) {
       w.refused.add(`mac:${record.peerName}:${mac}`);
       this.log(
-        `slave ${line.match(/^\[nsid [^\]]+\]\d+: ([^:@\s]+)/)?.[1] ?? record.name} of ${fresh.master.name} changed its MAC to ${mac}: its frames are dropped (spoofed_mac) until it is ${fresh.master.mac} again`,
+        `slave ${ev.ifname ?? record.name} of ${fresh.master.name} changed its MAC to ${mac}: its frames are dropped (spoofed_mac) until it is ${fresh.master.mac} again`,
       );
     }
-    const flagsText = line.match(/<([^>]*)>/)?.[1] ?? '';
-    const up = flagsText.split(',').includes('UP');
-    const mtu = Number(line.match(/ mtu (\d+)/)?.[1] ?? 0);
+    const linkFlags = ev.flags ?? [];
+    const up = linkFlags.includes('UP');
+    const mtu = ev.mtu ?? 0;
     w.bySlaveKey.set(key, { record, netns, ifindex: ev.ifindex, link: null, peer: null });
     this.guard(fresh.portId, record.peerIfindex, netns, ev.ifindex);
     const flags = (up ? SLAVE_UP : 0) | (ev.nsid === 'current' ? SLAVE_SAME_NETNS : 0);
@@ -472,10 +460,10 @@ export class Learner {
       writeSlaveEntry(fresh.portId, record.peerIfindex, { devId: record.devId, flags, mtu });
     }
     // a slave added while the master has no carrier gets none either
-    if (w.masterCarries === false && flagsText.split(',').includes('LOWER_UP')) {
+    if (w.masterCarries === false && linkFlags.includes('LOWER_UP')) {
       setPeersCarrier([record.peerName], false, fresh.master.netns);
     }
-    const ifname = line.match(/^\[nsid [^\]]+\]\d+: ([^:@\s]+)/)?.[1];
+    const ifname = ev.ifname;
     if (up && netns !== undefined && ifname && (!cur || !(cur.flags & SLAVE_UP))) {
       this.setLinkLocal(fresh, record.devId, ifname, netns);
     }
@@ -505,8 +493,10 @@ export class Learner {
     let ino: number;
     try {
       ino = netns === null ? initNetnsInode() : netnsInodeOfPath(netnsPath(netns));
-    } catch {
-      return;
+    } catch (e) {
+      // its namespace was deleted meanwhile: the next resync finds where it is
+      if (isIvbError(e, 'IPVLAN_E_NETNS')) return;
+      throw e;
     }
     clearGuard(portId, peerIfindex);
     setGuard(ino, ifindex, portId, peerIfindex);
@@ -627,7 +617,7 @@ export class Learner {
       return;
     }
     if (where.state === 'unreachable') {
-      if (!recordedNetnsReachable(port) && w.monitor && this.running) {
+      if (!recordedNetnsReachable(port) && w.listening && this.running) {
         // its namespace was deleted, yet our own monitor, which lives in it,
         // keeps it (and the master) alive: let go and look again
         this.unwatch(w);

@@ -10,8 +10,6 @@ import { linkAdd, linkDel, linkSet, linkShow } from '../link/manager.js';
 import { toJson, toText } from './show.js';
 import { describeCurrentNetns } from '../netlink/netns.js';
 import { enterInitNetns } from '../netlink/context.js';
-import { ApiClient } from '../api/client.js';
-import { linkFromMsg, linkMsgText } from '../api/convert.js';
 
 const HELP = `Usage: ipvlan-bpf [ OPTIONS ] OBJECT { COMMAND | help }
   ipvlan-bpf [-n NETNS] link add link MASTER name SLAVE [mtu MTU] [type ipvlan [mode l2|l3|l3s] [bridge|private|vepa]]
@@ -110,6 +108,9 @@ export async function main(argv: readonly string[]): Promise<number> {
  */
 async function linkShowViaApi(global: GlobalOptions, netns: string | null, rest: string[]): Promise<boolean> {
   const name = parseDevOnly(rest, false, 'link show');
+  // loaded here only: protobufjs is for the API, not for every command
+  const { ApiClient } = await import('../api/client.js');
+  const { linkFromMsg, linkMsgText } = await import('../api/convert.js');
   const client = await ApiClient.tryConfigured();
   if (!client) return false;
   try {

@@ -8,10 +8,11 @@
  * command leaves no veth, map entry or pin behind.
  */
 import { basename } from 'node:path';
-import { IvbError, EBUSY, EEXIST, EINVAL, ENODEV } from '../errors.js';
+import { IvbError, EBUSY, EEXIST, EINVAL, ENODEV, errorLine } from '../errors.js';
 import { pinRoot } from '../paths.js';
-import { ip, ipBatchTry, ipJson, ipTry, run, sysctlSet } from '../netlink/exec.js';
-import { getLink, listLinks, type IpAddrLink, type IpLink } from '../netlink/links.js';
+import { ip, ipBatchTry, ipJson, ipTry, run } from '../netlink/exec.js';
+import { sysctlWrite as sysctlSet } from '../netlink/sysctl.js';
+import { getLink, listAddrs, type IpLink } from '../netlink/links.js';
 import { netnsExists, netnsInodeOfPath, netnsPath, initNetnsInode } from '../netlink/netns.js';
 import {
   allocPortId,
@@ -151,8 +152,9 @@ function runUndo(stack: Undo[]): void {
   for (const u of stack.reverse()) {
     try {
       u();
-    } catch {
-      /* best effort: keep undoing the rest */
+    } catch (e) {
+      // keep undoing the rest; the first error is the one the caller reports
+      process.stderr.write(`ipvlan-bpf: undo step failed: ${errorLine(e)}\n`);
     }
   }
 }
@@ -202,8 +204,7 @@ function applyNoarp(port: PortRecord, locs: SlaveLocation[]): void {
  * throws (never an empty list: the caller would forget every address).
  */
 export function masterAddrs(name: string, netns: string | null): Array<{ family: 4 | 6; addr: string; prefixlen: number }> {
-  const dump = ipJson<IpAddrLink[]>(['addr', 'show', 'dev', name], netns);
-  const mine = dump[0];
+  const mine = listAddrs(netns).find((l) => l.ifname === name);
   if (!mine) throw new IvbError('IPVLAN_E_NO_DEVICE', `Cannot find device "${name}"`, ENODEV);
   return (mine.addr_info ?? []).map((i) => ({ family: i.family === 'inet' ? 4 : 6, addr: i.local, prefixlen: i.prefixlen }));
 }
@@ -610,14 +611,6 @@ export function linkShow(name: string | null, netns: string | null, onlyNetns = 
     }
   }
   return out;
-}
-
-export function listLinksSafe(netns: string | null): IpLink[] {
-  try {
-    return listLinks(netns);
-  } catch {
-    return [];
-  }
 }
 
 /** Forgets a slave whose veth pair is gone (its namespace was deleted). */
