@@ -16,9 +16,10 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, TestEnv, ip, linkNames, sleep, waitUntil, type Result } from './lib/topo.js';
+import { CLI, TestEnv, ip, ipTry, linkNames, sleep, waitUntil, type Result } from './lib/topo.js';
 import { ObsAgent } from './lib/obs-topo.js';
-import { ApiClient } from '../controller/src/api/client.js';
+// the controller's own client, as built (it finds proto/ beside dist/)
+import { ApiClient } from '../dist/controller/src/api/client.js';
 
 const env = new TestEnv('concurrency', 'ivbcc');
 const sockDir = mkdtempSync(join(tmpdir(), 'ivb-cc-'));
@@ -86,14 +87,14 @@ async function churn(stop: () => boolean): Promise<string[]> {
   let i = 0;
   while (!stop()) {
     // a slave's link event (down/up) schedules a resync of the port
-    ip(probeNs, 'link', 'set', 'ccprobe', i % 2 ? 'up' : 'down');
+    if (ipTry(probeNs, 'link', 'set', 'ccprobe', i % 2 ? 'up' : 'down').status !== 0) break;
     const a = `198.18.${9 + Math.floor(i / 200)}.${10 + (i % 200)}`;
-    ip(probeNs, 'addr', 'add', `${a}/32`, 'dev', 'ccprobe');
+    if (ipTry(probeNs, 'addr', 'add', `${a}/32`, 'dev', 'ccprobe').status !== 0) break;
     added.push(a);
     i++;
     await sleep(100);
   }
-  ip(probeNs, 'link', 'set', 'ccprobe', 'up');
+  ipTry(probeNs, 'link', 'set', 'ccprobe', 'up');
   return added;
 }
 
@@ -117,6 +118,8 @@ describe('20 concurrent link add/del through the CLI and the API while the agent
   it('leaves every record, pin, device and map entry consistent; learning goes on', async () => {
     let done = false;
     const churning = churn(() => done);
+    // a failure below must not leave the churn running into the cleanup
+    env.onCleanup(() => (done = true));
     const first = Array.from({ length: 20 }, (_, i) => `cc${i}`);
     const r1 = await Promise.all(first.map((n, i) => add(n, i % 2 === 1)));
     r1.forEach((r, i) => expect(r.status, `add ${first[i]}: ${r.stderr}`).toBe(0));

@@ -647,6 +647,8 @@ export class Learner {
       }
       where = { ...where, link: getLink(where.link.ifname, where.netns) ?? where.link };
     }
+    // a watch that could not start (its namespace was being replaced): again, now that the master is found
+    if (this.running && !w.listening) this.startMonitor(w);
     const locs = locateSlaves(port);
     const master = this.followMaster(w, where.link, locs);
     if (master) {

@@ -25,6 +25,7 @@ import {
   linkUpdate,
   mapDelete,
   mapKeys,
+  mapLookupBatchEach,
   mapLookup,
   mapUpdate,
   objGet,
@@ -593,19 +594,25 @@ export function forgetUnowned(portId: number): void {
   }
 }
 
-/** Every address of the port with its owner. */
+/**
+ * Every address of the port with its owner: one batch walk of the map, each
+ * entry's port read in place (only the port's own entries are decoded).
+ */
 export function portAddrs(portId: number): Array<LearnedAddr & { peerIfindex: number }> {
   const m = maps();
   const out: Array<LearnedAddr & { peerIfindex: number }> = [];
-  for (const key of mapKeys(m.addrs, IvbAddrKeyLayout.size)) {
-    const k = decodeIvbAddrKey(key);
-    if (k.portId !== portId) continue;
-    const v = mapLookup(m.addrs, key, IvbAddrOwnerLayout.size);
-    if (!v) continue;
-    const o = decodeIvbAddrOwner(v);
-    const family = k.family === 4 ? 4 : 6;
-    out.push({ family, addr: bytesToAddr(family, k.addr), prefixlen: o.prefixlen, peerIfindex: o.peerIfindex });
-  }
+  const ks = IvbAddrKeyLayout.size;
+  const vs = IvbAddrOwnerLayout.size;
+  const portAt = IvbAddrKeyLayout.fields.portId.offset;
+  mapLookupBatchEach(m.addrs, ks, vs, (keys, values, n) => {
+    for (let i = 0; i < n; i++) {
+      if (keys.readUInt32LE(i * ks + portAt) !== portId) continue;
+      const k = decodeIvbAddrKey(keys.subarray(i * ks, (i + 1) * ks));
+      const o = decodeIvbAddrOwner(values.subarray(i * vs, (i + 1) * vs));
+      const family = k.family === 4 ? 4 : 6;
+      out.push({ family, addr: bytesToAddr(family, Buffer.from(k.addr)), prefixlen: o.prefixlen, peerIfindex: o.peerIfindex });
+    }
+  });
   return out;
 }
 
