@@ -723,8 +723,11 @@ export class Learner {
     }
     w.bySlaveKey = bySlaveKey;
     w.peers = peers;
-    const current = new Map<string, { peerIfindex: number; prefixlen: number }>();
+    // one walk of the address table per resync (at a million entries it is
+    // the resync's cost): the table after it is derived, not read again
+    const current = new Map<string, { family: Family; addr: string; peerIfindex: number; prefixlen: number }>();
     for (const a of portAddrs(port.portId)) current.set(`${a.family}:${a.addr}`, a);
+    const after = new Map(current);
     for (const [k, list] of claims) {
       const cur = current.get(k);
       const keep = cur ? list.find((c) => c.loc.record.peerIfindex === cur.peerIfindex) : undefined;
@@ -732,6 +735,7 @@ export class Learner {
       if (!cur || cur.peerIfindex !== winner.loc.record.peerIfindex || cur.prefixlen !== winner.prefixlen) {
         try {
           learnAddr(port.portId, winner.loc.record.peerIfindex, winner);
+          after.set(k, { family: winner.family, addr: winner.addr, peerIfindex: winner.loc.record.peerIfindex, prefixlen: winner.prefixlen });
         } catch (e) {
           this.tableRefusal(w, winner.loc, winner.addr, e);
         }
@@ -741,10 +745,10 @@ export class Learner {
     }
     for (const [k, owner] of current) {
       if (unreadable.has(owner.peerIfindex)) continue;
-      const [fam, addr] = [Number(k.slice(0, 1)) as Family, k.slice(2)];
-      unlearnAddr(port.portId, { family: fam, addr });
+      unlearnAddr(port.portId, owner);
+      after.delete(k);
     }
-    this.syncHostnet(w);
+    this.syncHostnet(w, [...after.values()]);
   }
 
   /**
@@ -754,13 +758,14 @@ export class Learner {
    * so that it cannot re-add what a `link del` of the last slave just
    * removed; never waits for it: when a command holds it, later.
    */
-  private syncHostnet(w: PortWatch): void {
+  private syncHostnet(w: PortWatch, addrs: Array<{ family: Family; addr: string; peerIfindex: number }>): void {
     try {
       withLock(() => {
         const port = readPort(w.port.portId);
         if (!port || port.slaves.length === 0) return;
         ensurePortRules(port);
-        syncSlaveRoutes(port, portAddrs(port.portId));
+        // (addresses of a slave the fresh record no longer has get no route: syncSlaveRoutes maps owners through it)
+        syncSlaveRoutes(port, addrs);
         for (const line of syncForwardAccepts(port)) this.log(`${port.master.name}: ${line}`);
       }, 0);
     } catch (e) {

@@ -234,7 +234,6 @@ export function setPeersCarrier(peers: readonly string[], carries: boolean, netn
 }
 
 function setupPeer(peerName: string, netns: string | null): void {
-  ip(['link', 'set', 'dev', peerName, 'alias', peerAlias()], netns);
   // the master's namespace routes what l3/l3s slaves send: forwarding on this device only
   sysctlSet(`net.ipv4.conf.${peerName}.forwarding`, '1', netns);
   sysctlSet(`net.ipv4.conf.${peerName}.rp_filter`, '0', netns);
@@ -245,11 +244,12 @@ function setupPeer(peerName: string, netns: string | null): void {
     sysctlSet('net.ipv6.conf.all.forwarding', '1', netns);
   }
   sysctlSet(`net.ipv6.conf.${peerName}.accept_ra`, '0', netns);
-  // routed to (l3s ingress) without ARP/ND: the slave is NOARP; the peer's own MAC (the master's) is the slave's
-  ip(['link', 'set', 'dev', peerName, 'arp', 'off', 'addrgenmode', 'none'], netns);
-  // up even when the master has no carrier: without the agent nothing would
-  // bring it up again; the agent mirrors the master's carrier (learner.ts)
-  ip(['link', 'set', 'dev', peerName, 'up'], netns);
+  // one command: our alias (gc knows its peers by it); routed to (l3s
+  // ingress) without ARP/ND: the slave is NOARP, the peer's own MAC (the
+  // master's) is the slave's; up even when the master has no carrier:
+  // without the agent nothing would bring it up again; the agent mirrors the
+  // master's carrier (learner.ts)
+  ip(['link', 'set', 'dev', peerName, 'alias', peerAlias(), 'arp', 'off', 'addrgenmode', 'none', 'up'], netns);
 }
 
 export interface LinkAddResult {
@@ -323,7 +323,8 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       // namespace loses it there; the agent gives it back when it comes up.
       // (where IPv6 is disabled there is none to give: the slave goes without)
       const linkLocal = slaveLinkLocal(masterMac, devId);
-      ip(['link', 'set', 'dev', o.name, 'alias', slaveAlias(p.portId, peerName)], o.netns);
+      // the alias, and ARP as the port's mode wants it (link add always sets the mode: l3 unless given)
+      ip(['link', 'set', 'dev', o.name, 'alias', slaveAlias(p.portId, peerName), 'arp', (o.mode ?? 'l3') === 'l2' ? 'on' : 'off'], o.netns);
       if (
         ipBatchTry([`link set dev ${o.name} addrgenmode none`, `addr add ${linkLocal}/64 dev ${o.name} nodad`], o.netns) &&
         learnAddrIfRoom(p.portId, peer.ifindex, { family: 6, addr: linkLocal, prefixlen: 64 })
@@ -357,13 +358,8 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       applyModeHostnet(p);
       writePortEntry(p.portId, portEntryOf(p));
       writePort(p);
-      if (created || p.mode !== modeBefore) {
-        // a mode change reaches every slave, wherever it lives
-        applyNoarp(p, locateSlaves(p));
-      } else {
-        // the others already have the port's NOARP state: only the new one
-        ipTry(['link', 'set', 'dev', o.name, 'arp', p.mode === 'l2' ? 'on' : 'off'], o.netns);
-      }
+      // a mode change reaches every slave, wherever it lives; the new one has it already
+      if (!created && p.mode !== modeBefore) applyNoarp(p, locateSlaves(p));
       return { port: p, slave: rec };
     } catch (e) {
       runUndo(undo);
