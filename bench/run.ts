@@ -8,8 +8,8 @@
  * failure and Ctrl-C. See docs/bench.md.
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, release } from 'node:os';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   BPF_ANY,
@@ -59,6 +59,14 @@ const REPS = Number(arg('--reps') ?? (QUICK ? 1 : 5));
 const DUR = QUICK ? 0.5 : 1.5; // seconds measured per sample
 const WARM = QUICK ? 0.25 : 0.5;
 const RR_N = QUICK ? 2000 : 20000;
+/*
+ * --profile: `perf record -C 1 -g` of the receiving core during the first
+ * round's wire->slave sample of these contenders; the top symbols go into
+ * the results (perf needs linux-perf, installed by scripts/setup.sh)
+ */
+const PROFILE = argv.includes('--profile');
+const PROFILED = ['bpf-l2', 'macvlan'];
+const profiles: Record<string, Array<{ symbol: string; pct: number }>> = {};
 const TEST_REPEAT = QUICK ? 200_000 : 1_000_000;
 const OUT = arg('--out') ?? join(process.cwd(), 'bench', 'results');
 const TOOL = join(process.cwd(), 'dist', 'bench', 'ivbbench');
@@ -118,6 +126,8 @@ async function udpW2S(c: Contender, sl: Slaves): Promise<UdpSample> {
   };
   const gen = bg('ip', ['netns', 'exec', W, TOOL, 'xdpgen', 'wire0', sl.mac1, WIRE_MAC, WIRE_IP, sl.ips[0], '9', String(total), '0']);
   await sleep(WARM * 1000);
+  const perfData = join(tmpdir(), `ivbb-perf-${c.id}-${process.pid}.data`);
+  const perf = PROFILE && PROFILED.includes(c.id) && !profiles[c.id] ? bg('perf', ['record', '-C', '1', '-g', '-o', perfData, '--', 'sleep', String(DUR)]) : null;
   const c1 = count();
   const s1 = coreTicks(1);
   const t1 = performance.now();
@@ -126,12 +136,48 @@ async function udpW2S(c: Contender, sl: Slaves): Promise<UdpSample> {
   const s2 = coreTicks(1);
   const t2 = performance.now();
   await gen.done;
+  if (perf) {
+    await perf.done;
+    profiles[c.id] = topSymbols(perfData);
+    rmSync(perfData, { force: true });
+  }
   if (sink) sink.proc.kill('SIGKILL');
   const n = c2 - c1;
   const sent = Number(gen.out().trim().split(/\s+/)[0] ?? 0);
   // XDP_DROP runs in m0's NAPI on core 0 with the generator: no separate receive core
   const ns = c.xdpDrop ? NaN : ((s2 - s1) * TICK_NS) / Math.max(1, n);
   return { pps: n / ((t2 - t1) / 1000), nsPerPkt: ns, sent };
+}
+
+/**
+ * The hottest symbols of the receive path in a `perf record -g` of core 1:
+ * samples whose call chain passes through net_rx_action (the softirq that
+ * runs RPS'd packets, in whatever task it interrupted), by leaf symbol, as %
+ * of those samples. Other work on the core (other sessions' processes, idle)
+ * is left out, and its share is returned apart.
+ */
+function topSymbols(data: string, n = 20): Array<{ symbol: string; pct: number }> {
+  const r = run('perf', ['script', '-i', data, '-F', 'ip,sym'], { timeoutMs: 300_000 });
+  const counts = new Map<string, number>();
+  let rx = 0;
+  let all = 0;
+  for (const block of r.stdout.split(/\n\s*\n/)) {
+    const frames = block
+      .split('\n')
+      .map((l) => /^\s*[0-9a-f]+\s+(\S+)/.exec(l)?.[1])
+      .filter((x): x is string => !!x);
+    if (!frames.length) continue;
+    all++;
+    if (!frames.includes('net_rx_action')) continue;
+    rx++;
+    counts.set(frames[0]!, (counts.get(frames[0]!) ?? 0) + 1);
+  }
+  const out = [...counts.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n)
+    .map(([symbol, c]) => ({ symbol: symbol.replace(/^bpf_prog_[0-9a-f]+_/, 'bpf_prog_'), pct: (100 * c) / Math.max(1, rx) }));
+  out.push({ symbol: `(receive path: ${rx} of ${all} samples of core 1)`, pct: (100 * rx) / Math.max(1, all) });
+  return out;
 }
 
 /** a socket sender (sendmmsg, core 0) in srcNs to dstIp; counted at the receiver's UDP layer */
@@ -332,6 +378,8 @@ type Samples = Record<string, number[]>;
 
 export interface BenchResult {
   command: string;
+  /** --profile: top symbols of the receiving core during wire->slave, per contender */
+  profiles?: Record<string, Array<{ symbol: string; pct: number }>>;
   started: string;
   finished: string;
   quick: boolean;
@@ -591,6 +639,7 @@ async function main(): Promise<number> {
     scaling: scale,
     control: { ...ctl, cliLinkAddMs: cliTimes.linkAdd, cliLinkDelMs: cliTimes.linkDel, cliSyncMs: cliTimes.sync },
     agent,
+    ...(PROFILE ? { profiles } : {}),
   };
   mkdirSync(OUT, { recursive: true });
   writeFileSync(join(OUT, `${stamp}${QUICK ? '-quick' : ''}.json`), JSON.stringify(result, null, 2) + '\n');
@@ -683,6 +732,18 @@ export function render(result: BenchResult, OUT: string, stamp: string): string 
   for (const [k, v] of Object.entries(agent)) {
     const a = v as { startMs: number; rssKiB: number; hwmKiB: number } | null;
     L.push(`| ${k.replace('_', ' ')} | ${a ? fmt(a.startMs) : 'timeout'} | ${a ? fmt(a.rssKiB / 1024) : '–'} | ${a ? fmt(a.hwmKiB / 1024) : '–'} |`);
+  }
+  if (result.profiles && Object.keys(result.profiles).length) {
+    L.push('');
+    L.push('Receiving core (core 1) during wire→slave, `perf record -C 1 -g`, self time, % of all samples:');
+    L.push('');
+    const ids = Object.keys(result.profiles);
+    L.push('| rank | ' + ids.map((id) => contenders.find((c) => c.id === id)?.label ?? id).join(' | ') + ' |');
+    L.push('| ---: | ' + ids.map(() => '---').join(' | ') + ' |');
+    const rows = Math.max(...ids.map((id) => result.profiles![id]!.length));
+    for (let i = 0; i < rows; i++) {
+      L.push(`| ${i + 1} | ` + ids.map((id) => { const e = result.profiles![id]![i]; return e ? `${e.pct.toFixed(1)}% \`${e.symbol}\`` : ''; }).join(' | ') + ' |');
+    }
   }
   L.push('');
   L.push(targets(samples, scale, ctl));

@@ -561,6 +561,11 @@ export interface ProgInfo {
 	type: number;
 	/** 8-byte program tag as 16 hex digits (what bpftool prints). */
 	tag: string;
+	/** Translated (xlated) and JIT image sizes in bytes. */
+	xlatedBytes: number;
+	jitedBytes: number;
+	/** Instructions the verifier processed to accept it (kernel 5.16+). */
+	verifiedInsns?: number;
 	/** Only counted while kernel.bpf_stats_enabled=1. */
 	runTimeNs?: number;
 	runCnt?: number;
@@ -589,18 +594,22 @@ export function mapInfo(fd: number): MapInfo {
 }
 
 export function progInfo(fd: number): ProgInfo {
-	// struct bpf_prog_info (232 bytes): type@0 id@4 tag[8]@8 name[16]@64 run_time_ns@192 run_cnt@200
+	// struct bpf_prog_info (232 bytes): type@0 id@4 tag[8]@8 jited_prog_len@16 xlated_prog_len@20
+	// name[16]@64 run_time_ns@192 run_cnt@200 verified_insns@216
 	const { buf, len } = objInfo(fd, 232, 'prog');
 	const info: ProgInfo = {
 		type: buf.readUInt32LE(0),
 		id: buf.readUInt32LE(4),
 		tag: buf.subarray(8, 16).toString('hex'),
 		name: cstrAt(buf, 64, 16),
+		jitedBytes: buf.readUInt32LE(16),
+		xlatedBytes: buf.readUInt32LE(20),
 	};
 	if (len >= 208) {
 		info.runTimeNs = Number(buf.readBigUInt64LE(192));
 		info.runCnt = Number(buf.readBigUInt64LE(200));
 	}
+	if (len >= 220) info.verifiedInsns = buf.readUInt32LE(216);
 	return info;
 }
 

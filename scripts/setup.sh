@@ -35,6 +35,7 @@ declare -A PKGS=(
   [containernetworking-plugins]=/usr/lib/cni/host-local
   [podman]=/usr/bin/podman
   [runc]=/usr/sbin/runc
+  [linux-perf]=/usr/bin/perf
 )
 missing=()
 for p in "${!PKGS[@]}"; do

@@ -129,11 +129,16 @@ const MAP_PINS = {
   unknown: 'ivb_unknown',
 } as const;
 
-/** Loads a throw-away instance once so libbpf creates and pins any missing map. */
+/**
+ * Creates and pins any missing map: the object is loaded with none of its
+ * programs (autoload off), so libbpf creates the maps and the verifier is
+ * not run for a program nobody keeps.
+ */
 function createPinnedMaps(): void {
   ensureDir(mapsPinDir());
   const obj = BpfObject.open(bpfObjectPath('master_ingress.bpf.o'), { pinRoot: mapsPinDir() });
   try {
+    for (const prog of obj.programNames()) obj.setAutoload(prog, false);
     // capacities are fixed when a map is created: configurable here, never later
     for (const [env, map] of [
       ['IPVLAN_BPF_MAX_ADDRS', 'ivb_addrs'],
