@@ -50,6 +50,9 @@ const f = {
 	prog_set_autoload: lib.func('int bpf_program__set_autoload(void *prog, bool autoload)'),
 	map_name: lib.func('const char *bpf_map__name(void *map)'),
 	map_fd: lib.func('int bpf_map__fd(void *map)'),
+	map_type: lib.func('int bpf_map__type(void *map)'),
+	map_key_size: lib.func('uint32_t bpf_map__key_size(void *map)'),
+	map_value_size: lib.func('uint32_t bpf_map__value_size(void *map)'),
 	map_set_max_entries: lib.func('int bpf_map__set_max_entries(void *map, uint32_t n)'),
 	map_initial_value: lib.func('void *bpf_map__initial_value(void *map, void *psize)'),
 	btf_find_by_name_kind: lib.func('int32_t btf__find_by_name_kind(void *btf, const char *name, uint32_t kind)'),
@@ -356,6 +359,16 @@ export class BpfObject {
 			out.push((f.prog_name(p) as string | null) ?? '');
 		}
 		return out;
+	}
+
+	/** Kind of each map as declared (type, key and value size): what a pinned map must match to be reused. */
+	mapDefs(): Array<{ name: string; type: number; keySize: number; valueSize: number }> {
+		return this.#maps().map((m) => ({
+			name: m.name,
+			type: f.map_type(m.ptr) as number,
+			keySize: f.map_key_size(m.ptr) as number,
+			valueSize: f.map_value_size(m.ptr) as number,
+		}));
 	}
 
 	/** Includes libbpf's internal maps (e.g. "<obj>.rodata"). */

@@ -25,14 +25,14 @@ struct ivb_fanout_walk {
 static long ivb_fanout_slot(__u64 slot, void *data)
 {
 	struct ivb_fanout_walk *w = data;
-	struct ivb_fanout_key k = { .port_id = w->port_id, .slot = (__u32)slot };
+	__u32 k = w->port_id * IVB_MAX_FANOUT + (__u32)slot;
 	struct ivb_fanout_entry *e;
 	struct ivb_slave *s;
 
 	e = bpf_map_lookup_elem(&ivb_fanout_slots, &k);
 	if (!e || !e->peer_ifindex || e->peer_ifindex == w->except)
 		return 0;
-	s = ivb_slave_get(w->port_id, e->peer_ifindex);
+	s = ivb_slave_get(e->slave, e->peer_ifindex);
 	/*
 	 * only up slaves get copies; a shim slave (in the master's
 	 * namespace) gets one whatever the agent has seen yet: it is

@@ -23,6 +23,9 @@ import {
 import { IvbCounterKeyLayout, IvbCounterLayout, IvbDropReasonTable, decodeIvbCounterKey } from '../../../maps/generated.js';
 import { mapsPinDir } from '../paths.js';
 
+/* linux/bpf.h: enum bpf_map_type */
+const BPF_MAP_TYPE_ARRAY = 2;
+
 export const COUNTERS_PIN = 'ivb_counters';
 
 /** One counter row, summed over CPUs. */
@@ -111,7 +114,11 @@ export function reasonText(reason: number): string {
   return IvbDropReasonTable.find((r) => r.value === reason)?.text ?? `reason ${reason} (not in this build's table)`;
 }
 
-/** The pinned maps whose fill level matters (hash maps; arrays and the ring have a fixed size). */
+/**
+ * The pinned maps whose fill level matters: hash maps, and the arrays indexed
+ * by a dense id the control plane gives (ports, slaves, fan-out slots), whose
+ * used entries are the ones not all zero.
+ */
 export const OCCUPANCY_MAPS = ['ivb_ports', 'ivb_addrs', 'ivb_local_addrs', 'ivb_slaves', 'ivb_fanout_slots', 'ivb_guard', 'ivb_counters'] as const;
 
 export interface MapFill {
@@ -129,7 +136,11 @@ export function mapOccupancy(pinDir: string = mapsPinDir()): MapFill[] {
     const fd = objGet(pin);
     try {
       const info = mapInfo(fd);
-      out.push({ name, entries: mapKeys(fd, info.keySize).length, capacity: info.maxEntries });
+      const entries =
+        info.type === BPF_MAP_TYPE_ARRAY
+          ? mapLookupBatch(fd, info.keySize, info.valueSize).values.filter((v) => v.some((b) => b !== 0)).length
+          : mapKeys(fd, info.keySize).length;
+      out.push({ name, entries, capacity: info.maxEntries });
     } finally {
       closeFd(fd);
     }
