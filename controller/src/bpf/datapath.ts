@@ -9,7 +9,7 @@
  * link_master, link_peer_<ifindex> (links). A pinned link keeps its program
  * attached after our process exits; removing the pin detaches it.
  */
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import * as generated from '../../../maps/generated.js';
@@ -137,7 +137,7 @@ const MAP_PINS = {
  * programs (autoload off), so libbpf creates the maps and the verifier is
  * not run for a program nobody keeps.
  */
-function createPinnedMaps(): void {
+function createPinnedMaps(keep: { slaves?: number } = {}): void {
   ensureDir(mapsPinDir());
   const obj = BpfObject.open(bpfObjectPath('master_ingress.bpf.o'), { pinRoot: mapsPinDir() });
   try {
@@ -150,7 +150,7 @@ function createPinnedMaps(): void {
       // a slave's index is a __u16 in each address entry; index 0 is never used
       ['IPVLAN_BPF_MAX_SLAVES', 'ivb_slaves', IvbSize.SLAVES - 1],
     ] as const) {
-      const v = process.env[env];
+      const v = map === 'ivb_slaves' && keep.slaves !== undefined ? String(keep.slaves) : process.env[env];
       if (v === undefined || existsSync(join(mapsPinDir(), map))) continue;
       const n = Number(v);
       if (!Number.isInteger(n) || n < 1 || n > max) {
@@ -248,6 +248,8 @@ function checkLayout(dir: string): void {
 export function maps(): Maps {
   if (openMaps) return openMaps;
   const dir = mapsPinDir();
+  // maps of another layout are refused before anything is created next to them
+  if (existsSync(join(dir, 'ivb_layout'))) checkLayout(dir);
   if (!Object.values(MAP_PINS).every((n) => existsSync(join(dir, n))) || !existsSync(join(dir, 'ivb_layout'))) {
     createPinnedMaps();
   }
@@ -782,9 +784,10 @@ export function portAddrs(portId: number): Array<LearnedAddr & { peerIfindex: nu
  * are reused only when their layout fingerprint matches this build's.
  */
 export function upgradePorts(ports: Array<{ portId: number; master: { netns: string | null } }>): string[] {
+  const migration = migrateMaps();
   maps();
   const netnsOf = (id: number): string | null => ports.find((p) => p.portId === id)!.master.netns;
-  const done: string[] = [];
+  const done: string[] = migration ? [migration.note] : [];
   for (const { portId } of ports) {
     const dir = portPinDir(portId);
     for (const pin of ['master_ingress', 'slave_egress', 'peer_egress'] as const) {
@@ -817,5 +820,115 @@ export function upgradePorts(ports: Array<{ portId: number; master: { netns: str
       done.push(`port ${portId}: ivb_peer_egress attached to peer ${ifindex}`);
     }
   }
+  // no program uses the earlier build's maps any more
+  migration?.dropOld();
   return done;
+}
+
+/** Maps whose kind the hash-v1 layout had otherwise (the rest are reused as they are). */
+const V1_REPLACED = ['ivb_ports', 'ivb_slaves', 'ivb_fanout_slots'] as const;
+
+/**
+ * Moves the pinned maps of an earlier build (KNOWN_LAYOUTS) to this build's
+ * layout, entries included, before the programs are replaced: the maps whose
+ * kind changed are created anew next to the old ones (which the running
+ * programs keep using until bpf_link_update gives them the new programs),
+ * the rest are kept and, where a value gained a field, filled in place
+ * (fields the old programs read keep their bytes). null when the maps are
+ * this build's already, or none exist; an unknown layout is left for
+ * maps() to refuse.
+ */
+function migrateMaps(): { note: string; dropOld: () => void } | null {
+  const dir = mapsPinDir();
+  const have = pinnedFingerprint(dir);
+  if (!have || have.equals(layoutFingerprint()) || KNOWN_LAYOUTS[have.toString('hex')] !== 'hash-v1') return null;
+  const old = (name: string): Array<{ key: Buffer; value: Buffer }> => {
+    const fd = objGet(join(dir, name));
+    try {
+      const info = mapInfo(fd);
+      return mapKeys(fd, info.keySize).flatMap((key) => {
+        const value = mapLookup(fd, key, info.valueSize);
+        return value ? [{ key, value }] : [];
+      });
+    } finally {
+      closeFd(fd);
+    }
+  };
+  const oldCapacity = (name: string): number => {
+    const fd = objGet(join(dir, name));
+    try {
+      return mapInfo(fd).maxEntries;
+    } finally {
+      closeFd(fd);
+    }
+  };
+  // hash-v1: ports u32 -> ivb_port; slaves {port, peer} -> {dev_id, flags, mtu, pad}; fan-out {port, slot} -> {peer, pad}
+  const ports = old('ivb_ports').map((e) => ({ portId: e.key.readUInt32LE(0), port: decodeIvbPort(e.value) }));
+  const slaves = old('ivb_slaves').map((e) => ({
+    portId: e.key.readUInt32LE(0),
+    peerIfindex: e.key.readUInt32LE(4),
+    state: { devId: e.value.readUInt32LE(0), flags: e.value.readUInt32LE(4), mtu: e.value.readUInt32LE(8) },
+  }));
+  const fanout = old('ivb_fanout_slots').map((e) => ({ portId: e.key.readUInt32LE(0), slot: e.key.readUInt32LE(4), peerIfindex: e.value.readUInt32LE(0) }));
+  const slaveCapacity = Math.min(oldCapacity('ivb_slaves'), IvbSize.SLAVES - 1);
+  // set aside in a folder of their own (bpffs allows no '.' in a pin name)
+  const aside = join(dir, 'hash-v1');
+  const moved = (name: string): string => join(aside, name);
+  ensureDir(aside);
+  for (const name of V1_REPLACED) movePin(join(dir, name), moved(name));
+  closeOpenMaps();
+  try {
+    createPinnedMaps({ slaves: slaveCapacity });
+    stampLayout(dir);
+    for (const p of ports) writePortEntry(p.portId, p.port);
+    for (const sl of slaves) writeSlaveEntry(sl.portId, sl.peerIfindex, sl.state);
+    for (const f of fanout) writeFanoutSlot(f.portId, f.slot, f.peerIfindex);
+    // ivb_addrs keeps its kind: each owner entry gets its slave's index (old programs ignore those bytes)
+    let addrs = 0;
+    const m = maps();
+    for (const key of mapKeys(m.addrs, IvbAddrKeyLayout.size)) {
+      const v = mapLookup(m.addrs, key, IvbAddrOwnerLayout.size);
+      if (!v) continue;
+      const o = decodeIvbAddrOwner(v);
+      const slave = slaveIndex(decodeIvbAddrKey(key).portId, o.peerIfindex, false);
+      if (slave === null) continue;
+      mapUpdate(m.addrs, key, encodeIvbAddrOwner({ ...o, slave }), BPF_ANY);
+      addrs++;
+    }
+    return {
+      note: `maps: migrated from layout ${have.toString('hex').slice(0, 12)} (hash-v1): ${ports.length} port(s), ${slaves.length} slave(s), ${fanout.length} fan-out slot(s) into arrays; ${addrs} address(es) given their slave index`,
+      dropOld: () => rmSync(aside, { recursive: true, force: true }),
+    };
+  } catch (e) {
+    // back to the earlier build's maps, as they were
+    closeOpenMaps();
+    for (const name of [...V1_REPLACED, 'ivb_slave_ids']) rmSync(join(dir, name), { force: true });
+    for (const name of V1_REPLACED) movePin(moved(name), join(dir, name));
+    rmSync(aside, { recursive: true, force: true });
+    const fd = objGet(join(dir, 'ivb_layout'));
+    try {
+      mapUpdate(fd, Buffer.alloc(4), have, BPF_ANY);
+    } finally {
+      closeFd(fd);
+    }
+    throw e;
+  }
+}
+
+/** Pins the object of `from` at `to` and unpins `from` (bpffs refuses rename(2) of pins). */
+function movePin(from: string, to: string): void {
+  const fd = objGet(from);
+  try {
+    objPin(fd, to);
+  } finally {
+    closeFd(fd);
+  }
+  rmSync(from);
+}
+
+/** Forgets (and closes) the maps opened by maps(): the pins changed under them. */
+function closeOpenMaps(): void {
+  if (!openMaps) return;
+  for (const fd of Object.values(openMaps)) closeFd(fd);
+  openMaps = null;
 }
