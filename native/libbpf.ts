@@ -512,9 +512,10 @@ export function mapLookupBatch(fd: number, keySize: number, valueSize: number): 
 			}
 			check(ret, `bpf_map_lookup_batch(fd ${fd})`);
 		}
+		// kbuf and vbuf are this round's own: views into them need no copy
 		for (let i = 0; i < n; i++) {
-			keys.push(copyBuf(kbuf.subarray(i * keySize, (i + 1) * keySize)));
-			values.push(copyBuf(vbuf.subarray(i * valueSize, (i + 1) * valueSize)));
+			keys.push(kbuf.subarray(i * keySize, (i + 1) * keySize));
+			values.push(vbuf.subarray(i * valueSize, (i + 1) * valueSize));
 		}
 		if (ret === -ENOENT) return { keys, values };
 		inBatch = copyBuf(outBatch);

@@ -473,7 +473,8 @@ export function destroyPortDatapath(portId: number): void {
   for (const f of readdirSync(dir)) rmSync(join(dir, f), { force: true });
   rmSync(dir, { recursive: true, force: true });
   const m = maps();
-  mapUpdate(m.ports, encodeIvbPortKey({ portId }), Buffer.alloc(IvbPortLayout.size), BPF_ANY);
+  // (a pin folder of a port id ivb_ports cannot hold had no entry there)
+  if (portId < mapInfo(m.ports).maxEntries) mapUpdate(m.ports, encodeIvbPortKey({ portId }), Buffer.alloc(IvbPortLayout.size), BPF_ANY);
   for (const key of mapKeys(m.addrs, IvbAddrKeyLayout.size)) {
     if (decodeIvbAddrKey(key).portId === portId) mapDelete(m.addrs, key);
   }
@@ -600,9 +601,20 @@ export function deleteFanoutSlot(portId: number, slot: number): void {
   mapUpdate(maps().fanout, fanoutIndex(portId, slot), Buffer.alloc(IvbFanoutEntryLayout.size), BPF_ANY);
 }
 
+/** Used slots of the port's fan-out list. */
+function countFanout(portId: number): number {
+  let n = 0;
+  for (let slot = 0; slot < IvbSize.FANOUT_PER_PORT; slot++) {
+    const v = mapLookup(maps().fanout, fanoutIndex(portId, slot), IvbFanoutEntryLayout.size);
+    if (v && decodeIvbFanoutEntry(v).peerIfindex !== 0) n++;
+  }
+  return n;
+}
+
 /** Empties every fan-out slot of the port. */
 function clearFanout(portId: number): void {
   const fd = maps().fanout;
+  if (portId >= IvbSize.PORTS) return;
   for (let slot = 0; slot < IvbSize.FANOUT_PER_PORT; slot++) {
     const v = mapLookup(fd, fanoutIndex(portId, slot), IvbFanoutEntryLayout.size);
     if (v && decodeIvbFanoutEntry(v).peerIfindex !== 0) deleteFanoutSlot(portId, slot);
@@ -635,28 +647,24 @@ export function sweepUnknownPorts(known: ReadonlySet<number>): string[] {
     if (!known.has(decodeIvbAddrKey(key).portId)) n += Number(mapDelete(m.addrs, key));
   }
   note(n, 'ivb_addrs');
+  // slaves through their index entries (a hash of a few entries), not the 64k-slot array
   n = 0;
-  const slaves = mapLookupBatch(m.slaves, 4, IvbSlaveLayout.size);
-  slaves.keys.forEach((k, i) => {
-    const s = decodeIvbSlave(slaves.values[i]!);
-    if (s.peerIfindex !== 0 && !known.has(s.portId)) {
-      mapUpdate(m.slaves, k, Buffer.alloc(IvbSlaveLayout.size), BPF_ANY);
-      n++;
-    }
-  });
   for (const key of mapKeys(m.slaveIds, IvbSlaveKeyLayout.size)) {
-    if (!known.has(decodeIvbSlaveKey(key).portId)) mapDelete(m.slaveIds, key);
+    const k = decodeIvbSlaveKey(key);
+    if (known.has(k.portId)) continue;
+    deleteSlaveEntry(k.portId, k.peerIfindex);
+    n++;
   }
   note(n, 'ivb_slaves');
+  // a port's fan-out list is dense from slot 0: a port whose slot 0 is empty has none
   n = 0;
-  const fan = mapLookupBatch(m.fanout, 4, IvbFanoutEntryLayout.size);
-  fan.keys.forEach((k, i) => {
-    const port = Math.floor(k.readUInt32LE(0) / IvbSize.FANOUT_PER_PORT);
-    if (!known.has(port) && decodeIvbFanoutEntry(fan.values[i]!).peerIfindex !== 0) {
-      mapUpdate(m.fanout, k, Buffer.alloc(IvbFanoutEntryLayout.size), BPF_ANY);
-      n++;
-    }
-  });
+  for (let port = 0; port < IvbSize.PORTS; port++) {
+    if (known.has(port)) continue;
+    const first = mapLookup(m.fanout, fanoutIndex(port, 0), IvbFanoutEntryLayout.size);
+    if (!first || decodeIvbFanoutEntry(first).peerIfindex === 0) continue;
+    n += countFanout(port);
+    clearFanout(port);
+  }
   note(n, 'ivb_fanout_slots');
   n = 0;
   for (const key of mapKeys(m.counters, IvbCounterKeyLayout.size)) {

@@ -20,7 +20,7 @@ import {
   perCpuValueSize,
   possibleCpus,
 } from '../../../native/libbpf.js';
-import { IvbCounterKeyLayout, IvbCounterLayout, IvbDropReasonTable, decodeIvbCounterKey } from '../../../maps/generated.js';
+import { IvbCounterKeyLayout, IvbCounterLayout, IvbDropReasonTable, IvbSize, decodeIvbCounterKey } from '../../../maps/generated.js';
 import { mapsPinDir } from '../paths.js';
 
 /* linux/bpf.h: enum bpf_map_type */
@@ -127,6 +127,37 @@ export interface MapFill {
   capacity: number;
 }
 
+function countKeys(pin: string): number {
+  if (!existsSync(pin)) return 0;
+  const fd = objGet(pin);
+  try {
+    return mapKeys(fd, mapInfo(fd).keySize).length;
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/**
+ * Used entries (not all zero) of ivb_ports, or of ivb_fanout_slots, whose
+ * per-port lists are dense from slot 0 (IvbSize.FANOUT_PER_PORT slots a port):
+ * a port with slot 0 empty has none, so 262k slots are not read one by one.
+ */
+function usedFanoutOrPorts(fd: number, maxEntries: number, valueSize: number, fanout: boolean): number {
+  const used = (i: number): boolean => mapLookup(fd, u32(i), valueSize)?.some((b) => b !== 0) ?? false;
+  if (!fanout) return mapLookupBatch(fd, 4, valueSize).values.filter((v) => v.some((b) => b !== 0)).length;
+  let n = 0;
+  for (let base = 0; base < maxEntries; base += IvbSize.FANOUT_PER_PORT) {
+    for (let slot = 0; slot < IvbSize.FANOUT_PER_PORT && used(base + slot); slot++) n++;
+  }
+  return n;
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+}
+
 /** Entries and max_entries of each pinned map that exists. */
 export function mapOccupancy(pinDir: string = mapsPinDir()): MapFill[] {
   const out: MapFill[] = [];
@@ -137,9 +168,11 @@ export function mapOccupancy(pinDir: string = mapsPinDir()): MapFill[] {
     try {
       const info = mapInfo(fd);
       const entries =
-        info.type === BPF_MAP_TYPE_ARRAY
-          ? mapLookupBatch(fd, info.keySize, info.valueSize).values.filter((v) => v.some((b) => b !== 0)).length
-          : mapKeys(fd, info.keySize).length;
+        name === 'ivb_slaves'
+          ? countKeys(join(pinDir, 'ivb_slave_ids')) // one index entry per slave: cheaper than 64k array slots
+          : info.type === BPF_MAP_TYPE_ARRAY
+            ? usedFanoutOrPorts(fd, info.maxEntries, info.valueSize, name === 'ivb_fanout_slots')
+            : mapKeys(fd, info.keySize).length;
       out.push({ name, entries, capacity: info.maxEntries });
     } finally {
       closeFd(fd);
