@@ -782,21 +782,26 @@ function targets12(result: BenchResult): string {
   const m = (id: string, k: string): number => stat(result.samples[id]?.[k] ?? [])?.median ?? NaN;
   const tr = (id: string, k: string): number => stat(result.testRunNs[id]?.[k] ?? [])?.median ?? NaN;
   const rows = ['Targets (issue 12), from this run\'s medians:', '', '| target | measured | status |', '| --- | --- | --- |'];
-  const row = (t: string, meas: string, ok: boolean): void => {
-    rows.push(`| ${t} | ${meas} | ${meas.includes('NaN') ? '–' : ok ? 'met' : 'missed'} |`);
+  // a miss smaller than half the two samples' spread is not a measured miss (as in issue 5's table)
+  const row = (t: string, meas: string, ok: boolean, missPct = 0, noisePct = 0): void => {
+    const status = meas.includes('NaN') ? '–' : ok ? 'met' : noisePct > 0 && missPct < noisePct ? `not resolved: ${missPct.toFixed(0)}% over is inside the samples' spread (±${noisePct.toFixed(0)}%)` : 'missed';
+    rows.push(`| ${t} | ${meas} | ${status} |`);
   };
+  const spread = (id: string, k: string): number => stat(result.samples[id]?.[k] ?? [])?.spreadPct ?? 0;
+  const noise = (k: string, a: string, b: string): number => Math.min(spread(a, k), spread(b, k)) / 2;
   const x = (a: number, b: number): string => `${fmt(a / b)}× (${fmt(a)} vs ${fmt(b)} ns/pkt)`;
   const w = m('bpf-l2', 'w2s_ns');
   const mv = m('macvlan', 'w2s_ns');
-  row('wire→slave rx-core ns/pkt ≤ 1.10× macvlan (stretch ≤ 1.0×)', x(w, mv), w / mv <= 1.1);
+  row('wire→slave rx-core ns/pkt ≤ 1.10× macvlan (stretch ≤ 1.0×)', x(w, mv), w / mv <= 1.1, (w / mv / 1.1 - 1) * 100, noise('w2s_ns', 'bpf-l2', 'macvlan'));
   const t1 = tr('bpf-l2', 'master_ingress wire->slave');
   row('master_ingress test-run, unicast delivery, counters on ≤ 80 ns', `${fmt(t1)} ns (floor ${fmt(tr('bpf-l2', 'floor (TC program returning TC_ACT_OK)'))} ns)`, t1 <= 80);
   for (const [k, t] of [['s2w_ns', 'slave→wire l2'], ['s2s_ns', 'slave→slave']] as const) {
-    row(`${t} ns/pkt ≤ 1.20× macvlan`, x(m('bpf-l2', k), m('macvlan', k)), m('bpf-l2', k) / m('macvlan', k) <= 1.2);
+    const r = m('bpf-l2', k) / m('macvlan', k);
+    row(`${t} ns/pkt ≤ 1.20× macvlan`, x(m('bpf-l2', k), m('macvlan', k)), r <= 1.2, (r / 1.2 - 1) * 100, noise(k, 'bpf-l2', 'macvlan'));
   }
   const off = m('bpf-l2-nocnt', 'w2s_ns');
   const t0 = tr('bpf-l2-nocnt', 'master_ingress wire->slave');
-  row('counters + events ≤ 3% of the wire→slave cost, live', `${fmt((w / off - 1) * 100)}% (${fmt(w)} vs ${fmt(off)} ns/pkt)`, w / off - 1 <= 0.03);
+  row('counters + events ≤ 3% of the wire→slave cost, live', `${fmt((w / off - 1) * 100)}% (${fmt(w)} vs ${fmt(off)} ns/pkt)`, w / off - 1 <= 0.03, (w / off - 1.03) * 100, noise('w2s_ns', 'bpf-l2', 'bpf-l2-nocnt'));
   row('counters + events ≤ 3% of the wire→slave cost, test-run', `${fmt(t1 - t0)} ns more in test-run (${fmt(t1)} vs ${fmt(t0)}) = ${fmt(((t1 - t0) / w) * 100)}% of the rx-core cost, ${fmt(((t1 - t0) / t0) * 100)}% of the program`, (t1 - t0) / w <= 0.03);
   const z = result.progSizes['bpf-l2'] ?? {};
   const vi = Math.max(z.master_ingress?.verifiedInsns ?? NaN, z.slave_egress?.verifiedInsns ?? NaN);
