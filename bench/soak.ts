@@ -22,8 +22,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { closeFd, mapKeys, mapLookup, objGet } from '../native/libbpf.js';
-import { IvbAddrKeyLayout, IvbAddrOwnerLayout, encodeIvbAddrKey } from '../maps/generated.js';
+import { closeFd, mapKeys, mapLookup, mapLookupBatch, objGet } from '../native/libbpf.js';
+import { IvbAddrKeyLayout, IvbAddrOwnerLayout, IvbSlaveLayout, decodeIvbSlave, encodeIvbAddrKey } from '../maps/generated.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(REPO, 'bin', 'ipvlan-bpf.js');
@@ -306,7 +306,10 @@ export async function soak(o: Options): Promise<SoakResult> {
     const heldN = new Set([...held].map(norm6));
     const stray = [...inMap].filter((k) => !heldN.has(k)).length;
     const missing = [...heldN].filter((k) => !inMap.has(k)).length;
-    const slaveEntries = mapKeys(slavesFd, 8).filter((k) => k.readUInt32LE(0) === portId).length;
+    // ivb_slaves is an array by slave index: the used entries of this port
+    const slaveEntries = mapLookupBatch(slavesFd, 4, IvbSlaveLayout.size)
+      .values.map((v) => decodeIvbSlave(v))
+      .filter((v) => v.peerIfindex !== 0 && v.portId === portId).length;
     const rssEnd = rssKiB(agentPid);
     const sorted = [...latencies].sort((a, b) => a - b);
     const result: SoakResult = {

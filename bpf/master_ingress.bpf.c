@@ -94,8 +94,7 @@ static __always_inline int ivb_reflected(struct __sk_buff *skb, const struct ivb
 SEC("tc")
 int ivb_master_ingress(struct __sk_buff *skb)
 {
-	struct ivb_port_key pk = { .port_id = ivb_port_id };
-	struct ivb_port *port = bpf_map_lookup_elem(&ivb_ports, &pk);
+	struct ivb_port *port = ivb_port_get(ivb_port_id);
 	struct ivb_frame f;
 	struct ivb_slave *owner;
 	__u32 peer, why;

@@ -51,8 +51,7 @@ static __always_inline int ivb_forwarded_unicast(struct __sk_buff *skb, __u16 pr
 SEC("tc")
 int ivb_peer_egress(struct __sk_buff *skb)
 {
-	struct ivb_port_key pk = { .port_id = ivb_port_id };
-	struct ivb_port *port = bpf_map_lookup_elem(&ivb_ports, &pk);
+	struct ivb_port *port = ivb_port_get(ivb_port_id);
 	__u16 proto = bpf_ntohs(skb->protocol);
 
 	/* forwarded by the master's namespace: it entered on the master (locally made packets have no input device) */

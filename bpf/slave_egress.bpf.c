@@ -111,8 +111,7 @@ static __always_inline int ivb_xmit_l3(struct __sk_buff *skb, const struct ivb_p
 SEC("tc")
 int ivb_slave_egress(struct __sk_buff *skb)
 {
-	struct ivb_port_key pk = { .port_id = ivb_port_id };
-	struct ivb_port *port = bpf_map_lookup_elem(&ivb_ports, &pk);
+	struct ivb_port *port = ivb_port_get(ivb_port_id);
 	__u32 self = skb->ingress_ifindex;
 	struct ivb_frame f;
 	int ret;

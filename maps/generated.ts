@@ -3,6 +3,14 @@
 // (edit maps/layout.h, then: make -C bpf && npm run build:ts && npm run gen:maps)
 import { copyBytes, requireLength, requireSpan, type StructLayout } from './codec.js';
 
+/** enum ivb_size */
+export const IvbSize = {
+  PORTS: 1024, // IVB_SIZE_PORTS
+  FANOUT_PER_PORT: 256, // IVB_SIZE_FANOUT_PER_PORT
+  SLAVES: 65536, // IVB_SIZE_SLAVES
+} as const;
+export type IvbSize = (typeof IvbSize)[keyof typeof IvbSize];
+
 /** enum ivb_mode */
 export const IvbMode = {
   L2: 0, // IVB_MODE_L2
@@ -213,6 +221,8 @@ export interface IvbAddrOwner {
   peerIfindex: number;
   /** __u8 prefixlen */
   prefixlen: number;
+  /** __u16 slave */
+  slave: number;
 }
 
 export const IvbAddrOwnerLayout = {
@@ -221,7 +231,8 @@ export const IvbAddrOwnerLayout = {
   fields: {
     peerIfindex: { offset: 0, size: 4, kind: 'u32' },
     prefixlen: { offset: 4, size: 1, kind: 'u8' },
-    pad: { offset: 5, size: 3, kind: 'pad' },
+    pad: { offset: 5, size: 1, kind: 'pad' },
+    slave: { offset: 6, size: 2, kind: 'u16' },
   },
 } as const satisfies StructLayout;
 
@@ -230,6 +241,7 @@ export function encodeIvbAddrOwner(v: IvbAddrOwner): Buffer {
   const b = Buffer.alloc(8);
   b.writeUInt32LE(v.peerIfindex, 0);
   b.writeUInt8(v.prefixlen, 4);
+  b.writeUInt16LE(v.slave, 6);
   return b;
 }
 
@@ -238,6 +250,7 @@ export function decodeIvbAddrOwner(b: Buffer, offset = 0): IvbAddrOwner {
   return {
     peerIfindex: b.readUInt32LE(offset),
     prefixlen: b.readUInt8(offset + 4),
+    slave: b.readUInt16LE(offset + 6),
   };
 }
 
@@ -274,7 +287,7 @@ export function decodeIvbSlaveKey(b: Buffer, offset = 0): IvbSlaveKey {
   };
 }
 
-/** struct ivb_slave (16 bytes) */
+/** struct ivb_slave (24 bytes) */
 export interface IvbSlave {
   /** __u32 dev_id */
   devId: number;
@@ -282,34 +295,44 @@ export interface IvbSlave {
   flags: number;
   /** __u32 mtu */
   mtu: number;
+  /** __u32 peer_ifindex */
+  peerIfindex: number;
+  /** __u32 port_id */
+  portId: number;
 }
 
 export const IvbSlaveLayout = {
   name: 'ivb_slave',
-  size: 16,
+  size: 24,
   fields: {
     devId: { offset: 0, size: 4, kind: 'u32' },
     flags: { offset: 4, size: 4, kind: 'u32' },
     mtu: { offset: 8, size: 4, kind: 'u32' },
-    pad: { offset: 12, size: 4, kind: 'pad' },
+    peerIfindex: { offset: 12, size: 4, kind: 'u32' },
+    portId: { offset: 16, size: 4, kind: 'u32' },
+    pad: { offset: 20, size: 4, kind: 'pad' },
   },
 } as const satisfies StructLayout;
 
 export function encodeIvbSlave(v: IvbSlave): Buffer {
   // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
-  const b = Buffer.alloc(16);
+  const b = Buffer.alloc(24);
   b.writeUInt32LE(v.devId, 0);
   b.writeUInt32LE(v.flags, 4);
   b.writeUInt32LE(v.mtu, 8);
+  b.writeUInt32LE(v.peerIfindex, 12);
+  b.writeUInt32LE(v.portId, 16);
   return b;
 }
 
 export function decodeIvbSlave(b: Buffer, offset = 0): IvbSlave {
-  requireSpan('IvbSlave', b, offset, 16);
+  requireSpan('IvbSlave', b, offset, 24);
   return {
     devId: b.readUInt32LE(offset),
     flags: b.readUInt32LE(offset + 4),
     mtu: b.readUInt32LE(offset + 8),
+    peerIfindex: b.readUInt32LE(offset + 12),
+    portId: b.readUInt32LE(offset + 16),
   };
 }
 
@@ -350,6 +373,8 @@ export function decodeIvbFanoutKey(b: Buffer, offset = 0): IvbFanoutKey {
 export interface IvbFanoutEntry {
   /** __u32 peer_ifindex */
   peerIfindex: number;
+  /** __u16 slave */
+  slave: number;
 }
 
 export const IvbFanoutEntryLayout = {
@@ -357,7 +382,8 @@ export const IvbFanoutEntryLayout = {
   size: 8,
   fields: {
     peerIfindex: { offset: 0, size: 4, kind: 'u32' },
-    pad: { offset: 4, size: 4, kind: 'pad' },
+    slave: { offset: 4, size: 2, kind: 'u16' },
+    pad: { offset: 6, size: 2, kind: 'pad' },
   },
 } as const satisfies StructLayout;
 
@@ -365,6 +391,7 @@ export function encodeIvbFanoutEntry(v: IvbFanoutEntry): Buffer {
   // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
   const b = Buffer.alloc(8);
   b.writeUInt32LE(v.peerIfindex, 0);
+  b.writeUInt16LE(v.slave, 4);
   return b;
 }
 
@@ -372,6 +399,7 @@ export function decodeIvbFanoutEntry(b: Buffer, offset = 0): IvbFanoutEntry {
   requireSpan('IvbFanoutEntry', b, offset, 8);
   return {
     peerIfindex: b.readUInt32LE(offset),
+    slave: b.readUInt16LE(offset + 4),
   };
 }
 

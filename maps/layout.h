@@ -17,6 +17,16 @@
 #include <linux/types.h>
 #endif
 
+/*
+ * Sizes the control plane indexes arrays with (bpf/lib/consts.h says why
+ * each is what it is)
+ */
+enum ivb_size {
+	IVB_SIZE_PORTS = 1024,          /* ivb_ports entries: port ids 1..1023 */
+	IVB_SIZE_FANOUT_PER_PORT = 256, /* fan-out slots of one port in ivb_fanout_slots */
+	IVB_SIZE_SLAVES = 65536,        /* ivb_slaves entries: slave indexes 1..65535 (__u16) */
+};
+
 /* ipvlan's own numbers (include/uapi/linux/if_link.h: IPVLAN_MODE_*) */
 enum ivb_mode {
 	IVB_MODE_L2 = 0,
@@ -55,7 +65,10 @@ enum ivb_slave_flags {
 	IVB_SLAVE_SAME_NETNS = 0x02,
 };
 
-/* key of ivb_ports: a master ("port" in the kernel driver) by its id */
+/*
+ * A master ("port" in the kernel driver) by its id: the index of its
+ * ivb_ports entry (an ARRAY: ids are dense, 1..IVB_MAX_PORTS-1)
+ */
 struct ivb_port_key {
 	__u32 port_id;
 };
@@ -82,33 +95,47 @@ struct ivb_addr_key {
 struct ivb_addr_owner {
 	__u32 peer_ifindex; /* the slave's host-side veth peer, in the master's namespace */
 	__u8 prefixlen;     /* as configured on the slave (shown by link show) */
-	__u8 pad[3];
+	__u8 pad;
+	__u16 slave;        /* the owner's index in ivb_slaves (0: none, as for the master's own addresses) */
 };
 
-/* key of ivb_slaves: a slave by its host-side peer */
+/*
+ * A slave by its host-side peer: key of ivb_slave_ids (the control plane's
+ * way from a peer to the slave's index) and of ivb_punt_budget
+ */
 struct ivb_slave_key {
 	__u32 port_id;
 	__u32 peer_ifindex;
 };
 
-/* value of ivb_slaves */
+/*
+ * value of ivb_slaves, an ARRAY indexed by the slave's index (stable for the
+ * slave's life, given by the control plane; 0 is never used). An entry
+ * whose peer_ifindex is 0 is free.
+ */
 struct ivb_slave {
-	__u32 dev_id; /* the kernel's per-port dev_id: 1..0xfffd, folded into the IPv6 link-local */
-	__u32 flags;  /* enum ivb_slave_flags */
-	__u32 mtu;    /* the slave end's MTU: frames bigger than it are not delivered */
+	__u32 dev_id;       /* the kernel's per-port dev_id: 1..0xfffd, folded into the IPv6 link-local */
+	__u32 flags;        /* enum ivb_slave_flags */
+	__u32 mtu;          /* the slave end's MTU: frames bigger than it are not delivered */
+	__u32 peer_ifindex; /* whose entry this is: checked against the address entry that led here */
+	__u32 port_id;
 	__u32 pad;
 };
 
-/* key of ivb_fanout: slot N of a port's broadcast/multicast fan-out list */
+/*
+ * Slot N of a port's broadcast/multicast fan-out list: ivb_fanout_slots is
+ * an ARRAY whose index is port_id * IVB_MAX_FANOUT + slot
+ */
 struct ivb_fanout_key {
 	__u32 port_id;
 	__u32 slot;
 };
 
-/* value of ivb_fanout */
+/* value of ivb_fanout_slots (peer_ifindex 0: an empty slot) */
 struct ivb_fanout_entry {
 	__u32 peer_ifindex;
-	__u32 pad;
+	__u16 slave; /* its index in ivb_slaves */
+	__u16 pad;
 };
 
 /* key of ivb_guard: a slave end where it lives now (for the netlink guard) */

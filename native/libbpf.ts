@@ -50,6 +50,9 @@ const f = {
 	prog_set_autoload: lib.func('int bpf_program__set_autoload(void *prog, bool autoload)'),
 	map_name: lib.func('const char *bpf_map__name(void *map)'),
 	map_fd: lib.func('int bpf_map__fd(void *map)'),
+	map_type: lib.func('int bpf_map__type(void *map)'),
+	map_key_size: lib.func('uint32_t bpf_map__key_size(void *map)'),
+	map_value_size: lib.func('uint32_t bpf_map__value_size(void *map)'),
 	map_set_max_entries: lib.func('int bpf_map__set_max_entries(void *map, uint32_t n)'),
 	map_initial_value: lib.func('void *bpf_map__initial_value(void *map, void *psize)'),
 	btf_find_by_name_kind: lib.func('int32_t btf__find_by_name_kind(void *btf, const char *name, uint32_t kind)'),
@@ -358,6 +361,16 @@ export class BpfObject {
 		return out;
 	}
 
+	/** Kind of each map as declared (type, key and value size): what a pinned map must match to be reused. */
+	mapDefs(): Array<{ name: string; type: number; keySize: number; valueSize: number }> {
+		return this.#maps().map((m) => ({
+			name: m.name,
+			type: f.map_type(m.ptr) as number,
+			keySize: f.map_key_size(m.ptr) as number,
+			valueSize: f.map_value_size(m.ptr) as number,
+		}));
+	}
+
 	/** Includes libbpf's internal maps (e.g. "<obj>.rodata"). */
 	mapNames(): string[] {
 		return this.#maps().map((m) => m.name);
@@ -499,9 +512,10 @@ export function mapLookupBatch(fd: number, keySize: number, valueSize: number): 
 			}
 			check(ret, `bpf_map_lookup_batch(fd ${fd})`);
 		}
+		// kbuf and vbuf are this round's own: views into them need no copy
 		for (let i = 0; i < n; i++) {
-			keys.push(copyBuf(kbuf.subarray(i * keySize, (i + 1) * keySize)));
-			values.push(copyBuf(vbuf.subarray(i * valueSize, (i + 1) * valueSize)));
+			keys.push(kbuf.subarray(i * keySize, (i + 1) * keySize));
+			values.push(vbuf.subarray(i * valueSize, (i + 1) * valueSize));
 		}
 		if (ret === -ENOENT) return { keys, values };
 		inBatch = copyBuf(outBatch);
@@ -595,6 +609,11 @@ export interface ProgInfo {
 	type: number;
 	/** 8-byte program tag as 16 hex digits (what bpftool prints). */
 	tag: string;
+	/** Translated (xlated) and JIT image sizes in bytes. */
+	xlatedBytes: number;
+	jitedBytes: number;
+	/** Instructions the verifier processed to accept it (kernel 5.16+). */
+	verifiedInsns?: number;
 	/** Only counted while kernel.bpf_stats_enabled=1. */
 	runTimeNs?: number;
 	runCnt?: number;
@@ -623,18 +642,22 @@ export function mapInfo(fd: number): MapInfo {
 }
 
 export function progInfo(fd: number): ProgInfo {
-	// struct bpf_prog_info (232 bytes): type@0 id@4 tag[8]@8 name[16]@64 run_time_ns@192 run_cnt@200
+	// struct bpf_prog_info (232 bytes): type@0 id@4 tag[8]@8 jited_prog_len@16 xlated_prog_len@20
+	// name[16]@64 run_time_ns@192 run_cnt@200 verified_insns@216
 	const { buf, len } = objInfo(fd, 232, 'prog');
 	const info: ProgInfo = {
 		type: buf.readUInt32LE(0),
 		id: buf.readUInt32LE(4),
 		tag: buf.subarray(8, 16).toString('hex'),
 		name: cstrAt(buf, 64, 16),
+		jitedBytes: buf.readUInt32LE(16),
+		xlatedBytes: buf.readUInt32LE(20),
 	};
 	if (len >= 208) {
 		info.runTimeNs = Number(buf.readBigUInt64LE(192));
 		info.runCnt = Number(buf.readBigUInt64LE(200));
 	}
+	if (len >= 220) info.verifiedInsns = buf.readUInt32LE(216);
 	return info;
 }
 

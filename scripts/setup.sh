@@ -38,6 +38,7 @@ declare -A PKGS=(
   # only for systemd-analyze (test/package.test.ts verifies the agent's unit);
   # installing the package does not make systemd the init (that is systemd-sysv)
   [systemd]=/usr/bin/systemd-analyze
+  [linux-perf]=/usr/bin/perf
 )
 missing=()
 for p in "${!PKGS[@]}"; do

@@ -29,20 +29,15 @@ import {
 	IvbAction,
 	IvbAddrKeyLayout,
 	IvbDirection,
-	IvbFanoutKeyLayout,
 	IvbMode,
 	IvbPortFlags,
-	IvbPortKeyLayout,
+	IvbSize,
 	IvbSlaveFlags,
-	IvbSlaveKeyLayout,
 	encodeIvbAddrKey,
 	encodeIvbAddrOwner,
 	encodeIvbFanoutEntry,
-	encodeIvbFanoutKey,
 	encodeIvbPort,
-	encodeIvbPortKey,
 	encodeIvbSlave,
-	encodeIvbSlaveKey,
 } from '../maps/generated.js';
 import { TestNetns, makePinRoot, removePinRoot, repoRoot } from './lib/bpfprog.js';
 import { ip4, ip6, mac } from './lib/frames.js';
@@ -90,24 +85,29 @@ const CONFIGS: Config[] = [
 	{ name: 'l3 bridge, validation off', mode: IvbMode.L3, flags: 0, validation: false },
 ];
 
+function u32(n: number): Buffer {
+	const b = Buffer.alloc(4);
+	b.writeUInt32LE(n);
+	return b;
+}
+
+/** slave index (= dev_id) of each host-side peer */
+const slaveIndexOf: Record<string, number> = { p1: 1, p2: 2, p3: 3 };
+
 /** key text -> owner peer ifindex, as written into ivb_addrs */
 const owners = new Map<string, number>();
 const up = new Set<number>();
 
 function writeState(fds: { ports: number; addrs: number; slaves: number; fanout: number }, c: Config): void {
-	for (const [fd, ks] of [
-		[fds.ports, IvbPortKeyLayout.size],
-		[fds.addrs, IvbAddrKeyLayout.size],
-		[fds.slaves, IvbSlaveKeyLayout.size],
-		[fds.fanout, IvbFanoutKeyLayout.size],
-	] as const) {
+	// ivb_ports, ivb_slaves and ivb_fanout_slots are arrays: every slot written below is rewritten each time
+	for (const [fd, ks] of [[fds.addrs, IvbAddrKeyLayout.size]] as const) {
 		for (const k of mapKeys(fd, ks)) mapDelete(fd, k);
 	}
 	owners.clear();
 	up.clear();
 	mapUpdate(
 		fds.ports,
-		encodeIvbPortKey({ portId: PORT }),
+		u32(PORT),
 		encodeIvbPort({ masterIfindex: ifx.m0!, masterMac: MASTER_MAC, mode: c.mode, flags: c.flags, nrSlaves: 3, options: c.validation ? 1 : 0 }),
 	);
 	const slaves: Array<[string, number, boolean]> = [
@@ -117,8 +117,9 @@ function writeState(fds: { ports: number; addrs: number; slaves: number; fanout:
 	];
 	slaves.forEach(([dev, devId, isUp], slot) => {
 		const peer = ifx[dev]!;
-		mapUpdate(fds.slaves, encodeIvbSlaveKey({ portId: PORT, peerIfindex: peer }), encodeIvbSlave({ devId, flags: isUp ? IvbSlaveFlags.UP : 0, mtu: 1500 }));
-		mapUpdate(fds.fanout, encodeIvbFanoutKey({ portId: PORT, slot }), encodeIvbFanoutEntry({ peerIfindex: peer }));
+		// slave index = dev_id (1..3), as the control plane would give them
+		mapUpdate(fds.slaves, u32(devId), encodeIvbSlave({ devId, flags: isUp ? IvbSlaveFlags.UP : 0, mtu: 1500, peerIfindex: peer, portId: PORT }));
+		mapUpdate(fds.fanout, u32(PORT * IvbSize.FANOUT_PER_PORT + slot), encodeIvbFanoutEntry({ peerIfindex: peer, slave: devId }));
 		if (isUp) up.add(peer);
 	});
 	const own: Array<[Buffer, string]> = [
@@ -135,7 +136,7 @@ function writeState(fds: { ports: number; addrs: number; slaves: number; fanout:
 		const family = a.length === 4 ? 4 : 6;
 		const addr = Buffer.alloc(16);
 		a.copy(addr);
-		mapUpdate(fds.addrs, encodeIvbAddrKey({ portId: PORT, family, addr }), encodeIvbAddrOwner({ peerIfindex: ifx[dev]!, prefixlen: family === 4 ? 24 : 64 }));
+		mapUpdate(fds.addrs, encodeIvbAddrKey({ portId: PORT, family, addr }), encodeIvbAddrOwner({ peerIfindex: ifx[dev]!, prefixlen: family === 4 ? 24 : 64, slave: slaveIndexOf[dev]! }));
 		owners.set(`${family}:${a.toString('hex')}`, ifx[dev]!);
 	}
 }

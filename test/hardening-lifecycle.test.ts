@@ -22,8 +22,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { closeFd, mapInfo, mapKeys, mapLookup, mapUpdate, objGet } from '../native/libbpf.js';
-import { encodeIvbAddrKey, encodeIvbAddrOwner, encodeIvbSlave, encodeIvbSlaveKey, IvbAddrKeyLayout } from '../maps/generated.js';
+import { closeFd, mapInfo, mapKeys, mapLookup, mapLookupBatch, mapUpdate, objGet } from '../native/libbpf.js';
+import { decodeIvbSlave, encodeIvbAddrKey, encodeIvbAddrOwner, encodeIvbSlave, encodeIvbSlaveKey, IvbAddrKeyLayout, IvbSlaveLayout, type IvbSlave } from '../maps/generated.js';
 import { TestEnv, buildWire, configureSlave, ip, ipTry, linkNames, linkOf, must, ping, run, sleep, waitUntil, type Agent, type Wire } from './lib/topo.js';
 import { libCall, pingFlow, startAgentPatient } from './lib/hard-topo.js';
 
@@ -38,6 +38,21 @@ const B4 = '198.18.0.11';
 
 async function learnedOn(e: TestEnv, ifname: string, addr: string, present = true, timeoutMs = 5_000): Promise<void> {
   await waitUntil(`${addr} ${present ? '' : 'no longer '}learned on ${ifname}`, () => e.learned(ifname).includes(addr) === present, timeoutMs, 20);
+}
+
+const GHOST_SLAVE = 4000; // a slave index nobody uses here
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+}
+
+/** The used entries of ivb_slaves (an array by slave index: a free slot is all zero). */
+function usedSlaves(fd: number): IvbSlave[] {
+  return mapLookupBatch(fd, 4, IvbSlaveLayout.size)
+    .values.map((v) => decodeIvbSlave(v))
+    .filter((s) => s.peerIfindex !== 0);
 }
 
 function withPinnedMap<T>(e: TestEnv, name: string, fn: (fd: number) => T): T {
@@ -172,8 +187,10 @@ describe('cleanup', () => {
     mkdirSync(join(env.pinDir, 'ports', String(GHOST)), { recursive: true });
     const addr = Buffer.alloc(16);
     addr.set([198, 18, 0, 77]);
-    withPinnedMap(env, 'ivb_addrs', (fd) => mapUpdate(fd, encodeIvbAddrKey({ portId: UNKNOWN, family: 4, addr }), encodeIvbAddrOwner({ peerIfindex: 999, prefixlen: 24 })));
-    withPinnedMap(env, 'ivb_slaves', (fd) => mapUpdate(fd, encodeIvbSlaveKey({ portId: UNKNOWN, peerIfindex: 999 }), encodeIvbSlave({ devId: 1, flags: 1, mtu: 1500 })));
+    withPinnedMap(env, 'ivb_addrs', (fd) => mapUpdate(fd, encodeIvbAddrKey({ portId: UNKNOWN, family: 4, addr }), encodeIvbAddrOwner({ peerIfindex: 999, prefixlen: 24, slave: GHOST_SLAVE })));
+    // ivb_slaves is an array by slave index: a used slot of the unknown port, and its index entry
+    withPinnedMap(env, 'ivb_slaves', (fd) => mapUpdate(fd, u32(GHOST_SLAVE), encodeIvbSlave({ devId: 1, flags: 1, mtu: 1500, peerIfindex: 999, portId: UNKNOWN })));
+    withPinnedMap(env, 'ivb_slave_ids', (fd) => mapUpdate(fd, encodeIvbSlaveKey({ portId: UNKNOWN, peerIfindex: 999 }), u32(GHOST_SLAVE)));
     ip(w.host, 'link', 'add', `ivb${GHOST}x1`, 'type', 'veth', 'peer', 'name', `ivbo${GHOST}`);
     ip(w.host, 'link', 'set', 'dev', `ivb${GHOST}x1`, 'alias', `ipvlan-bpf-peer:${env.pinSubdir}`);
     // a peer-like device of another state (another alias) is not ours to remove
@@ -214,8 +231,9 @@ describe('cleanup', () => {
 
     expect(existsSync(join(env.pinDir, 'ports', String(GHOST)))).toBe(false);
     expect(env.addrMapHas('198.18.0.77')).toBe(false);
-    const ghostSlaves = withPinnedMap(env, 'ivb_slaves', (fd) => mapKeys(fd, 8).filter((k) => k.readUInt32LE(0) === UNKNOWN));
+    const ghostSlaves = withPinnedMap(env, 'ivb_slaves', (fd) => usedSlaves(fd).filter((s) => s.portId === UNKNOWN));
     expect(ghostSlaves).toHaveLength(0);
+    expect(withPinnedMap(env, 'ivb_slave_ids', (fd) => mapKeys(fd, 8).filter((k) => k.readUInt32LE(0) === UNKNOWN))).toHaveLength(0);
     expect(linkOf(w.host, `ivb${GHOST}x1`)).toBeNull();
     expect(linkOf(w.host, `ivb${GHOST}x2`)).not.toBeNull();
     ipTry(w.host, 'link', 'del', `ivb${GHOST}x2`);
@@ -309,7 +327,7 @@ describe('capacity', () => {
     const pins0 = cap.pinFiles();
     const state0 = cap.stateFiles();
     const show0 = JSON.stringify(cap.show());
-    const slaves0 = withPinnedMap(cap, 'ivb_slaves', (fd) => mapKeys(fd, 8).length);
+    const slaves0 = withPinnedMap(cap, 'ivb_slaves', (fd) => usedSlaves(fd).length);
     const r = cap.cli(['-n', cw.host, 'link', 'add', 'link', 'eth0m', 'name', 'ipvl2', 'type', 'ipvlan', 'mode', 'l2']);
     console.log(`3rd link add: exit ${r.status}: ${r.stderr.trim()}`);
     expect(r.status).toBe(1);
@@ -320,6 +338,6 @@ describe('capacity', () => {
     expect(cap.pinFiles()).toEqual(pins0);
     expect(cap.stateFiles()).toEqual(state0);
     expect(JSON.stringify(cap.show())).toBe(show0);
-    expect(withPinnedMap(cap, 'ivb_slaves', (fd) => mapKeys(fd, 8).length)).toBe(slaves0);
+    expect(withPinnedMap(cap, 'ivb_slaves', (fd) => usedSlaves(fd).length)).toBe(slaves0);
   }, 60_000);
 });

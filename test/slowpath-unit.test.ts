@@ -26,7 +26,6 @@ import {
 	encodeIvbPort,
 	encodeIvbPortKey,
 	encodeIvbSlave,
-	encodeIvbSlaveKey,
 	encodeIvbSlowpathState,
 	encodeIvbUnknownEntry,
 	type IvbPunt,
@@ -49,6 +48,13 @@ let ring: RingBuffer;
 const held: IvbPunt[] = [];
 const ifx = { m0: 0, p1: 0, p2: 0 };
 const fd = { ports: 0, addrs: 0, slaves: 0, state: 0, unknown: 0, budget: 0 };
+
+/* ivb_slaves is an array by slave index; here slave N (dev_id N) has index N */
+function slaveIndex(n: number): Buffer {
+	const b = Buffer.alloc(4);
+	b.writeUInt32LE(n);
+	return b;
+}
 
 function addr16(a: Buffer): Buffer {
 	const b = Buffer.alloc(16);
@@ -104,10 +110,10 @@ beforeAll(() => {
 	fd.budget = prog.obj.mapFd('ivb_punt_budget');
 	ring = RingBuffer.open(prog.obj.mapFd('ivb_slowpath'), (b) => held.push(decodeIvbPunt(b)));
 	for (const [peer, devId] of [[ifx.p1, 1], [ifx.p2, 2]] as const) {
-		mapUpdate(fd.slaves, encodeIvbSlaveKey({ portId: PORT, peerIfindex: peer }), encodeIvbSlave({ devId, flags: IvbSlaveFlags.UP, mtu: 1500 }));
+		mapUpdate(fd.slaves, slaveIndex(devId), encodeIvbSlave({ devId, flags: IvbSlaveFlags.UP, mtu: 1500, peerIfindex: peer, portId: PORT }));
 	}
-	for (const [a, peer] of [[A4, ifx.p1], [B4, ifx.p2]] as const) {
-		mapUpdate(fd.addrs, encodeIvbAddrKey({ portId: PORT, family: 4, addr: addr16(a) }), encodeIvbAddrOwner({ peerIfindex: peer, prefixlen: 24 }));
+	for (const [a, peer, index] of [[A4, ifx.p1, 1], [B4, ifx.p2, 2]] as const) {
+		mapUpdate(fd.addrs, encodeIvbAddrKey({ portId: PORT, family: 4, addr: addr16(a) }), encodeIvbAddrOwner({ peerIfindex: peer, prefixlen: 24, slave: index }));
 	}
 });
 
@@ -154,12 +160,12 @@ describe('held for the agent, or copied to it', () => {
 	});
 
 	it('a sibling that owns the destination but is down (it may just be coming up): a copy to the agent', () => {
-		mapUpdate(fd.slaves, encodeIvbSlaveKey({ portId: PORT, peerIfindex: ifx.p2 }), encodeIvbSlave({ devId: 2, flags: 0, mtu: 1500 }));
+		mapUpdate(fd.slaves, slaveIndex(2), encodeIvbSlave({ devId: 2, flags: 0, mtu: 1500, peerIfindex: ifx.p2, portId: PORT }));
 		try {
 			expect(run(fromA(A4, B4)).decision.action).not.toBe(IvbAction.HELD);
 			expect(held.map((p) => p.reason)).toEqual([IvbDropReason.UNKNOWN_DEST]);
 		} finally {
-			mapUpdate(fd.slaves, encodeIvbSlaveKey({ portId: PORT, peerIfindex: ifx.p2 }), encodeIvbSlave({ devId: 2, flags: IvbSlaveFlags.UP, mtu: 1500 }));
+			mapUpdate(fd.slaves, slaveIndex(2), encodeIvbSlave({ devId: 2, flags: IvbSlaveFlags.UP, mtu: 1500, peerIfindex: ifx.p2, portId: PORT }));
 		}
 	});
 });
@@ -245,7 +251,7 @@ describe('decided at once', () => {
 		["the subnet's broadcast address", '198.18.1.255'],
 		["the master's own address", '198.18.1.1'],
 	])('a destination %s: not held', (_what, dst) => {
-		mapUpdate(prog.obj.mapFd('ivb_local_addrs'), encodeIvbAddrKey({ portId: PORT, family: 4, addr: addr16(ip4('198.18.1.1')) }), encodeIvbAddrOwner({ peerIfindex: 0, prefixlen: 24 }));
+		mapUpdate(prog.obj.mapFd('ivb_local_addrs'), encodeIvbAddrKey({ portId: PORT, family: 4, addr: addr16(ip4('198.18.1.1')) }), encodeIvbAddrOwner({ peerIfindex: 0, prefixlen: 24, slave: 0 }));
 		expect(run(fromA(A4, ip4(dst))).decision.action).not.toBe(IvbAction.HELD);
 		expect(held).toHaveLength(0);
 	});

@@ -3,22 +3,27 @@
 #ifndef IVB_CONSTS_H
 #define IVB_CONSTS_H
 
+#include "../../maps/layout.h"
+
 /* Masters ("ports") one host may run; each costs one ivb_ports entry and two programs. */
-#define IVB_MAX_PORTS 1024
+#define IVB_MAX_PORTS IVB_SIZE_PORTS
 /*
  * Addresses over all slaves of all masters. Allocated on demand
  * (BPF_F_NO_PREALLOC), so an empty table costs nothing; 1M is the bench's
  * largest scale. The controller may lower it at load time.
  */
 #define IVB_MAX_ADDRS (1 << 20)
-/* Slaves over all masters (the kernel allows 65533 per master: dev_id is 16 bits). */
-#define IVB_MAX_SLAVES 65536
+/*
+ * Slaves over all masters (the kernel allows 65533 per master: dev_id is 16
+ * bits); their index in ivb_slaves is a __u16 carried in each address entry.
+ */
+#define IVB_MAX_SLAVES IVB_SIZE_SLAVES
 /*
  * Copies one broadcast/multicast frame may fan out to. The kernel has no such
  * bound (it walks its slave list); ours keeps the verifier's loop bounded.
  * 256 is the bench's largest slave count.
  */
-#define IVB_MAX_FANOUT 256
+#define IVB_MAX_FANOUT IVB_SIZE_FANOUT_PER_PORT
 
 /*
  * Counter rows: one per (port, device, direction, action, reason) seen; a

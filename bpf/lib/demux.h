@@ -7,20 +7,21 @@
 #include "parse.h"
 #include "verdict.h"
 
-static __always_inline struct ivb_slave *ivb_slave_get(__u32 port_id, __u32 peer_ifindex)
+/* The slave at `index` if it is the one whose host-side peer is `peer` (an entry may lag a reuse of the index). */
+static __always_inline struct ivb_slave *ivb_slave_get(__u32 index, __u32 peer)
 {
-	struct ivb_slave_key k = { .port_id = port_id, .peer_ifindex = peer_ifindex };
+	struct ivb_slave *s = bpf_map_lookup_elem(&ivb_slaves, &index);
 
-	return bpf_map_lookup_elem(&ivb_slaves, &k);
+	return s && s->peer_ifindex == peer && peer ? s : NULL;
 }
 
 /*
  * The owner's host-side peer ifindex when an UP slave owns the key, else 0.
  * The kernel hashes only running slaves' addresses (ipvlan_open/ipvlan_stop);
  * we keep down slaves' addresses in the table (they still block duplicates)
- * and skip them here.
+ * and skip them here. The owner's slave entry goes to *sp (for ivb_deliver):
+ * one lookup per map per frame.
  */
-/* The owner's peer (and its slave entry in *sp, for ivb_deliver: one lookup per frame). */
 static __always_inline __u32 ivb_owner(const struct ivb_addr_key *key, struct ivb_slave **sp, __u32 *why)
 {
 	struct ivb_addr_owner *o = bpf_map_lookup_elem(&ivb_addrs, key);
@@ -30,7 +31,7 @@ static __always_inline __u32 ivb_owner(const struct ivb_addr_key *key, struct iv
 	*why = IVB_DROP_NO_OWNER;
 	if (!o)
 		return 0;
-	s = ivb_slave_get(key->port_id, o->peer_ifindex);
+	s = ivb_slave_get(o->slave, o->peer_ifindex);
 	if (!s || !(s->flags & IVB_SLAVE_UP)) {
 		*why = s ? IVB_DROP_SLAVE_DOWN : IVB_DROP_SLAVE_GONE;
 		return 0;

@@ -11,14 +11,27 @@
 #include "consts.h"
 #include "../../maps/layout.h"
 
-/* port id -> port-wide mode, flags, master ifindex and MAC */
+/*
+ * port id -> port-wide mode, flags, master ifindex and MAC. Port ids are
+ * dense (the control plane gives the smallest free one), so an ARRAY: the
+ * verifier inlines its lookup, no hashing per frame. An entry whose
+ * master_ifindex is 0 is no port (arrays have no delete).
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, IVB_MAX_PORTS);
-	__type(key, struct ivb_port_key);
+	__type(key, __u32);
 	__type(value, struct ivb_port);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ivb_ports SEC(".maps");
+
+/* The port's entry, or NULL when the port is gone (a zeroed slot). */
+static __always_inline struct ivb_port *ivb_port_get(__u32 port_id)
+{
+	struct ivb_port *port = bpf_map_lookup_elem(&ivb_ports, &port_id);
+
+	return port && port->master_ifindex ? port : NULL;
+}
 
 /* (port, address) -> owning slave: the demux table (the kernel's port hash) */
 struct {
@@ -44,22 +57,37 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ivb_local_addrs SEC(".maps");
 
-/* (port, host-side peer ifindex) -> slave state */
+/*
+ * slave index -> slave state. The index is the control plane's (stable for
+ * the slave's life, carried in each of its ivb_addrs entries and fan-out
+ * slots), so an ARRAY: one inlined lookup, no hashing per frame.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, IVB_MAX_SLAVES);
+	__type(key, __u32);
+	__type(value, struct ivb_slave);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_slaves SEC(".maps");
+
+/* (port, host-side peer ifindex) -> slave index: the control plane's, never read per frame */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, IVB_MAX_SLAVES);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct ivb_slave_key);
-	__type(value, struct ivb_slave);
+	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ivb_slaves SEC(".maps");
+} ivb_slave_ids SEC(".maps");
 
-/* (port, slot) -> slave: dense list walked for broadcast/multicast copies */
+/*
+ * port_id * IVB_MAX_FANOUT + slot -> slave: each port's dense list walked
+ * for broadcast/multicast copies (8 bytes a slot: 2 MiB for all ports)
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, IVB_MAX_SLAVES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct ivb_fanout_key);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, IVB_MAX_PORTS * IVB_MAX_FANOUT);
+	__type(key, __u32);
 	__type(value, struct ivb_fanout_entry);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ivb_fanout_slots SEC(".maps");

@@ -176,12 +176,22 @@ static __always_inline void ivb_emit_event(struct __sk_buff *skb, __u32 action, 
 	bpf_ringbuf_submit(e, 0);
 }
 
-static __always_inline int ivb_verdict(struct __sk_buff *skb, int tc_ret, __u32 action, __u32 target,
-				       __u32 reason)
+/*
+ * The one exit: every return of a program goes through here. Global and
+ * out of line, so the verifier checks counting, events and the trace once
+ * (a static inline copy at each of some thirty return sites cost hundreds of
+ * thousands of processed instructions) and the JIT image holds one copy.
+ * tc_ret is computed by the caller (the redirect helpers record their
+ * target per CPU, so they may run before the call).
+ */
+__attribute__((noinline)) int ivb_verdict(struct __sk_buff *skb, int tc_ret, __u32 action, __u32 target,
+					  __u32 reason)
 {
 	__u32 k = 0;
 	struct ivb_decision *d;
 
+	if (!skb)
+		return tc_ret;
 	if (ivb_trace_enabled) {
 		d = bpf_map_lookup_elem(&ivb_trace, &k);
 		if (d) {

@@ -27,18 +27,14 @@ import {
 import {
 	IvbAddrKeyLayout,
 	IvbDecisionLayout,
-	IvbFanoutKeyLayout,
-	IvbPortKeyLayout,
-	IvbSlaveKeyLayout,
+	IvbPortLayout,
+	IvbSize,
 	decodeIvbDecision,
 	encodeIvbAddrKey,
 	encodeIvbAddrOwner,
 	encodeIvbFanoutEntry,
-	encodeIvbFanoutKey,
 	encodeIvbPort,
-	encodeIvbPortKey,
 	encodeIvbSlave,
-	encodeIvbSlaveKey,
 	type IvbDecision,
 } from '../../maps/generated.js';
 
@@ -188,6 +184,13 @@ export class SharedMaps {
 	readonly slaves: number;
 	readonly fanout: number;
 	readonly localAddrs: number;
+	/*
+	 * ivb_ports, ivb_slaves and ivb_fanout_slots are arrays (no delete): the
+	 * slots written since the last clear() are zeroed again by it. Slave
+	 * indexes are given here as the control plane gives them (1, 2, ...).
+	 */
+	#written: Array<[number, Buffer, number]> = [];
+	#slaveIndex = new Map<string, number>();
 
 	constructor(from: ProgInstance) {
 		this.ports = from.obj.mapFd('ivb_ports');
@@ -198,24 +201,46 @@ export class SharedMaps {
 	}
 
 	clear(): void {
-		const all: Array<[number, number]> = [
-			[this.ports, IvbPortKeyLayout.size],
+		for (const [fd, k, size] of this.#written.splice(0)) mapUpdate(fd, k, Buffer.alloc(size));
+		this.#slaveIndex.clear();
+		for (const [fd, keySize] of [
 			[this.addrs, IvbAddrKeyLayout.size],
-			[this.slaves, IvbSlaveKeyLayout.size],
-			[this.fanout, IvbFanoutKeyLayout.size],
 			[this.localAddrs, IvbAddrKeyLayout.size],
-		];
-		for (const [fd, keySize] of all) for (const k of mapKeys(fd, keySize)) mapDelete(fd, k);
+		] as const) {
+			for (const k of mapKeys(fd, keySize)) mapDelete(fd, k);
+		}
+	}
+
+	/** Used ports (entries of ivb_ports that are not zero). */
+	portCount(): number {
+		return mapKeys(this.ports, 4).filter((k) => mapLookup(this.ports, k, IvbPortLayout.size)?.some((b) => b !== 0)).length;
+	}
+
+	#arrayWrite(fd: number, index: number, value: Buffer): void {
+		const k = u32(index);
+		mapUpdate(fd, k, value);
+		this.#written.push([fd, k, value.length]);
+	}
+
+	/** The slave index of (port, peer): given on first use, as slaveIndex() of the controller does. */
+	slaveIndexOf(portId: number, peerIfindex: number): number {
+		const key = `${portId}/${peerIfindex}`;
+		let i = this.#slaveIndex.get(key);
+		if (i === undefined) {
+			i = this.#slaveIndex.size + 1;
+			this.#slaveIndex.set(key, i);
+		}
+		return i;
 	}
 
 	/** Adds one port's entries (without clearing: several ports may coexist). */
 	write(s: PortState): void {
-		if (s.port) mapUpdate(this.ports, encodeIvbPortKey({ portId: s.portId }), encodeIvbPort(s.port));
+		if (s.port) this.#arrayWrite(this.ports, s.portId, encodeIvbPort(s.port));
 		for (const sl of s.slaves) {
-			mapUpdate(
+			this.#arrayWrite(
 				this.slaves,
-				encodeIvbSlaveKey({ portId: s.portId, peerIfindex: sl.peerIfindex }),
-				encodeIvbSlave({ devId: sl.devId, flags: sl.flags, mtu: sl.mtu }),
+				this.slaveIndexOf(s.portId, sl.peerIfindex),
+				encodeIvbSlave({ devId: sl.devId, flags: sl.flags, mtu: sl.mtu, peerIfindex: sl.peerIfindex, portId: s.portId }),
 			);
 		}
 		for (const a of s.addrs) {
@@ -224,7 +249,7 @@ export class SharedMaps {
 			mapUpdate(
 				this.addrs,
 				encodeIvbAddrKey({ portId: s.portId, family: a.family, addr }),
-				encodeIvbAddrOwner({ peerIfindex: a.peerIfindex, prefixlen: a.prefixlen }),
+				encodeIvbAddrOwner({ peerIfindex: a.peerIfindex, prefixlen: a.prefixlen, slave: this.slaveIndexOf(s.portId, a.peerIfindex) }),
 			);
 		}
 		for (const a of s.localAddrs ?? []) {
@@ -233,11 +258,17 @@ export class SharedMaps {
 			mapUpdate(
 				this.localAddrs,
 				encodeIvbAddrKey({ portId: s.portId, family: a.family, addr }),
-				encodeIvbAddrOwner({ peerIfindex: 0, prefixlen: a.family === 4 ? 24 : 64 }),
+				encodeIvbAddrOwner({ peerIfindex: 0, prefixlen: a.family === 4 ? 24 : 64, slave: 0 }),
 			);
 		}
 		s.fanout.forEach((peer, slot) => {
-			if (peer) mapUpdate(this.fanout, encodeIvbFanoutKey({ portId: s.portId, slot }), encodeIvbFanoutEntry({ peerIfindex: peer }));
+			if (peer) {
+				this.#arrayWrite(
+					this.fanout,
+					s.portId * IvbSize.FANOUT_PER_PORT + slot,
+					encodeIvbFanoutEntry({ peerIfindex: peer, slave: this.slaveIndexOf(s.portId, peer) }),
+				);
+			}
 		});
 	}
 }

@@ -22,6 +22,8 @@ import { join } from 'node:path';
 import { CLI, TestEnv, ip, must, waitUntil } from './topo.js';
 import { ETH_P_IP, eth, inetChecksum, ip4, ipv4, mac, udp } from './frames.js';
 import { readCounterRows, type CounterRow } from '../../controller/src/stats/counters.js';
+import { closeFd, mapLookup, objGet } from '../../native/libbpf.js';
+import { IvbSlaveFlags, IvbSlaveLayout, decodeIvbSlave, encodeIvbSlaveKey } from '../../maps/generated.js';
 
 export const A_MAC = '02:00:00:00:10:02';
 export const B_MAC = '02:00:00:00:11:02';
@@ -305,12 +307,22 @@ export const SLAVE_DOWN_FRAME = echoReplyFrame(A_MAC, WIRE0_MAC, IP.wire0, IP.s1
 export function s1UpInDatapath(t: ObsTopo): boolean {
   const peer = t.env.slave('s1')?.ipvlan_bpf.peer_ifindex;
   if (peer === undefined) throw new Error('s1 has no peer_ifindex in link show');
-  const r = spawnSync('bpftool', ['-j', 'map', 'dump', 'pinned', join(t.env.pinDir, 'maps', 'ivb_slaves')], { encoding: 'utf8' });
-  const entries = JSON.parse(r.stdout) as Array<{ key: string[]; value: string[] }>;
-  const bytes = (a: string[]): Buffer => Buffer.from(a.map((b) => parseInt(b, 16)));
-  const e = entries.find((x) => bytes(x.key).readUInt32LE(4) === peer);
-  if (!e) throw new Error('s1 has no ivb_slaves entry');
-  return (bytes(e.value).readUInt32LE(4) & 1) === 1;
+  // ivb_slaves is an array by slave index; ivb_slave_ids gives s1's
+  const maps = join(t.env.pinDir, 'maps');
+  const port = t.env.slave('s1')?.ipvlan_bpf.port_id;
+  if (port === undefined) throw new Error('s1 has no port_id in link show');
+  const read = (name: string, key: Buffer, size: number): Buffer | null => {
+    const fd = objGet(join(maps, name));
+    try {
+      return mapLookup(fd, key, size);
+    } finally {
+      closeFd(fd);
+    }
+  };
+  const index = read('ivb_slave_ids', encodeIvbSlaveKey({ portId: port, peerIfindex: peer }), 4);
+  const e = index ? read('ivb_slaves', index, IvbSlaveLayout.size) : null;
+  if (!e || decodeIvbSlave(e).peerIfindex !== peer) throw new Error('s1 has no ivb_slaves entry');
+  return (decodeIvbSlave(e).flags & IvbSlaveFlags.UP) !== 0;
 }
 
 /** s1 down, and the learner has told the datapath. */

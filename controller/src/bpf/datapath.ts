@@ -27,6 +27,7 @@ import {
   mapKeys,
   mapLookupBatchEach,
   mapLookup,
+  mapLookupBatch,
   mapUpdate,
   objGet,
   objPin,
@@ -38,12 +39,11 @@ import {
   decodeIvbPort,
   decodeIvbSlave,
   decodeIvbSlaveKey,
-  decodeIvbFanoutKey,
+  decodeIvbFanoutEntry,
   decodeIvbCounterKey,
   encodeIvbAddrKey,
   encodeIvbAddrOwner,
   encodeIvbFanoutEntry,
-  encodeIvbFanoutKey,
   encodeIvbPort,
   encodeIvbPortKey,
   encodeIvbSlave,
@@ -64,8 +64,9 @@ import {
   IvbMode,
   IvbPortFlags,
   IvbSlaveKeyLayout,
-  IvbFanoutKeyLayout,
+  IvbFanoutEntryLayout,
   IvbPortOptions,
+  IvbSize,
   type IvbPort,
   type IvbSlave,
 } from '../../../maps/generated.js';
@@ -107,6 +108,7 @@ export interface Maps {
   ports: number;
   addrs: number;
   slaves: number;
+  slaveIds: number;
   fanout: number;
   guard: number;
   counters: number;
@@ -121,6 +123,7 @@ const MAP_PINS = {
   ports: 'ivb_ports',
   addrs: 'ivb_addrs',
   slaves: 'ivb_slaves',
+  slaveIds: 'ivb_slave_ids',
   fanout: 'ivb_fanout_slots',
   guard: 'ivb_guard',
   counters: 'ivb_counters',
@@ -130,24 +133,36 @@ const MAP_PINS = {
   unknown: 'ivb_unknown',
 } as const;
 
-/** Loads a throw-away instance once so libbpf creates and pins any missing map. */
-function createPinnedMaps(): void {
+/**
+ * Creates and pins any missing map: the object is loaded with none of its
+ * programs (autoload off), so libbpf creates the maps and the verifier is
+ * not run for a program nobody keeps.
+ */
+function createPinnedMaps(keep: { slaves?: number } = {}): void {
   ensureDir(mapsPinDir());
   const obj = BpfObject.open(bpfObjectPath('master_ingress.bpf.o'), { pinRoot: mapsPinDir() });
   try {
+    for (const prog of obj.programNames()) obj.setAutoload(prog, false);
+    // maps already pinned (an upgrade creates only the ones whose layout changed) keep their size
+    matchPinnedSizes(obj);
     // capacities are fixed when a map is created: configurable here, never later
-    for (const [env, map] of [
-      ['IPVLAN_BPF_MAX_ADDRS', 'ivb_addrs'],
-      ['IPVLAN_BPF_MAX_SLAVES', 'ivb_slaves'],
+    for (const [env, map, max] of [
+      ['IPVLAN_BPF_MAX_ADDRS', 'ivb_addrs', 1 << 24],
+      // a slave's index is a __u16 in each address entry; index 0 is never used
+      ['IPVLAN_BPF_MAX_SLAVES', 'ivb_slaves', IvbSize.SLAVES - 1],
     ] as const) {
-      const v = process.env[env];
-      if (v === undefined) continue;
+      const v = map === 'ivb_slaves' && keep.slaves !== undefined ? String(keep.slaves) : process.env[env];
+      if (v === undefined || existsSync(join(mapsPinDir(), map))) continue;
       const n = Number(v);
-      if (!Number.isInteger(n) || n < 1 || n > 1 << 24) {
-        throw new IvbError('IPVLAN_E_USAGE', `${env}=${v}: want an integer from 1 to ${1 << 24}`);
+      if (!Number.isInteger(n) || n < 1 || n > max) {
+        throw new IvbError('IPVLAN_E_USAGE', `${env}=${v}: want an integer from 1 to ${max}`);
       }
-      obj.setMaxEntries(map, n);
-      if (map === 'ivb_slaves') obj.setMaxEntries('ivb_fanout_slots', n);
+      if (map === 'ivb_slaves') {
+        obj.setMaxEntries('ivb_slaves', n + 1);
+        obj.setMaxEntries('ivb_slave_ids', n);
+      } else {
+        obj.setMaxEntries(map, n);
+      }
     }
     obj.load();
   } finally {
@@ -155,43 +170,87 @@ function createPinnedMaps(): void {
   }
 }
 
+/** Kind of every map this build declares (type, key and value size), read from its object. */
+let buildMapDefs: Array<{ name: string; type: number; keySize: number; valueSize: number }> | null = null;
+function mapDefsOfBuild(): Array<{ name: string; type: number; keySize: number; valueSize: number }> {
+  if (buildMapDefs) return buildMapDefs;
+  const obj = BpfObject.open(bpfObjectPath('master_ingress.bpf.o'));
+  try {
+    buildMapDefs = obj
+      .mapDefs()
+      .filter((m) => !m.name.includes('.'))
+      .sort((x, y) => x.name.localeCompare(y.name));
+  } finally {
+    obj.close();
+  }
+  return buildMapDefs;
+}
+
 /**
  * sha256 of every generated layout (each derived from BTF, and checked
- * against it by test/layout.test.ts): two builds with the same fingerprint
- * agree on every key and value byte.
+ * against it by test/layout.test.ts) and of every map's kind (a HASH that
+ * becomes an ARRAY keeps its value layout): two builds with the same
+ * fingerprint agree on every map, key and value byte.
  */
 export function layoutFingerprint(): Buffer {
   const layouts = Object.entries(generated)
     .filter(([name]) => name.endsWith('Layout'))
     .sort(([a], [b]) => a.localeCompare(b));
-  return createHash('sha256').update(JSON.stringify(layouts)).digest();
+  return createHash('sha256').update(JSON.stringify(layouts)).update(JSON.stringify(mapDefsOfBuild())).digest();
+}
+
+/**
+ * Fingerprints of earlier builds whose pinned maps `upgrade` migrates
+ * (migrateMaps), with what changed since.
+ */
+const KNOWN_LAYOUTS: Record<string, string> = {
+  // cb51093 and before (issue 12 changed it): ports, slaves and fan-out slots were hash maps
+  '003ffcfe8c05895af6a64d289adafb41d2cdd1f6a2518c3baa394225ee2c2c79': 'hash-v1',
+};
+
+function pinnedFingerprint(dir: string): Buffer | null {
+  if (!existsSync(join(dir, 'ivb_layout'))) return null;
+  const fd = objGet(join(dir, 'ivb_layout'));
+  try {
+    const have = mapLookup(fd, Buffer.alloc(4), 32);
+    return !have || have.every((b) => b === 0) ? null : have;
+  } finally {
+    closeFd(fd);
+  }
+}
+
+function stampLayout(dir: string): void {
+  const fd = objGet(join(dir, 'ivb_layout'));
+  try {
+    mapUpdate(fd, Buffer.alloc(4), layoutFingerprint(), BPF_ANY);
+  } finally {
+    closeFd(fd);
+  }
 }
 
 /** Refuses pinned maps made by a build with other layouts; stamps new ones. */
 function checkLayout(dir: string): void {
-  const fd = objGet(join(dir, 'ivb_layout'));
-  try {
-    const key = Buffer.alloc(4);
-    const have = mapLookup(fd, key, 32);
-    const want = layoutFingerprint();
-    if (!have || have.every((b) => b === 0)) {
-      mapUpdate(fd, key, want, BPF_ANY);
-      return;
-    }
-    if (!have.equals(want)) {
-      throw new IvbError(
-        'IPVLAN_E_STATE',
-        `the pinned maps in ${dir} were created with other map layouts (${have.toString('hex').slice(0, 12)}, this build ${want.toString('hex').slice(0, 12)}): refusing to reuse them; delete the ports (or the pins) first`,
-      );
-    }
-  } finally {
-    closeFd(fd);
+  const have = pinnedFingerprint(dir);
+  const want = layoutFingerprint();
+  if (!have) {
+    stampLayout(dir);
+    return;
+  }
+  if (!have.equals(want)) {
+    const known = KNOWN_LAYOUTS[have.toString('hex')] !== undefined;
+    throw new IvbError(
+      'IPVLAN_E_STATE',
+      `the pinned maps in ${dir} were created with other map layouts (${have.toString('hex').slice(0, 12)}, this build ${want.toString('hex').slice(0, 12)}): refusing to reuse them; ` +
+        (known ? 'they are an earlier build\'s: "ipvlan-bpf upgrade" migrates them' : 'delete the ports (or the pins) first'),
+    );
   }
 }
 
 export function maps(): Maps {
   if (openMaps) return openMaps;
   const dir = mapsPinDir();
+  // maps of another layout are refused before anything is created next to them
+  if (existsSync(join(dir, 'ivb_layout'))) checkLayout(dir);
   if (!Object.values(MAP_PINS).every((n) => existsSync(join(dir, n))) || !existsSync(join(dir, 'ivb_layout'))) {
     createPinnedMaps();
   }
@@ -200,6 +259,7 @@ export function maps(): Maps {
     ports: objGet(join(dir, MAP_PINS.ports)),
     addrs: objGet(join(dir, MAP_PINS.addrs)),
     slaves: objGet(join(dir, MAP_PINS.slaves)),
+    slaveIds: objGet(join(dir, MAP_PINS.slaveIds)),
     fanout: objGet(join(dir, MAP_PINS.fanout)),
     guard: objGet(join(dir, MAP_PINS.guard)),
     counters: objGet(join(dir, MAP_PINS.counters)),
@@ -425,16 +485,16 @@ export function destroyPortDatapath(portId: number): void {
   for (const f of readdirSync(dir)) rmSync(join(dir, f), { force: true });
   rmSync(dir, { recursive: true, force: true });
   const m = maps();
-  mapDelete(m.ports, encodeIvbPortKey({ portId }));
+  // (a pin folder of a port id ivb_ports cannot hold had no entry there)
+  if (portId < mapInfo(m.ports).maxEntries) mapUpdate(m.ports, encodeIvbPortKey({ portId }), Buffer.alloc(IvbPortLayout.size), BPF_ANY);
   for (const key of mapKeys(m.addrs, IvbAddrKeyLayout.size)) {
     if (decodeIvbAddrKey(key).portId === portId) mapDelete(m.addrs, key);
   }
-  for (const key of mapKeys(m.slaves, IvbSlaveKeyLayout.size)) {
-    if (decodeIvbSlaveKey(key).portId === portId) mapDelete(m.slaves, key);
+  for (const key of mapKeys(m.slaveIds, IvbSlaveKeyLayout.size)) {
+    const k = decodeIvbSlaveKey(key);
+    if (k.portId === portId) deleteSlaveEntry(portId, k.peerIfindex);
   }
-  for (const key of mapKeys(m.fanout, IvbFanoutKeyLayout.size)) {
-    if (decodeIvbFanoutKey(key).portId === portId) mapDelete(m.fanout, key);
-  }
+  clearFanout(portId);
   clearGuard(portId, null);
   for (const key of mapKeys(m.localAddrs, IvbAddrKeyLayout.size)) {
     if (decodeIvbAddrKey(key).portId === portId) mapDelete(m.localAddrs, key);
@@ -457,12 +517,18 @@ export function portEntryOf(port: PortRecord): IvbPort {
 }
 
 export function writePortEntry(portId: number, v: IvbPort): void {
+  if (portId < 1 || portId >= mapInfo(maps().ports).maxEntries) {
+    throw new IvbError('IPVLAN_E_STATE', `port id ${portId} outside ivb_ports (1..${mapInfo(maps().ports).maxEntries - 1}): too many masters`);
+  }
   mapUpdate(maps().ports, encodeIvbPortKey({ portId }), encodeIvbPort(v), BPF_ANY);
 }
 
+/** The port's entry; null when there is none (an ARRAY slot whose master ifindex is 0). */
 export function readPortEntry(portId: number): IvbPort | null {
+  if (portId >= mapInfo(maps().ports).maxEntries) return null;
   const b = mapLookup(maps().ports, encodeIvbPortKey({ portId }), IvbPortLayout.size);
-  return b ? decodeIvbPort(b) : null;
+  const p = b ? decodeIvbPort(b) : null;
+  return p && p.masterIfindex !== 0 ? p : null;
 }
 
 /** E2BIG from a hash map update: the table is full. */
@@ -470,37 +536,154 @@ function isFull(e: unknown): boolean {
   return e instanceof Error && 'errno' in e && (e as { errno: number }).errno === 7;
 }
 
-export function writeSlaveEntry(portId: number, peerIfindex: number, v: IvbSlave): void {
+/** What the control plane says about a slave; its index, port and peer are the map's business. */
+export type SlaveState = Pick<IvbSlave, 'devId' | 'flags' | 'mtu'>;
+
+/**
+ * The slave's index in ivb_slaves: the one it has (ivb_slave_ids), or with
+ * `create` the smallest free one, reserved at once (its entry names the
+ * peer, down). Stable for the slave's life; the datapath finds it in each of
+ * the slave's address entries and fan-out slots.
+ */
+export function slaveIndex(portId: number, peerIfindex: number, create: true): number;
+export function slaveIndex(portId: number, peerIfindex: number, create: false): number | null;
+export function slaveIndex(portId: number, peerIfindex: number, create: boolean): number | null {
+  const m = maps();
+  const key = encodeIvbSlaveKey({ portId, peerIfindex });
+  const have = mapLookup(m.slaveIds, key, 4);
+  if (have) return have.readUInt32LE(0);
+  if (!create) return null;
+  const used = new Set<number>();
+  for (const v of mapLookupBatch(m.slaveIds, IvbSlaveKeyLayout.size, 4).values) used.add(v.readUInt32LE(0));
+  const cap = mapInfo(m.slaves).maxEntries;
+  let index = 1;
+  while (used.has(index)) index++;
+  if (index >= cap) {
+    throw new IvbError('IPVLAN_E_STATE', `slave table full (${cap - 1} slaves, IPVLAN_BPF_MAX_SLAVES)`);
+  }
+  mapUpdate(m.slaves, u32(index), encodeIvbSlave({ devId: 0, flags: 0, mtu: 0, peerIfindex, portId }), BPF_ANY);
   try {
-    mapUpdate(maps().slaves, encodeIvbSlaveKey({ portId, peerIfindex }), encodeIvbSlave(v), BPF_ANY);
+    mapUpdate(m.slaveIds, key, u32(index), BPF_ANY);
   } catch (e) {
-    if (isFull(e)) {
-      throw new IvbError('IPVLAN_E_STATE', `slave table full (${mapInfo(maps().slaves).maxEntries} slaves, IPVLAN_BPF_MAX_SLAVES)`);
-    }
+    mapUpdate(m.slaves, u32(index), Buffer.alloc(IvbSlaveLayout.size), BPF_ANY);
+    if (isFull(e)) throw new IvbError('IPVLAN_E_STATE', `slave table full (${mapInfo(m.slaveIds).maxEntries} slaves, IPVLAN_BPF_MAX_SLAVES)`);
     throw e;
   }
+  return index;
+}
+
+export function writeSlaveEntry(portId: number, peerIfindex: number, v: SlaveState): void {
+  const index = slaveIndex(portId, peerIfindex, true);
+  mapUpdate(maps().slaves, u32(index), encodeIvbSlave({ devId: v.devId, flags: v.flags, mtu: v.mtu, peerIfindex, portId }), BPF_ANY);
 }
 
 export function readSlaveEntry(portId: number, peerIfindex: number): IvbSlave | null {
-  const b = mapLookup(maps().slaves, encodeIvbSlaveKey({ portId, peerIfindex }), IvbSlaveLayout.size);
-  return b ? decodeIvbSlave(b) : null;
+  const index = slaveIndex(portId, peerIfindex, false);
+  if (index === null) return null;
+  const b = mapLookup(maps().slaves, u32(index), IvbSlaveLayout.size);
+  const s = b ? decodeIvbSlave(b) : null;
+  return s && s.peerIfindex === peerIfindex && s.portId === portId ? s : null;
 }
 
+/** Frees the slave's index: its address entries, if any are left, lead nowhere (slave_gone). */
 export function deleteSlaveEntry(portId: number, peerIfindex: number): void {
-  mapDelete(maps().slaves, encodeIvbSlaveKey({ portId, peerIfindex }));
+  const index = slaveIndex(portId, peerIfindex, false);
+  if (index === null) return;
+  mapUpdate(maps().slaves, u32(index), Buffer.alloc(IvbSlaveLayout.size), BPF_ANY);
+  mapDelete(maps().slaveIds, encodeIvbSlaveKey({ portId, peerIfindex }));
 }
 
+function fanoutIndex(portId: number, slot: number): Buffer {
+  return u32(portId * IvbSize.FANOUT_PER_PORT + slot);
+}
+
+/**
+ * Slot `slot` of the port's fan-out list. The datapath walks the first
+ * IvbSize.FANOUT_PER_PORT slots only (its bound on copies per frame): slots
+ * past it have no entry, as before, until a deletion moves a slave down.
+ */
 export function writeFanoutSlot(portId: number, slot: number, peerIfindex: number): void {
-  try {
-    mapUpdate(maps().fanout, encodeIvbFanoutKey({ portId, slot }), encodeIvbFanoutEntry({ peerIfindex }), BPF_ANY);
-  } catch (e) {
-    if (isFull(e)) throw new IvbError('IPVLAN_E_STATE', `fan-out table full (${mapInfo(maps().fanout).maxEntries} slaves, IPVLAN_BPF_MAX_SLAVES)`);
-    throw e;
-  }
+  if (slot >= IvbSize.FANOUT_PER_PORT) return;
+  const slave = slaveIndex(portId, peerIfindex, true);
+  mapUpdate(maps().fanout, fanoutIndex(portId, slot), encodeIvbFanoutEntry({ peerIfindex, slave }), BPF_ANY);
 }
 
 export function deleteFanoutSlot(portId: number, slot: number): void {
-  mapDelete(maps().fanout, encodeIvbFanoutKey({ portId, slot }));
+  if (slot >= IvbSize.FANOUT_PER_PORT) return;
+  mapUpdate(maps().fanout, fanoutIndex(portId, slot), Buffer.alloc(IvbFanoutEntryLayout.size), BPF_ANY);
+}
+
+/** Used slots of the port's fan-out list. */
+function countFanout(portId: number): number {
+  let n = 0;
+  for (let slot = 0; slot < IvbSize.FANOUT_PER_PORT; slot++) {
+    const v = mapLookup(maps().fanout, fanoutIndex(portId, slot), IvbFanoutEntryLayout.size);
+    if (v && decodeIvbFanoutEntry(v).peerIfindex !== 0) n++;
+  }
+  return n;
+}
+
+/** Empties every fan-out slot of the port. */
+function clearFanout(portId: number): void {
+  const fd = maps().fanout;
+  if (portId >= IvbSize.PORTS) return;
+  for (let slot = 0; slot < IvbSize.FANOUT_PER_PORT; slot++) {
+    const v = mapLookup(fd, fanoutIndex(portId, slot), IvbFanoutEntryLayout.size);
+    if (v && decodeIvbFanoutEntry(v).peerIfindex !== 0) deleteFanoutSlot(portId, slot);
+  }
+}
+
+/**
+ * Removes every map entry of ports not in `known` (gc): one line per map
+ * that had some, as "N ivb_x entries of unknown ports".
+ */
+export function sweepUnknownPorts(known: ReadonlySet<number>): string[] {
+  const m = maps();
+  const removed: string[] = [];
+  const note = (n: number, what: string): void => {
+    if (n) removed.push(`${n} ${what} entr${n === 1 ? 'y' : 'ies'} of unknown ports`);
+  };
+  // arrays: used slots of unknown ports are zeroed
+  let n = 0;
+  const ports = mapLookupBatch(m.ports, 4, IvbPortLayout.size);
+  ports.keys.forEach((k, i) => {
+    const id = k.readUInt32LE(0);
+    if (!known.has(id) && decodeIvbPort(ports.values[i]!).masterIfindex !== 0) {
+      mapUpdate(m.ports, k, Buffer.alloc(IvbPortLayout.size), BPF_ANY);
+      n++;
+    }
+  });
+  note(n, 'ivb_ports');
+  n = 0;
+  for (const key of mapKeys(m.addrs, IvbAddrKeyLayout.size)) {
+    if (!known.has(decodeIvbAddrKey(key).portId)) n += Number(mapDelete(m.addrs, key));
+  }
+  note(n, 'ivb_addrs');
+  // slaves through their index entries (a hash of a few entries), not the 64k-slot array
+  n = 0;
+  for (const key of mapKeys(m.slaveIds, IvbSlaveKeyLayout.size)) {
+    const k = decodeIvbSlaveKey(key);
+    if (known.has(k.portId)) continue;
+    deleteSlaveEntry(k.portId, k.peerIfindex);
+    n++;
+  }
+  note(n, 'ivb_slaves');
+  // a port's fan-out list is dense from slot 0: a port whose slot 0 is empty has none
+  n = 0;
+  for (let port = 0; port < IvbSize.PORTS; port++) {
+    if (known.has(port)) continue;
+    const first = mapLookup(m.fanout, fanoutIndex(port, 0), IvbFanoutEntryLayout.size);
+    if (!first || decodeIvbFanoutEntry(first).peerIfindex === 0) continue;
+    n += countFanout(port);
+    clearFanout(port);
+  }
+  note(n, 'ivb_fanout_slots');
+  n = 0;
+  for (const key of mapKeys(m.counters, IvbCounterKeyLayout.size)) {
+    if (!known.has(decodeIvbCounterKey(key).portId)) n += Number(mapDelete(m.counters, key));
+  }
+  note(n, 'ivb_counters');
+  return removed;
 }
 
 function addrKey(portId: number, a: { family: Family; addr: string }): Buffer {
@@ -513,11 +696,16 @@ export function addrOwner(portId: number, a: { family: Family; addr: string }): 
   return b ? decodeIvbAddrOwner(b).peerIfindex : null;
 }
 
+/** An ivb_addrs value: the owner's peer and its slave index (given it now if it has none yet). */
+function ownerEntry(portId: number, peerIfindex: number, prefixlen: number): Buffer {
+  return encodeIvbAddrOwner({ peerIfindex, prefixlen, slave: slaveIndex(portId, peerIfindex, true) });
+}
+
 export function learnAddr(portId: number, peerIfindex: number, a: LearnedAddr): void {
   // a slave's now: no longer "checked, nobody's"
   mapDelete(maps().unknown, addrKey(portId, a));
   try {
-    mapUpdate(maps().addrs, addrKey(portId, a), encodeIvbAddrOwner({ peerIfindex, prefixlen: a.prefixlen }), BPF_ANY);
+    mapUpdate(maps().addrs, addrKey(portId, a), ownerEntry(portId, peerIfindex, a.prefixlen), BPF_ANY);
   } catch (e) {
     if (isFull(e)) {
       throw new IvbError('IPVLAN_E_STATE', `address table full (${mapInfo(maps().addrs).maxEntries} entries): ${a.addr} not learned`);
@@ -529,7 +717,7 @@ export function learnAddr(portId: number, peerIfindex: number, a: LearnedAddr): 
 /** learnAddr, except that a full table is not an error: false then (the agent learns it when there is room). */
 export function learnAddrIfRoom(portId: number, peerIfindex: number, a: LearnedAddr): boolean {
   try {
-    mapUpdate(maps().addrs, addrKey(portId, a), encodeIvbAddrOwner({ peerIfindex, prefixlen: a.prefixlen }), BPF_ANY);
+    mapUpdate(maps().addrs, addrKey(portId, a), ownerEntry(portId, peerIfindex, a.prefixlen), BPF_ANY);
     return true;
   } catch (e) {
     if (isFull(e)) return false;
@@ -552,7 +740,7 @@ export function setMasterAddrs(portId: number, addrs: Array<{ family: Family; ad
   for (const a of addrs) {
     const k = addrKey(portId, a);
     want.set(k.toString('hex'), k);
-    mapUpdate(m.localAddrs, k, encodeIvbAddrOwner({ peerIfindex: 0, prefixlen: a.prefixlen }), BPF_ANY);
+    mapUpdate(m.localAddrs, k, encodeIvbAddrOwner({ peerIfindex: 0, prefixlen: a.prefixlen, slave: 0 }), BPF_ANY);
   }
   for (const key of mapKeys(m.localAddrs, IvbAddrKeyLayout.size)) {
     if (decodeIvbAddrKey(key).portId === portId && !want.has(key.toString('hex'))) mapDelete(m.localAddrs, key);
@@ -561,7 +749,7 @@ export function setMasterAddrs(portId: number, addrs: Array<{ family: Family; ad
 
 export function setMasterAddr(portId: number, a: { family: Family; addr: string; prefixlen: number }, present: boolean): void {
   const k = addrKey(portId, a);
-  if (present) mapUpdate(maps().localAddrs, k, encodeIvbAddrOwner({ peerIfindex: 0, prefixlen: a.prefixlen }), BPF_ANY);
+  if (present) mapUpdate(maps().localAddrs, k, encodeIvbAddrOwner({ peerIfindex: 0, prefixlen: a.prefixlen, slave: 0 }), BPF_ANY);
   else mapDelete(maps().localAddrs, k);
 }
 
@@ -622,9 +810,10 @@ export function portAddrs(portId: number): Array<LearnedAddr & { peerIfindex: nu
  * are reused only when their layout fingerprint matches this build's.
  */
 export function upgradePorts(ports: Array<{ portId: number; master: { netns: string | null } }>): string[] {
+  const migration = migrateMaps();
   maps();
   const netnsOf = (id: number): string | null => ports.find((p) => p.portId === id)!.master.netns;
-  const done: string[] = [];
+  const done: string[] = migration ? [migration.note] : [];
   for (const { portId } of ports) {
     const dir = portPinDir(portId);
     for (const pin of ['master_ingress', 'slave_egress', 'peer_egress'] as const) {
@@ -657,5 +846,115 @@ export function upgradePorts(ports: Array<{ portId: number; master: { netns: str
       done.push(`port ${portId}: ivb_peer_egress attached to peer ${ifindex}`);
     }
   }
+  // no program uses the earlier build's maps any more
+  migration?.dropOld();
   return done;
+}
+
+/** Maps whose kind the hash-v1 layout had otherwise (the rest are reused as they are). */
+const V1_REPLACED = ['ivb_ports', 'ivb_slaves', 'ivb_fanout_slots'] as const;
+
+/**
+ * Moves the pinned maps of an earlier build (KNOWN_LAYOUTS) to this build's
+ * layout, entries included, before the programs are replaced: the maps whose
+ * kind changed are created anew next to the old ones (which the running
+ * programs keep using until bpf_link_update gives them the new programs),
+ * the rest are kept and, where a value gained a field, filled in place
+ * (fields the old programs read keep their bytes). null when the maps are
+ * this build's already, or none exist; an unknown layout is left for
+ * maps() to refuse.
+ */
+function migrateMaps(): { note: string; dropOld: () => void } | null {
+  const dir = mapsPinDir();
+  const have = pinnedFingerprint(dir);
+  if (!have || have.equals(layoutFingerprint()) || KNOWN_LAYOUTS[have.toString('hex')] !== 'hash-v1') return null;
+  const old = (name: string): Array<{ key: Buffer; value: Buffer }> => {
+    const fd = objGet(join(dir, name));
+    try {
+      const info = mapInfo(fd);
+      return mapKeys(fd, info.keySize).flatMap((key) => {
+        const value = mapLookup(fd, key, info.valueSize);
+        return value ? [{ key, value }] : [];
+      });
+    } finally {
+      closeFd(fd);
+    }
+  };
+  const oldCapacity = (name: string): number => {
+    const fd = objGet(join(dir, name));
+    try {
+      return mapInfo(fd).maxEntries;
+    } finally {
+      closeFd(fd);
+    }
+  };
+  // hash-v1: ports u32 -> ivb_port; slaves {port, peer} -> {dev_id, flags, mtu, pad}; fan-out {port, slot} -> {peer, pad}
+  const ports = old('ivb_ports').map((e) => ({ portId: e.key.readUInt32LE(0), port: decodeIvbPort(e.value) }));
+  const slaves = old('ivb_slaves').map((e) => ({
+    portId: e.key.readUInt32LE(0),
+    peerIfindex: e.key.readUInt32LE(4),
+    state: { devId: e.value.readUInt32LE(0), flags: e.value.readUInt32LE(4), mtu: e.value.readUInt32LE(8) },
+  }));
+  const fanout = old('ivb_fanout_slots').map((e) => ({ portId: e.key.readUInt32LE(0), slot: e.key.readUInt32LE(4), peerIfindex: e.value.readUInt32LE(0) }));
+  const slaveCapacity = Math.min(oldCapacity('ivb_slaves'), IvbSize.SLAVES - 1);
+  // set aside in a folder of their own (bpffs allows no '.' in a pin name)
+  const aside = join(dir, 'hash-v1');
+  const moved = (name: string): string => join(aside, name);
+  ensureDir(aside);
+  for (const name of V1_REPLACED) movePin(join(dir, name), moved(name));
+  closeOpenMaps();
+  try {
+    createPinnedMaps({ slaves: slaveCapacity });
+    stampLayout(dir);
+    for (const p of ports) writePortEntry(p.portId, p.port);
+    for (const sl of slaves) writeSlaveEntry(sl.portId, sl.peerIfindex, sl.state);
+    for (const f of fanout) writeFanoutSlot(f.portId, f.slot, f.peerIfindex);
+    // ivb_addrs keeps its kind: each owner entry gets its slave's index (old programs ignore those bytes)
+    let addrs = 0;
+    const m = maps();
+    for (const key of mapKeys(m.addrs, IvbAddrKeyLayout.size)) {
+      const v = mapLookup(m.addrs, key, IvbAddrOwnerLayout.size);
+      if (!v) continue;
+      const o = decodeIvbAddrOwner(v);
+      const slave = slaveIndex(decodeIvbAddrKey(key).portId, o.peerIfindex, false);
+      if (slave === null) continue;
+      mapUpdate(m.addrs, key, encodeIvbAddrOwner({ ...o, slave }), BPF_ANY);
+      addrs++;
+    }
+    return {
+      note: `maps: migrated from layout ${have.toString('hex').slice(0, 12)} (hash-v1): ${ports.length} port(s), ${slaves.length} slave(s), ${fanout.length} fan-out slot(s) into arrays; ${addrs} address(es) given their slave index`,
+      dropOld: () => rmSync(aside, { recursive: true, force: true }),
+    };
+  } catch (e) {
+    // back to the earlier build's maps, as they were
+    closeOpenMaps();
+    for (const name of [...V1_REPLACED, 'ivb_slave_ids']) rmSync(join(dir, name), { force: true });
+    for (const name of V1_REPLACED) movePin(moved(name), join(dir, name));
+    rmSync(aside, { recursive: true, force: true });
+    const fd = objGet(join(dir, 'ivb_layout'));
+    try {
+      mapUpdate(fd, Buffer.alloc(4), have, BPF_ANY);
+    } finally {
+      closeFd(fd);
+    }
+    throw e;
+  }
+}
+
+/** Pins the object of `from` at `to` and unpins `from` (bpffs refuses rename(2) of pins). */
+function movePin(from: string, to: string): void {
+  const fd = objGet(from);
+  try {
+    objPin(fd, to);
+  } finally {
+    closeFd(fd);
+  }
+  rmSync(from);
+}
+
+/** Forgets (and closes) the maps opened by maps(): the pins changed under them. */
+function closeOpenMaps(): void {
+  if (!openMaps) return;
+  for (const fd of Object.values(openMaps)) closeFd(fd);
+  openMaps = null;
 }

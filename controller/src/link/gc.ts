@@ -8,8 +8,8 @@
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { mapDelete, mapKeys } from '../../../native/libbpf.js';
-import { clearGuard, maps, mapsExist, removeGuard, destroyPortDatapath } from '../bpf/datapath.js';
-import { IvbAddrKeyLayout, IvbCounterKeyLayout, IvbGuardEntryLayout, IvbGuardKeyLayout, decodeIvbGuardEntry } from '../../../maps/generated.js';
+import { clearGuard, maps, mapsExist, removeGuard, destroyPortDatapath, sweepUnknownPorts } from '../bpf/datapath.js';
+import { IvbGuardEntryLayout, IvbGuardKeyLayout, decodeIvbGuardEntry } from '../../../maps/generated.js';
 import { mapLookup } from '../../../native/libbpf.js';
 import { ipTry } from '../netlink/exec.js';
 import { listLinks } from '../netlink/links.js';
@@ -65,21 +65,7 @@ export function gc(): string[] {
     }
     if (mapsExist()) {
       const m = maps();
-      const sweep = (fd: number, keySize: number, what: string): void => {
-        let n = 0;
-        for (const k of mapKeys(fd, keySize)) {
-          if (!known.has(k.readUInt32LE(0))) {
-            mapDelete(fd, k);
-            n++;
-          }
-        }
-        if (n) removed.push(`${n} ${what} entr${n === 1 ? 'y' : 'ies'} of unknown ports`);
-      };
-      sweep(m.ports, 4, 'ivb_ports');
-      sweep(m.addrs, IvbAddrKeyLayout.size, 'ivb_addrs');
-      sweep(m.slaves, 8, 'ivb_slaves');
-      sweep(m.fanout, 8, 'ivb_fanout_slots');
-      sweep(m.counters, IvbCounterKeyLayout.size, 'ivb_counters');
+      removed.push(...sweepUnknownPorts(known));
       let g = 0;
       for (const k of mapKeys(m.guard, IvbGuardKeyLayout.size)) {
         const v = mapLookup(m.guard, k, IvbGuardEntryLayout.size);

@@ -21,8 +21,11 @@ import {
   perCpuValueSize,
   possibleCpus,
 } from '../../../native/libbpf.js';
-import { IvbCounterKeyLayout, IvbCounterLayout, IvbDropReasonTable, decodeIvbCounterKey } from '../../../maps/generated.js';
+import { IvbCounterKeyLayout, IvbCounterLayout, IvbDropReasonTable, IvbSize, decodeIvbCounterKey } from '../../../maps/generated.js';
 import { mapsPinDir } from '../paths.js';
+
+/* linux/bpf.h: enum bpf_map_type */
+const BPF_MAP_TYPE_ARRAY = 2;
 
 export const COUNTERS_PIN = 'ivb_counters';
 
@@ -113,13 +116,48 @@ export function reasonText(reason: number): string {
   return IvbDropReasonTable.find((r) => r.value === reason)?.text ?? `reason ${reason} (not in this build's table)`;
 }
 
-/** The pinned maps whose fill level matters (hash maps; arrays and the ring have a fixed size). */
+/**
+ * The pinned maps whose fill level matters: hash maps, and the arrays indexed
+ * by a dense id the control plane gives (ports, slaves, fan-out slots), whose
+ * used entries are the ones not all zero.
+ */
 export const OCCUPANCY_MAPS = ['ivb_ports', 'ivb_addrs', 'ivb_local_addrs', 'ivb_slaves', 'ivb_fanout_slots', 'ivb_guard', 'ivb_counters'] as const;
 
 export interface MapFill {
   name: string;
   entries: number;
   capacity: number;
+}
+
+function countKeys(pin: string): number {
+  if (!existsSync(pin)) return 0;
+  const fd = objGet(pin);
+  try {
+    return mapKeys(fd, mapInfo(fd).keySize).length;
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/**
+ * Used entries (not all zero) of ivb_ports, or of ivb_fanout_slots, whose
+ * per-port lists are dense from slot 0 (IvbSize.FANOUT_PER_PORT slots a port):
+ * a port with slot 0 empty has none, so 262k slots are not read one by one.
+ */
+function usedFanoutOrPorts(fd: number, maxEntries: number, valueSize: number, fanout: boolean): number {
+  const used = (i: number): boolean => mapLookup(fd, u32(i), valueSize)?.some((b) => b !== 0) ?? false;
+  if (!fanout) return mapLookupBatch(fd, 4, valueSize).values.filter((v) => v.some((b) => b !== 0)).length;
+  let n = 0;
+  for (let base = 0; base < maxEntries; base += IvbSize.FANOUT_PER_PORT) {
+    for (let slot = 0; slot < IvbSize.FANOUT_PER_PORT && used(base + slot); slot++) n++;
+  }
+  return n;
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
 }
 
 /** Entries and max_entries of each pinned map that exists. */
@@ -131,7 +169,13 @@ export function mapOccupancy(pinDir: string = mapsPinDir()): MapFill[] {
     const fd = objGet(pin);
     try {
       const info = mapInfo(fd);
-      out.push({ name, entries: mapKeys(fd, info.keySize).length, capacity: info.maxEntries });
+      const entries =
+        name === 'ivb_slaves'
+          ? countKeys(join(pinDir, 'ivb_slave_ids')) // one index entry per slave: cheaper than 64k array slots
+          : info.type === BPF_MAP_TYPE_ARRAY
+            ? usedFanoutOrPorts(fd, info.maxEntries, info.valueSize, name === 'ivb_fanout_slots')
+            : mapKeys(fd, info.keySize).length;
+      out.push({ name, entries, capacity: info.maxEntries });
     } finally {
       closeFd(fd);
     }
