@@ -75,7 +75,7 @@ function fakeAddrs(n: number): { keys: Buffer; values: Buffer } {
   const addr = Buffer.alloc(16);
   addr.writeUInt32BE(0x20010db8, 0);
   addr.writeUInt16BE(0xfffe, 4);
-  const owner = encodeIvbAddrOwner({ peerIfindex: 999_999, prefixlen: 128 });
+  const owner = encodeIvbAddrOwner({ peerIfindex: 999_999, prefixlen: 128, slave: 0 });
   for (let i = 0; i < n; i++) {
     addr.writeUInt32BE(i, 12);
     encodeIvbAddrKey({ portId: FAKE_PORT, family: 6, addr }).copy(keys, i * ks);

@@ -32,6 +32,7 @@
 #include "maps.h"
 #include "parse.h"
 #include "verdict.h"
+#include "demux.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -81,7 +82,9 @@ static __always_inline void ivb_ttl_compensate(struct __sk_buff *skb, __u16 prot
 static __always_inline int ivb_sender_is_shim(struct __sk_buff *skb)
 {
 	struct ivb_slave_key sk = { .port_id = ivb_port_id, .peer_ifindex = skb->ingress_ifindex };
-	struct ivb_slave *s = bpf_map_lookup_elem(&ivb_slaves, &sk);
+	/* the control plane's hash, read here only: the way into the stack costs far more */
+	__u32 *index = bpf_map_lookup_elem(&ivb_slave_ids, &sk);
+	struct ivb_slave *s = index ? ivb_slave_get(*index, skb->ingress_ifindex) : NULL;
 
 	return s && (s->flags & IVB_SLAVE_SAME_NETNS);
 }
