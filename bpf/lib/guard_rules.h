@@ -192,11 +192,18 @@ static __always_inline int ivb_check_new_upper(__u32 netns_ino, const unsigned c
 	at = ivb_find_attr(data, at + sizeof(struct ivb_nlattr_hdr), nest_len, IVB_IFLA_INFO_KIND);
 	if (!at || bpf_probe_read_kernel(&hdr_len, sizeof(hdr_len), data + at))
 		return 0;
-	/* "macvlan\0" / "macvtap\0": 8 bytes after the attribute header */
-	if (hdr_len != sizeof(struct ivb_nlattr_hdr) + 8 || at + hdr_len > nest_len)
+	/*
+	 * "macvlan"/"macvtap": 7 bytes (iproute2 sends no NUL; the attribute's
+	 * padding follows) or 8 with the NUL (libmnl's mnl_attr_put_strz, pyroute2)
+	 */
+	if (hdr_len != sizeof(struct ivb_nlattr_hdr) + 7 && hdr_len != sizeof(struct ivb_nlattr_hdr) + 8)
+		return 0;
+	if (at + sizeof(struct ivb_nlattr_hdr) + 8 > nest_len)
 		return 0;
 	if (bpf_probe_read_kernel(&kind, sizeof(kind), data + at + sizeof(struct ivb_nlattr_hdr)))
 		return 0;
+	if (hdr_len == sizeof(struct ivb_nlattr_hdr) + 7)
+		kind &= 0x00ffffffffffffffULL;
 	if (kind != IVB_KIND_MACVLAN && kind != IVB_KIND_MACVTAP)
 		return 0;
 	return g->peer_ifindex == 0 ? -IVB_EBUSY : -IVB_EINVAL;

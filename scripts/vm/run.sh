@@ -6,8 +6,9 @@
 #
 #   scripts/vm/run.sh --kernel 6.12|6.1 [--out DIR] [--timeout S] [--mem MB] -- CMD [ARG...]
 #
-# Inside: / is the host's / over virtio 9p (read-only); /run, /tmp, /dev/shm are
-# tmpfs, /sys/fs/bpf bpffs, /run/netns exists; the kernel's module auto-loading
+# Inside: / is the host's / over virtio 9p (read-only) under an overlay whose
+# upper layer is tmpfs (writes stay in the VM and vanish with it); /run, /tmp,
+# /dev/shm are tmpfs, /sys/fs/bpf bpffs, /run/netns exists; the kernel's module auto-loading
 # runs modprobe in that root. CMD runs as root in the current directory with
 # HOME=/tmp/home. IVB_VM_OUT names a directory the command may write to: with
 # --out DIR it is DIR on the host (kept), else a temporary one (removed).
@@ -81,7 +82,7 @@ done
 # 9p over virtio (and virtio_pci where it is a module, as on 6.1), in
 # dependency order; modules compressed by the distribution are unpacked here
 : >"$root/modules/order"
-for path in $(for m in virtio_pci 9pnet_virtio 9p; do modprobe -S "$release" --show-depends "$m" 2>/dev/null; done |
+for path in $(for m in virtio_pci 9pnet_virtio 9p overlay; do modprobe -S "$release" --show-depends "$m" 2>/dev/null; done |
   awk '$1 == "insmod" { print $2 }' | awk '!seen[$0]++'); do
   name=$(basename "$path")
   name=${name%.xz}; name=${name%.zst}; name=${name%.gz}
@@ -94,6 +95,7 @@ for path in $(for m in virtio_pci 9pnet_virtio 9p; do modprobe -S "$release" --s
   echo "$name" >>"$root/modules/order"
 done
 grep -qx 9p.ko "$root/modules/order" || die "kernel $release has no 9p module in $moddir"
+grep -qx overlay.ko "$root/modules/order" || die "kernel $release has no overlay module in $moddir"
 
 # the kernel's module auto-loading (request_module) runs this in the
 # initramfs' root: hand it to the host's modprobe, which knows the modules
@@ -128,8 +130,16 @@ dmesg -n 1
 for m in $(cat /modules/order); do
   insmod "/modules/$m" || echo "@@IVB-VM-ERROR insmod $m"
 done
-if ! mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=524288 host /host; then
+mkdir -p /lower /rw
+if ! mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=524288 host /lower; then
   echo "@@IVB-VM-ERROR cannot mount the host's root over 9p"
+  poweroff -f
+fi
+# writes (caches, build tools' temp files) land in a tmpfs over it and vanish with the VM
+mount -t tmpfs tmpfs /rw
+mkdir -p /rw/upper /rw/work
+if ! mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /host; then
+  echo "@@IVB-VM-ERROR cannot mount the overlay over the host's root"
   poweroff -f
 fi
 H=/host
