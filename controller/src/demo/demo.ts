@@ -39,8 +39,17 @@ import {
   type Topology,
 } from './topology.js';
 
+/**
+ * IPVLAN_BPF_TIME_SCALE (≥ 1) stretches the demo's waits on slow machines,
+ * e.g. an emulated VM (scripts/vm/run.sh sets it under TCG).
+ */
+function timeScale(): number {
+  const v = Number(process.env.IPVLAN_BPF_TIME_SCALE);
+  return Number.isFinite(v) && v >= 1 ? v : 1;
+}
+
 /** how long the learner gets to pick up addresses before the pings run regardless */
-const LEARN_TIMEOUT_MS = 5_000;
+const LEARN_TIMEOUT_MS = 5_000 * timeScale();
 
 /** Points the library at a state folder and pin subtree of our own (paths.ts reads them lazily). */
 function usePrivateState(pid: number): { stateDir: string; pinSubdir: string } {
