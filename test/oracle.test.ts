@@ -152,6 +152,10 @@ describe.skipIf(cells.length === 0)('kernel oracle: l2 and l3 cells', () => {
   }, (RUN_LIMIT_S + 60) * 1000);
 
   afterAll(() => {
+    // in the VM (scripts/vm), the run's logs go out with the results
+    if (process.env.IVB_VM_OUT && work && existsSync(join(work, 'oracle', 'results'))) {
+      cpSync(join(work, 'oracle', 'results'), join(process.env.IVB_VM_OUT, 'oracle-results'), { recursive: true });
+    }
     rmSync(`/sys/fs/bpf/ivb-oracle-${process.pid}`, { recursive: true, force: true });
     if (work) rmSync(work, { recursive: true, force: true });
   });

@@ -38,15 +38,7 @@ import {
   type SlaveSpec,
   type Topology,
 } from './topology.js';
-
-/**
- * IPVLAN_BPF_TIME_SCALE (≥ 1) stretches the demo's waits on slow machines,
- * e.g. an emulated VM (scripts/vm/run.sh sets it under TCG).
- */
-function timeScale(): number {
-  const v = Number(process.env.IPVLAN_BPF_TIME_SCALE);
-  return Number.isFinite(v) && v >= 1 ? v : 1;
-}
+import { timeScale } from '../timescale.js';
 
 /** how long the learner gets to pick up addresses before the pings run regardless */
 const LEARN_TIMEOUT_MS = 5_000 * timeScale();
