@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // SPDX-License-Identifier: GPL-2.0-only
-import { main } from '../dist/controller/src/cli/main.js';
+import { run } from '../dist/controller/src/cli/entry.js';
 
-main(process.argv.slice(2)).then(
+run(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },

@@ -61,8 +61,14 @@ static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_p
 				return IVB_DROP(skb, IVB_DROP_PRIVATE);
 			return ivb_deliver(skb, owner, peer, 1);
 		}
-		if (f->has_key)
+		if (f->has_key && (port->flags & IVB_F_PRIVATE)) {
+			int held = ivb_hold_private_dest(skb, f, why, self);
+
+			if (held >= 0)
+				return held;
+		} else if (f->has_key) {
 			ivb_copy_unknown_dest(skb, f, why, self);
+		}
 		return ivb_verdict(skb, bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
 				   port->master_ifindex, IVB_DROP_NONE);
 	}
@@ -92,8 +98,14 @@ static __always_inline int ivb_xmit_l3(struct __sk_buff *skb, const struct ivb_p
 				return IVB_DROP(skb, IVB_DROP_PRIVATE);
 			return ivb_deliver(skb, owner, peer, 1);
 		}
-		if (!f->mcast_dst)
+		if (!f->mcast_dst && (port->flags & IVB_F_PRIVATE) && ivb_local_in_master_ns_v6(skb, f)) {
+			int held = ivb_hold_private_dest(skb, f, why, self);
+
+			if (held >= 0)
+				return held;
+		} else if (!f->mcast_dst) {
 			ivb_copy_unknown_dest(skb, f, why, self);
+		}
 	}
 	return ivb_route_out(skb, port, f);
 }

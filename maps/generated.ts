@@ -75,6 +75,7 @@ export const IvbDropReason = {
   SLOWPATH_FULL: 18, // IVB_DROP_SLOWPATH_FULL
   UNKNOWN_SOURCE: 19, // IVB_DROP_UNKNOWN_SOURCE
   UNKNOWN_DEST: 20, // IVB_DROP_UNKNOWN_DEST
+  UNKNOWN_PRIVATE_DEST: 21, // IVB_DROP_UNKNOWN_PRIVATE_DEST
 } as const;
 export type IvbDropReason = (typeof IvbDropReason)[keyof typeof IvbDropReason];
 
@@ -850,4 +851,5 @@ export const IvbDropReasonTable: readonly IvbDropReasonEntry[] = [
   { value: 18, name: 'SLOWPATH_FULL', label: 'slowpath_full', text: 'held for the agent, but this slave\'s slow-path budget or the ring is full' },
   { value: 19, name: 'UNKNOWN_SOURCE', label: 'unknown_source', text: 'held for the agent: a source address not learned yet' },
   { value: 20, name: 'UNKNOWN_DEST', label: 'unknown_destination', text: 'held for the agent: a destination in the sender\'s subnet not learned yet' },
+  { value: 21, name: 'UNKNOWN_PRIVATE_DEST', label: 'unknown_private_destination', text: 'held for the agent: a private port\'s slave sent to its own subnet, to an address nobody was known to own that the master\'s namespace would take (a new shim\'s?)' },
 ];

@@ -17,6 +17,7 @@ import {
 	IvbAddrKeyLayout,
 	IvbDropReason,
 	IvbMode,
+	IvbPortFlags,
 	IvbPortOptions,
 	IvbSlaveFlags,
 	decodeIvbPunt,
@@ -31,7 +32,7 @@ import {
 	type IvbPunt,
 } from '../maps/generated.js';
 import { ProgInstance, TC_ACT_SHOT, TestNetns, makePinRoot, removePinRoot, repoRoot } from './lib/bpfprog.js';
-import { ETH_P_ARP, ETH_P_IP, arp, eth, ip4, ipv4, mac, udp } from './lib/frames.js';
+import { ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, arp, eth, ip4, ip6, ipv4, ipv6, mac, udp } from './lib/frames.js';
 import path from 'node:path';
 
 const PORT = 3;
@@ -55,12 +56,12 @@ function addr16(a: Buffer): Buffer {
 	return b;
 }
 
-function writePort(mode: number): void {
+function writePort(mode: number, flags = 0): void {
 	mapUpdate(fd.ports, encodeIvbPortKey({ portId: PORT }), encodeIvbPort({
 		masterIfindex: ifx.m0,
 		masterMac: MASTER_MAC,
 		mode,
-		flags: 0,
+		flags,
 		nrSlaves: 2,
 		options: IvbPortOptions.VALIDATION,
 	}));
@@ -161,6 +162,58 @@ describe('held for the agent, or copied to it', () => {
 		} finally {
 			mapUpdate(fd.slaves, encodeIvbSlaveKey({ portId: PORT, peerIfindex: ifx.p2 }), encodeIvbSlave({ devId: 2, flags: IvbSlaveFlags.UP, mtu: 1500 }));
 		}
+	});
+});
+
+describe('a private port: held where a copy could not undo the ordinary way', () => {
+	const A6 = ip6('2001:db8:1::10');
+	const LOCAL6 = ip6('2001:db8:1::99'); // an address of the namespace itself (a shim's, say)
+	const fromA6 = (dst: Buffer): Buffer => eth(MASTER_MAC, MASTER_MAC, ETH_P_IPV6, ipv6({ src: A6, dst, payload: udp(40000, 9) }));
+
+	beforeAll(() => {
+		mapUpdate(fd.addrs, encodeIvbAddrKey({ portId: PORT, family: 6, addr: A6 }), encodeIvbAddrOwner({ peerIfindex: ifx.p1, prefixlen: 64 }));
+		netns.ip('addr', 'add', '2001:db8:1::99/128', 'dev', 's2', 'nodad');
+		// the subnet is on the master's link: the namespace forwards to it
+		netns.ip('addr', 'add', '2001:db8:1::1/64', 'dev', 'm0', 'nodad');
+		netns.sysctl('net.ipv6.conf.p1.forwarding', '1');
+	});
+
+	it('l2: an unowned destination in the subnet (the master stack would take it): held (unknown_private_destination)', () => {
+		writePort(IvbMode.L2, IvbPortFlags.PRIVATE);
+		const frame = fromA(A4, ip4('198.18.1.88'));
+		const r = run(frame);
+		expect(r.retval).toBe(TC_ACT_SHOT);
+		expect(r.decision).toMatchObject({ action: IvbAction.HELD, reason: IvbDropReason.UNKNOWN_PRIVATE_DEST });
+		expect(held.map((p) => p.reason)).toEqual([IvbDropReason.UNKNOWN_PRIVATE_DEST]);
+		expect(held[0]!.frame.subarray(0, held[0]!.len)).toEqual(frame);
+	});
+
+	it('l2: once the agent found it unowned, the ordinary way at once, nothing held', () => {
+		writePort(IvbMode.L2, IvbPortFlags.PRIVATE);
+		markUnowned(ip4('198.18.1.88'));
+		expect(run(fromA(A4, ip4('198.18.1.88'))).decision).toMatchObject({ action: IvbAction.TO_MASTER, reason: IvbDropReason.NONE });
+		expect(held).toHaveLength(0);
+	});
+
+	it('l2: a sibling that owns it and is up is still dropped as private, nothing held', () => {
+		writePort(IvbMode.L2, IvbPortFlags.PRIVATE);
+		expect(run(fromA(A4, B4)).decision).toMatchObject({ action: IvbAction.DROP, reason: IvbDropReason.PRIVATE });
+		expect(held).toHaveLength(0);
+	});
+
+	it("l3 IPv6: an address local to the master's namespace: held; one the namespace forwards: copied", () => {
+		writePort(IvbMode.L3, IvbPortFlags.PRIVATE);
+		expect(run(fromA6(LOCAL6)).decision).toMatchObject({ action: IvbAction.HELD, reason: IvbDropReason.UNKNOWN_PRIVATE_DEST });
+		expect(held.map((p) => p.reason)).toEqual([IvbDropReason.UNKNOWN_PRIVATE_DEST]);
+		held.length = 0;
+		expect(run(fromA6(ip6('2001:db8:1::88'))).decision.action).not.toBe(IvbAction.HELD);
+		expect(held.map((p) => p.reason)).toEqual([IvbDropReason.UNKNOWN_DEST]);
+	});
+
+	it('l3 IPv4 (its pinned route never delivers locally): copied, not held', () => {
+		writePort(IvbMode.L3, IvbPortFlags.PRIVATE);
+		expect(run(fromA(A4, ip4('198.18.1.88'))).decision).toMatchObject({ action: IvbAction.ROUTE_PINNED, reason: IvbDropReason.NONE });
+		expect(held.map((p) => p.reason)).toEqual([IvbDropReason.UNKNOWN_DEST]);
 	});
 });
 

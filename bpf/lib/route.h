@@ -71,9 +71,25 @@ static __always_inline void ivb_ttl_compensate(struct __sk_buff *skb, __u16 prot
 	}
 }
 
+/*
+ * A shim slave (its end in the master's own namespace) sends what that
+ * namespace's stack already routed: handed back, a route through the shim
+ * itself brings it straight back here. The kernel stops that loop with its
+ * transmit recursion limit (the shim's tx_dropped); without the raise below
+ * the hop limit stops ours, where with it the packet would circle for ever.
+ */
+static __always_inline int ivb_sender_is_shim(struct __sk_buff *skb)
+{
+	struct ivb_slave_key sk = { .port_id = ivb_port_id, .peer_ifindex = skb->ingress_ifindex };
+	struct ivb_slave *s = bpf_map_lookup_elem(&ivb_slaves, &sk);
+
+	return s && (s->flags & IVB_SLAVE_SAME_NETNS);
+}
+
 static __always_inline int ivb_to_master_stack(struct __sk_buff *skb, __u16 proto)
 {
-	ivb_ttl_compensate(skb, proto);
+	if (!ivb_sender_is_shim(skb))
+		ivb_ttl_compensate(skb, proto);
 	return ivb_verdict(skb, IVB_TC_ACT_OK, IVB_ACT_ROUTE, 0, IVB_DROP_NONE);
 }
 
@@ -195,6 +211,30 @@ static __always_inline int ivb_route_v6(struct __sk_buff *skb, const struct ivb_
 		return ivb_verdict(skb, bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
 				   port->master_ifindex, IVB_DROP_NONE);
 	return ivb_redirect_pinned(skb, port);
+}
+
+/*
+ * An IPv6 destination the master namespace's stack would not forward when an
+ * l3 slave's packet is handed to it: a local address of that namespace (a
+ * shim slave's, say), or one it has no route for. Asked as its forward path
+ * will ask (input on the host peer, whose forwarding is on in l3).
+ */
+static __always_inline int ivb_local_in_master_ns_v6(struct __sk_buff *skb, const struct ivb_frame *f)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ipv6hdr *ip6 = data + IVB_ETH_HLEN;
+	struct bpf_fib_lookup p = {};
+
+	if (f->proto != IVB_ETH_P_IPV6 || (void *)(ip6 + 1) > data_end)
+		return 0;
+	p.family = AF_INET6;
+	p.l4_protocol = ip6->nexthdr;
+	p.tot_len = bpf_ntohs(ip6->payload_len);
+	__builtin_memcpy(p.ipv6_src, &ip6->saddr, 16);
+	__builtin_memcpy(p.ipv6_dst, &ip6->daddr, 16);
+	p.ifindex = skb->ingress_ifindex;
+	return bpf_fib_lookup(skb, &p, sizeof(p), BPF_FIB_LOOKUP_SKIP_NEIGH) == BPF_FIB_LKUP_RET_NOT_FWDED;
 }
 
 /* ipvlan_process_outbound(): what an L3/L3S slave sends that no sibling takes. */

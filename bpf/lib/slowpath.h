@@ -206,4 +206,27 @@ static __always_inline int ivb_dest_worth_holding(const struct ivb_frame *f, con
 	return 1;
 }
 
+/*
+ * A private port: whether an unknown destination turns out to be a
+ * sibling's decides between a drop (private) and the ordinary way, and a
+ * copy cannot undo the ordinary way. So where the ordinary way ends in the
+ * master namespace's own stack (l2: the shared MAC; l3: an IPv6 address that
+ * namespace holds locally, e.g. a new shim slave's), the frame is held
+ * instead and sent again after the agent's fresh read: the table then says
+ * private or not. Destinations on the wire are never held (the FIB tells).
+ */
+static __always_inline int ivb_hold_private_dest(struct __sk_buff *skb, const struct ivb_frame *f, __u32 why,
+						 __u32 self)
+{
+	const struct ivb_addr_owner *src_owner = f->src_owner;
+
+	if (why != IVB_DROP_NO_OWNER && why != IVB_DROP_SLAVE_DOWN)
+		return -1;
+	if (!src_owner)
+		src_owner = bpf_map_lookup_elem(&ivb_addrs, &f->src);
+	if (!ivb_dest_worth_holding(f, src_owner, self))
+		return -1;
+	return ivb_hold(skb, &f->dst, IVB_DROP_UNKNOWN_PRIVATE_DEST);
+}
+
 #endif /* IVB_SLOWPATH_H */

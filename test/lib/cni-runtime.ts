@@ -56,6 +56,8 @@ export class CniRuntime {
     /** the namespace the plugin runs in (the runtime's): its /run/netns name */
     readonly hostNs: string,
     readonly cniPath = DEBIAN_CNI_DIR,
+    /** the plugin as the runtime executes it (an installed one: its path alone) */
+    readonly plugin: readonly string[] = [process.execPath, CNI_BIN],
   ) {}
 
   call(c: CniCall): CniReply {
@@ -69,7 +71,7 @@ export class CniRuntime {
     }
     const input = typeof c.config === 'string' ? c.config : JSON.stringify(c.config);
     const t0 = performance.now();
-    const r = spawnSync('nsenter', [`--net=/run/netns/${this.hostNs}`, '--', process.execPath, CNI_BIN], {
+    const r = spawnSync('nsenter', [`--net=/run/netns/${this.hostNs}`, '--', ...this.plugin], {
       env: e,
       input,
       encoding: 'utf8',

@@ -214,9 +214,10 @@ export class Agent {
   private exited: Promise<void>;
   private done = false;
 
-  constructor(env: NodeJS.ProcessEnv) {
+  /** COMMAND: how the agent is started (an installed package's, a service's command line) */
+  constructor(env: NodeJS.ProcessEnv, command: readonly string[] = [process.execPath, CLI, 'agent']) {
     // own process group, so that its `ip monitor` children can be ended with it
-    this.proc = spawn(process.execPath, [CLI, 'agent'], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = spawn(command[0]!, command.slice(1), { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     for (const stream of [this.proc.stdout, this.proc.stderr]) {
       if (stream) createInterface({ input: stream }).on('line', (l) => this.lines.push(l));
     }

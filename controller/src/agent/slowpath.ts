@@ -33,7 +33,7 @@ import {
   SLAVE_UP,
   SLAVE_SAME_NETNS,
 } from '../bpf/datapath.js';
-import { initNetnsPath, netnsPath } from '../netlink/netns.js';
+import { initNetnsPath, netnsInodeOfPath, netnsPath } from '../netlink/netns.js';
 import { masterLinkLocal } from '../link/manager.js';
 import type { Family } from '../netlink/addr.js';
 import { errorLine } from '../errors.js';
@@ -91,7 +91,8 @@ export class SlowPath {
   private ring: RingBuffer | null = null;
   private poll: NodeJS.Timeout | null = null;
   private beat: NodeJS.Timeout | null = null;
-  private readonly sockets = new Map<string, number>();
+  /** packet sockets by namespace name, with the inode of the namespace each was opened in */
+  private readonly sockets = new Map<string, { fd: number; ino: number }>();
   private batch: IvbPunt[] = [];
   private readonly lostLogged = new Set<number>();
   readonly stats: SlowPathStats = { held: 0, discarded: 0, resent: 0, unowned: 0, lost: 0 };
@@ -129,7 +130,7 @@ export class SlowPath {
       this.ring.close();
       this.ring = null;
     }
-    for (const fd of this.sockets.values()) closeFd(fd);
+    for (const s of this.sockets.values()) closeFd(s.fd);
     this.sockets.clear();
   }
 
@@ -172,7 +173,7 @@ export class SlowPath {
     if (end === 'later') return false;
     if (TRACE) {
       const fam: Family = p.family === 4 ? 4 : 6;
-      this.log(`slow path: port ${p.portId} peer ${p.ifindex} ${p.reason === IvbDropReason.UNKNOWN_SOURCE ? 'source' : 'destination'} ${bytesToAddr(fam, p.addr)} (${p.len} bytes, slave ${end ? `${end.netns ?? 'init'}/${end.ifindex}` : 'unknown'})`);
+      this.log(`slow path: port ${p.portId} peer ${p.ifindex} ${p.reason === IvbDropReason.UNKNOWN_SOURCE ? 'source' : p.reason === IvbDropReason.UNKNOWN_PRIVATE_DEST ? 'private destination' : 'destination'} ${bytesToAddr(fam, p.addr)} (${p.len} bytes, slave ${end ? `${end.netns ?? 'init'}/${end.ifindex}` : 'unknown'})`);
     }
     this.stats.held++;
     const family: Family = p.family === 4 ? 4 : 6;
@@ -221,6 +222,25 @@ export class SlowPath {
       this.stats.resent++;
       return true;
     }
+    if (p.reason === IvbDropReason.UNKNOWN_PRIVATE_DEST) {
+      // held (a private port): sent again whoever owns it now; the fresh
+      // table drops it as private if a sibling does, and a note keeps an
+      // address nobody owns from being held twice
+      const ownerEntry = owner !== null ? readSlaveEntry(p.portId, owner) : null;
+      if (owner === null || !ownerEntry || !(ownerEntry.flags & SLAVE_UP)) {
+        markUnowned(p.portId, family, p.addr, process.hrtime.bigint());
+        this.stats.unowned++;
+      }
+      if (!end) {
+        this.stats.lost++;
+        return true;
+      }
+      const frame = Buffer.from(p.frame.subarray(0, p.len));
+      fixL4Checksum(frame);
+      sendFrame(this.socketIn(end.netns), end.ifindex, frame);
+      this.stats.resent++;
+      return true;
+    }
     const resolved = owner === p.ifindex;
     if (!resolved) {
       // nobody's after a fresh read: the frame sent again is dropped as spoofed
@@ -242,13 +262,25 @@ export class SlowPath {
     return true;
   }
 
+  /**
+   * A packet socket in the namespace that has this name now. A namespace
+   * deleted and made again under the same name (the oracle does it for every
+   * configuration, users do it) is another namespace: a socket of the old one
+   * would send into it (ENXIO, or a device that happens to have the ifindex),
+   * so a socket is reused only while the name still leads to its inode.
+   */
   private socketIn(netns: string | null): number {
     const key = netns ?? '';
-    let fd = this.sockets.get(key);
-    if (fd === undefined) {
-      fd = withNetns(netns === null ? initNetnsPath() : netnsPath(netns), () => packetSocket());
-      this.sockets.set(key, fd);
+    const path = netns === null ? initNetnsPath() : netnsPath(netns);
+    const ino = netnsInodeOfPath(path);
+    const cached = this.sockets.get(key);
+    if (cached && cached.ino === ino) return cached.fd;
+    if (cached) {
+      closeFd(cached.fd);
+      this.sockets.delete(key);
     }
+    const fd = withNetns(path, () => packetSocket());
+    this.sockets.set(key, { fd, ino });
     return fd;
   }
 }

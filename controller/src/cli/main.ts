@@ -31,6 +31,9 @@ const HELP = `Usage: ipvlan-bpf [ OPTIONS ] OBJECT { COMMAND | help }
   ipvlan-bpf gc             remove what a crash left behind (pins, map entries, peers, records)
   ipvlan-bpf upgrade        replace every port's programs with this build's, atomically per hook
   ipvlan-bpf demo           the HOWTO's example in namespaces, with traffic, then cleanup
+  ipvlan-bpf cni install [--dir DIR] [--force]
+                            put the CNI plugin in DIR (default /opt/cni/bin); idempotent
+  ipvlan-bpf [-j] version   package version, BPF objects' build id, kernel features, missing packages
 OPTIONS: -n NETNS (run in namespace NETNS, as ip -n) | -j (JSON) | -p (pretty JSON)
 Defaults, as the kernel's: mode l3, flag bridge. Mode and flag are per master: the last writer wins.`;
 
@@ -53,9 +56,14 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'help':
         process.stdout.write(HELP + '\n');
         return object === undefined ? 2 : 0;
-      case 'version':
-        process.stdout.write('ipvlan-bpf 0.1.0\n');
-        return 0;
+      case 'version': {
+        const { runVersion } = await import('./version.js');
+        return runVersion(global.json, global.pretty);
+      }
+      case 'cni': {
+        const { runCni } = await import('./cni-install.js');
+        return runCni(words.slice(1));
+      }
       case 'link':
       case 'l':
         if ((cmd === undefined || ['show', 'list', 'ls'].includes(cmd)) && (await linkShowViaApi(global, netns, rest))) return 0;

@@ -21,6 +21,7 @@ import {
   type CniErrorJson,
   type CniResult,
 } from './types.js';
+import { CNI_NEEDS, missingLine, missingRequirements } from '../platform/requirements.js';
 
 const COMMANDS = ['ADD', 'DEL', 'CHECK', 'GC', 'STATUS', 'VERSION'] as const;
 type Command = (typeof COMMANDS)[number];
@@ -104,6 +105,9 @@ export async function main(): Promise<number> {
     }
     const conf = parseNetConf(stdin);
     version = conf.cniVersion;
+    // libbpf and the tools, before commands.js loads libbpf: one line naming the Debian package
+    const missing = await missingRequirements(CNI_NEEDS);
+    if (missing.length) throw new CniError(cmd === 'STATUS' ? CNI_E.NOT_AVAILABLE : CNI_E.INTERNAL, missingLine(missing));
     const c = await import('./commands.js');
     switch (cmd) {
       case 'ADD': {
