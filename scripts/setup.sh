@@ -55,7 +55,12 @@ if ! mount | grep -q ' /sys/fs/bpf type bpf'; then
   mount -t bpf bpf /sys/fs/bpf 2>/dev/null || log "could not mount bpffs on /sys/fs/bpf"
 fi
 
-if [ ! -d node_modules/koffi ] || [ ! -d node_modules/vitest ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+if [ -L node_modules ]; then
+  # shared with another checkout (a git worktree): npm ci would empty the
+  # other checkout's node_modules through the link
+  [ -d node_modules/koffi ] && [ -d node_modules/vitest ] ||
+    { echo "setup: node_modules links to $(readlink node_modules), which lacks koffi or vitest" >&2; exit 1; }
+elif [ ! -d node_modules/koffi ] || [ ! -d node_modules/vitest ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "installing npm dependencies"
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
 fi

@@ -8,6 +8,7 @@ import { closeSync, existsSync, openSync, readdirSync, readFileSync, renameSync,
 import { join } from 'node:path';
 import { IvbError } from './errors.js';
 import { ensureDir, portPinDir, stateDir } from './paths.js';
+import { timeScale } from './timescale.js';
 
 export type Mode = 'l2' | 'l3' | 'l3s';
 export type PortFlag = 'bridge' | 'private' | 'vepa';
@@ -140,7 +141,7 @@ function sleepMs(ms: number): void {
  */
 let lockDepth = 0;
 
-export function withLock<T>(fn: () => T, timeoutMs = 15000): T {
+export function withLock<T>(fn: () => T, timeoutMs = 15000 * timeScale()): T {
   if (lockDepth > 0) {
     lockDepth++;
     try {

@@ -38,9 +38,10 @@ import {
   type SlaveSpec,
   type Topology,
 } from './topology.js';
+import { timeScale } from '../timescale.js';
 
 /** how long the learner gets to pick up addresses before the pings run regardless */
-const LEARN_TIMEOUT_MS = 5_000;
+const LEARN_TIMEOUT_MS = 5_000 * timeScale();
 
 /** Points the library at a state folder and pin subtree of our own (paths.ts reads them lazily). */
 function usePrivateState(pid: number): { stateDir: string; pinSubdir: string } {
