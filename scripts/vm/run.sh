@@ -7,8 +7,8 @@
 #   scripts/vm/run.sh --kernel 6.12|6.1 [--out DIR] [--timeout S] [--mem MB] -- CMD [ARG...]
 #
 # Inside: / is the host's / over virtio 9p (read-only) under an overlay whose
-# upper layer is tmpfs (writes stay in the VM and vanish with it); /run, /tmp,
-# /dev/shm are tmpfs, /sys/fs/bpf bpffs, /run/netns exists; the kernel's module auto-loading
+# upper layer is tmpfs (writes stay in the VM and vanish with it); /run and
+# /dev/shm are tmpfs (/tmp is the overlay's, so a checkout there is seen), /sys/fs/bpf bpffs, /run/netns exists; the kernel's module auto-loading
 # runs modprobe in that root. CMD runs as root in the current directory with
 # HOME=/tmp/home. IVB_VM_OUT names a directory the command may write to: with
 # --out DIR it is DIR on the host (kept), else a temporary one (removed).
@@ -156,7 +156,8 @@ mkdir -p $H/dev/pts $H/dev/shm
 mount -t devpts devpts $H/dev/pts
 mount -t tmpfs tmpfs $H/dev/shm
 mount -t tmpfs tmpfs $H/run
-mount -t tmpfs tmpfs $H/tmp
+# /tmp stays the overlay's (writes vanish with the VM as well): a checkout
+# under the host's /tmp, and ../shared beside it, must stay visible
 mkdir -p $H/run/netns $H/tmp/home $H/tmp/ivb-vm-out
 mount -t bpf bpf $H/sys/fs/bpf
 mount -t securityfs securityfs $H/sys/kernel/security 2>/dev/null
