@@ -145,6 +145,18 @@ export function netlinkSend(fd: number, msg: Buffer): void {
 	if (Number(n) < 0) throw new LibcError('sendto(netlink)', lastErrno());
 }
 
+const SOL_SOCKET = 1;
+const SO_RCVTIMEO = 20;
+
+/** Makes a blocking receive on FD give up with EAGAIN after MS milliseconds. */
+export function setRecvTimeout(fd: number, ms: number): void {
+	// struct timeval: seconds, microseconds
+	const tv = Buffer.alloc(16);
+	tv.writeBigInt64LE(BigInt(Math.floor(ms / 1000)), 0);
+	tv.writeBigInt64LE(BigInt((ms % 1000) * 1000), 8);
+	if ((c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, 16) as number) < 0) throw new LibcError('setsockopt(SO_RCVTIMEO)', lastErrno());
+}
+
 /** Receives one datagram (blocking) into BUF; its length (EINTR retried). */
 export function netlinkRecv(fd: number, buf: Buffer): number {
 	for (;;) {

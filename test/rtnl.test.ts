@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestEnv, ip, ipJson } from './lib/topo.js';
 import { rtnlAddrs, rtnlLinks } from '../controller/src/netlink/rtnl.js';
 import type { IpAddrLink, IpLink } from '../controller/src/netlink/links.js';
+import { LibcError, closeFd, netlinkRecv, netlinkSocket, setRecvTimeout } from '../native/libc.js';
 
 const env = new TestEnv('rtnl', 'ivbrn');
 let a: string;
@@ -87,5 +88,25 @@ describe('rtnetlink reads agree with iproute2', () => {
 
   it('a namespace that does not exist fails as ip -n does', () => {
     expect(() => rtnlLinks(`${env.prefix}nope`)).toThrow(/Cannot open network namespace/);
+  });
+
+  it('a netlink socket the kernel does not answer gives up with EAGAIN instead of hanging (the dumps retry once, then fail)', () => {
+    const fd = netlinkSocket(0);
+    try {
+      setRecvTimeout(fd, 150);
+      const t0 = performance.now();
+      let err: unknown = null;
+      try {
+        netlinkRecv(fd, Buffer.alloc(4096));
+      } catch (e) {
+        err = e;
+      }
+      const ms = performance.now() - t0;
+      expect(err).toBeInstanceOf(LibcError);
+      expect((err as LibcError).code).toBe('EAGAIN');
+      expect(ms).toBeGreaterThanOrEqual(100);
+    } finally {
+      closeFd(fd);
+    }
   });
 });

@@ -11,7 +11,7 @@
  * namespace (setns on this thread) and closed before returning: nothing
  * holds the namespace afterwards.
  */
-import { closeFd, netlinkRecv, netlinkSend, netlinkSocket } from '../../../native/libc.js';
+import { LibcError, closeFd, netlinkRecv, netlinkSend, netlinkSocket, setRecvTimeout } from '../../../native/libc.js';
 import { withNetns } from '../../../native/libbpf.js';
 import { IvbError } from '../errors.js';
 import { bytesToAddr } from './addr.js';
@@ -82,6 +82,8 @@ const ADDR_GEN_MODES = ['eui64', 'none', 'stable_secret', 'random'];
 const ARPHRD: Record<number, string> = { 1: 'ether', 772: 'loopback', 65534: 'none' };
 
 let seq = 0;
+const DUMP_TIMEOUT_MS = 5_000;
+const EAGAIN = 11;
 
 /** The attributes of one message part: type -> payload (the last one wins, as the kernel sends each once). */
 function attrs(buf: Buffer, start: number, end: number): Map<number, Buffer> {
@@ -112,6 +114,8 @@ function dump(type: number, header: Buffer, netns: string | null): Array<{ type:
   const run = (): Array<{ type: number; body: Buffer }> => {
     const fd = netlinkSocket(NETLINK_ROUTE);
     try {
+      // a dump the kernel does not finish must not hang the caller for ever
+      setRecvTimeout(fd, DUMP_TIMEOUT_MS);
       const s = ++seq;
       const msg = Buffer.alloc(16 + header.length);
       msg.writeUInt32LE(msg.length, 0);
@@ -146,9 +150,26 @@ function dump(type: number, header: Buffer, netns: string | null): Array<{ type:
       closeFd(fd);
     }
   };
-  if (netns === null) return run();
+  // one more try when the kernel did not answer in time (EAGAIN from the receive timeout)
+  const runOnce = run;
+  const runTwice = (): Array<{ type: number; body: Buffer }> => {
+    try {
+      return runOnce();
+    } catch (e) {
+      if (!(e instanceof LibcError) || e.errno !== EAGAIN) throw e;
+      try {
+        return runOnce();
+      } catch (e2) {
+        if (e2 instanceof LibcError && e2.errno === EAGAIN) {
+          throw new IvbError('IPVLAN_E_IPROUTE', `rtnetlink dump: no answer from the kernel in ${DUMP_TIMEOUT_MS} ms, twice`);
+        }
+        throw e2;
+      }
+    }
+  };
+  if (netns === null) return runTwice();
   try {
-    return withNetns(netnsPath(netns), run);
+    return withNetns(netnsPath(netns), runTwice);
   } catch (e) {
     // as `ip -n NAME` says it
     if ((e as { code?: unknown }).code === 'ENOENT') {
