@@ -263,3 +263,28 @@ function spawnDirect(args: string[]): string {
   if (r.status !== 0) throw new Error(r.stderr);
   return r.stdout;
 }
+
+describe('an agent too busy to answer', () => {
+  it('link show reads the same view directly after 5 s instead of waiting for ever', async () => {
+    const { createServer } = await import('node:net');
+    const { readFileSync, writeFileSync } = await import('node:fs');
+    const silent = join(sockDir, 'silent.sock');
+    // listening, never answering: connections land in the backlog and wait
+    const server = createServer(() => undefined);
+    await new Promise<void>((resolve) => server.listen(silent, resolve));
+    const apiFile = join(env.stateDir, 'api');
+    const saved = readFileSync(apiFile, 'utf8');
+    writeFileSync(apiFile, `${silent}\n`);
+    try {
+      const t0 = performance.now();
+      const r = spawnSync(process.execPath, [CLI, '-j', 'link', 'show'], { env: env.env, encoding: 'utf8', timeout: 20_000 });
+      const ms = performance.now() - t0;
+      expect(r.status, r.stderr).toBe(0);
+      expect(ms).toBeGreaterThanOrEqual(4_500);
+      expect(JSON.parse(r.stdout)).toEqual(JSON.parse(spawnDirect(['-j', 'link', 'show'])));
+    } finally {
+      writeFileSync(apiFile, saved);
+      server.close();
+    }
+  }, 60_000);
+});

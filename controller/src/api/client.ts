@@ -122,12 +122,27 @@ export class ApiClient {
   }
 
   /** One request, one response; an Error response rejects with the matching IvbError. */
-  async call(req: Omit<RequestMsg, 'id'>): Promise<ResponseMsg> {
+  async call(req: Omit<RequestMsg, 'id'>, timeoutMs = 0): Promise<ResponseMsg> {
     if (this.closedError) throw this.closedError;
     const id = this.nextId++;
-    const p = new Promise<ResponseMsg>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
+    let timer: NodeJS.Timeout | null = null;
+    const p = new Promise<ResponseMsg>((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      // TIMEOUTMS > 0: a busy agent gets that long, then the caller decides
+      if (timeoutMs > 0) {
+        timer = setTimeout(() => {
+          this.waiting.delete(id);
+          reject(new IvbError('IPVLAN_E_AGENT', `the agent did not answer in ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
+    });
     this.socket.write(encodeRequest({ ...req, id }));
-    const r = await p;
+    let r: ResponseMsg;
+    try {
+      r = await p;
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
     const err = responseError(r);
     if (err) throw err;
     return r;

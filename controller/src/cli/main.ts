@@ -4,7 +4,7 @@
  * demo). Errors print as one line, `ipvlan-bpf: MESSAGE`, with exit status 1
  * (2 for usage errors), like iproute2.
  */
-import { IvbError, errorLine } from '../errors.js';
+import { IvbError, errorLine, isIvbError } from '../errors.js';
 import { parseDevOnly, parseGlobal, parseLinkAdd, parseLinkSet, type GlobalOptions } from './args.js';
 // everything else is loaded by the command that needs it (start-up time: `version` loads no binding at all)
 
@@ -116,6 +116,8 @@ export async function main(argv: readonly string[]): Promise<number> {
  * `link show` through the agent's API when it serves one (same output as
  * the direct path); false when there is no agent to ask.
  */
+const API_SHOW_TIMEOUT_MS = 5_000;
+
 async function linkShowViaApi(global: GlobalOptions, netns: string | null, rest: string[]): Promise<boolean> {
   const name = parseDevOnly(rest, false, 'link show');
   // loaded here only: protobufjs is for the API, not for every command
@@ -124,7 +126,14 @@ async function linkShowViaApi(global: GlobalOptions, netns: string | null, rest:
   const client = await ApiClient.tryConfigured();
   if (!client) return false;
   try {
-    const r = await client.call({ linkList: { ...(name === null ? {} : { name }), netns: netns ?? '', onlyNetns: global.netns !== null } });
+    let r;
+    try {
+      r = await client.call({ linkList: { ...(name === null ? {} : { name }), netns: netns ?? '', onlyNetns: global.netns !== null } }, API_SHOW_TIMEOUT_MS);
+    } catch (e) {
+      // an agent too busy to answer: the same view, read directly
+      if (isIvbError(e, 'IPVLAN_E_AGENT') && !process.env.IPVLAN_BPF_API) return false;
+      throw e;
+    }
     const links = r.linkList?.links ?? [];
     if (global.json) print(global, links.map(linkFromMsg));
     else if (links.length) process.stdout.write(links.map(linkMsgText).join('\n') + '\n');
