@@ -4,10 +4,10 @@
  * written atomically (rename) under a lock, so that concurrent CLI calls and
  * the agent never see half a change.
  */
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { IvbError } from './errors.js';
-import { ensureDir, portPinDir, stateDir } from './paths.js';
+import { ensureDir, stateDir } from './paths.js';
 import { timeScale } from './timescale.js';
 
 export type Mode = 'l2' | 'l3' | 'l3s';
@@ -66,40 +66,26 @@ export function listPorts(): PortRecord[] {
   let files: string[] = [];
   try {
     files = readdirSync(portsDir()).filter((f) => /^\d+\.json$/.test(f));
-  } catch (e) {
-    if (isNotFound(e)) return [];
-    throw e;
+  } catch {
+    return [];
   }
   const out: PortRecord[] = [];
   for (const f of files) {
-    const p = readRecord(join(portsDir(), f));
-    if (p) out.push(p);
+    try {
+      out.push(JSON.parse(readFileSync(join(portsDir(), f), 'utf8')) as PortRecord);
+    } catch {
+      /* removed under us */
+    }
   }
   return out.sort((a, b) => a.portId - b.portId);
 }
 
-function isNotFound(e: unknown): boolean {
-  return (e as NodeJS.ErrnoException).code === 'ENOENT';
-}
-
-/** A record file, or null when it is gone (removed under us); a damaged one is an error naming it. */
-function readRecord(path: string): PortRecord | null {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    if (isNotFound(e)) return null;
-    throw e;
-  }
-  try {
-    return JSON.parse(text) as PortRecord;
-  } catch (e) {
-    throw new IvbError('IPVLAN_E_STATE', `${path}: damaged port record (${(e as Error).message})`);
-  }
-}
-
 export function readPort(portId: number): PortRecord | null {
-  return readRecord(portFile(portId));
+  try {
+    return JSON.parse(readFileSync(portFile(portId), 'utf8')) as PortRecord;
+  } catch {
+    return null;
+  }
 }
 
 export function writePort(p: PortRecord): void {
@@ -113,11 +99,10 @@ export function removePort(portId: number): void {
   rmSync(portFile(portId), { force: true });
 }
 
-/** The lowest id with neither a record nor pins (pins without a record are gc's to judge, never reused). */
 export function allocPortId(): number {
   const used = new Set(listPorts().map((p) => p.portId));
   let id = 1;
-  while (used.has(id) || existsSync(portPinDir(id))) id++;
+  while (used.has(id)) id++;
   return id;
 }
 
@@ -164,10 +149,8 @@ export function withLock<T>(fn: () => T, timeoutMs = 15000 * timeScale()): T {
       let holder = 0;
       try {
         holder = Number(readFileSync(lock, 'utf8'));
-      } catch (e2) {
-        // released between our open and this read: try again
-        if (isNotFound(e2)) continue;
-        throw e2;
+      } catch {
+        continue;
       }
       if (holder > 0 && !pidAlive(holder)) {
         rmSync(lock, { force: true });

@@ -7,7 +7,6 @@
  * longer lists and to release their addresses with the config they were
  * allocated with. Kept beside the port records (per boot, as they are).
  */
-import { isSysError } from '../errors.js';
 import { readdirSync, readFileSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureDir, stateDir } from '../paths.js';
@@ -43,14 +42,11 @@ export function writeRecord(r: AttachmentRecord): void {
 }
 
 export function readRecord(network: string, containerId: string, ifname: string): AttachmentRecord | null {
-  let text: string;
   try {
-    text = readFileSync(recordFile(network, containerId, ifname), 'utf8');
-  } catch (e) {
-    if (isSysError(e, 'ENOENT')) return null;
-    throw e;
+    return JSON.parse(readFileSync(recordFile(network, containerId, ifname), 'utf8')) as AttachmentRecord;
+  } catch {
+    return null;
   }
-  return JSON.parse(text) as AttachmentRecord;
 }
 
 export function removeRecord(network: string, containerId: string, ifname: string): void {
@@ -59,10 +55,8 @@ export function removeRecord(network: string, containerId: string, ifname: strin
   for (const d of [networkDir(network), join(stateDir(), 'cni')]) {
     try {
       rmdirSync(d);
-    } catch (e) {
-      // still holds other attachments (or is gone already)
-      if (isSysError(e, 'ENOTEMPTY', 'EEXIST', 'ENOENT')) break;
-      throw e;
+    } catch {
+      break;
     }
   }
 }
@@ -71,21 +65,16 @@ export function listRecords(network: string): AttachmentRecord[] {
   let names: string[];
   try {
     names = readdirSync(networkDir(network)).filter((n) => n.endsWith('.json'));
-  } catch (e) {
-    if (isSysError(e, 'ENOENT')) return [];
-    throw e;
+  } catch {
+    return [];
   }
   const out: AttachmentRecord[] = [];
   for (const n of names) {
-    let text: string;
     try {
-      text = readFileSync(join(networkDir(network), n), 'utf8');
-    } catch (e) {
-      // removed under us
-      if (isSysError(e, 'ENOENT')) continue;
-      throw e;
+      out.push(JSON.parse(readFileSync(join(networkDir(network), n), 'utf8')) as AttachmentRecord);
+    } catch {
+      /* removed under us */
     }
-    out.push(JSON.parse(text) as AttachmentRecord);
   }
   return out;
 }

@@ -66,9 +66,8 @@ function askedVersion(stdin: string): string | null {
   try {
     const v = (JSON.parse(stdin) as { cniVersion?: unknown }).cniVersion;
     if (typeof v === 'string' && isSupportedVersion(v)) return v;
-  } catch (e) {
-    // not JSON: answered in our own version
-    if (!(e instanceof SyntaxError)) throw e;
+  } catch {
+    /* not JSON: answered in our own version */
   }
   return null;
 }

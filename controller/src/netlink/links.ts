@@ -1,11 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-only
-/**
- * Typed views of links and addresses, as `ip -j -d link show` and `ip -j
- * addr show` name the keys; read through rtnetlink from the process
- * (rtnl.ts), not through a process per read.
- */
-import { isIvbError } from '../errors.js';
-import { rtnlAddrs, rtnlLinks } from './rtnl.js';
+/** Typed views of `ip -j -d link show` and `ip -j addr show`, as iproute2 names the keys. */
+import { ipJson, ipTry } from './exec.js';
 
 export interface IpLink {
   ifindex: number;
@@ -42,17 +37,14 @@ export interface IpAddrLink extends IpLink {
 }
 
 export function listLinks(netns?: string | null): IpLink[] {
-  return rtnlLinks(netns ?? null);
+  return ipJson<IpLink[]>(['-d', 'link', 'show'], netns);
 }
 
-/** The link named NAME in NETNS; null when there is none (or the namespace is gone, as `ip -n` fails then). */
 export function getLink(name: string, netns?: string | null): IpLink | null {
-  try {
-    return rtnlLinks(netns ?? null).find((l) => l.ifname === name) ?? null;
-  } catch (e) {
-    if (isIvbError(e, 'IPVLAN_E_IPROUTE') && /Cannot open network namespace/.test(e.message)) return null;
-    throw e;
-  }
+  const r = ipTry(['-j', '-d', 'link', 'show', 'dev', name], netns);
+  if (r.status !== 0) return null;
+  const arr = JSON.parse(r.stdout) as IpLink[];
+  return arr[0] ?? null;
 }
 
 export function getLinkByIndex(ifindex: number, netns?: string | null): IpLink | null {
@@ -60,7 +52,7 @@ export function getLinkByIndex(ifindex: number, netns?: string | null): IpLink |
 }
 
 export function listAddrs(netns?: string | null): IpAddrLink[] {
-  return rtnlAddrs(netns ?? null);
+  return ipJson<IpAddrLink[]>(['-d', 'addr', 'show'], netns);
 }
 
 export function isUp(l: IpLink): boolean {

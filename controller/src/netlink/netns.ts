@@ -6,15 +6,14 @@
  */
 import { readdirSync, statSync } from 'node:fs';
 import { ipJson } from './exec.js';
-import { IvbError, isSysError } from '../errors.js';
+import { IvbError } from '../errors.js';
 
 export const NETNS_RUN_DIR = '/run/netns';
 
 export function netnsInodeOfPath(path: string): number {
   try {
     return statSync(path).ino;
-  } catch (e) {
-    if (!isSysError(e, 'ENOENT', 'ENOTDIR')) throw e;
+  } catch {
     throw new IvbError('IPVLAN_E_NETNS', `Cannot open network namespace "${path}": No such file or directory`);
   }
 }
@@ -33,9 +32,8 @@ export function initTaskProc(): string {
     try {
       statSync(`/proc/${pid}/ns/net`);
       return `/proc/${pid}`;
-    } catch (e) {
-      // an undumpable task's links refuse even root: try the next
-      if (!isSysError(e, 'EACCES', 'EPERM', 'ENOENT')) throw e;
+    } catch {
+      /* not accessible: try the next */
     }
   }
   throw new IvbError('IPVLAN_E_NETNS', 'cannot reach the init network namespace through /proc/1 or /proc/2');
@@ -61,16 +59,14 @@ export function netnsNameOfInode(ino: number): string | null {
   let names: string[] = [];
   try {
     names = readdirSync(NETNS_RUN_DIR);
-  } catch (e) {
-    if (isSysError(e, 'ENOENT')) return null;
-    throw e;
+  } catch {
+    return null;
   }
   for (const n of names) {
     try {
       if (statSync(`${NETNS_RUN_DIR}/${n}`).ino === ino) return n;
-    } catch (e) {
-      // deleted since the directory was read
-      if (!isSysError(e, 'ENOENT')) throw e;
+    } catch {
+      /* being deleted */
     }
   }
   return null;
@@ -95,9 +91,8 @@ export function netnsExists(name: string | null): boolean {
   try {
     statSync(netnsPath(name));
     return true;
-  } catch (e) {
-    if (isSysError(e, 'ENOENT')) return false;
-    throw e;
+  } catch {
+    return false;
   }
 }
 
@@ -109,8 +104,11 @@ interface NsIdEntry {
 /** nsid (as seen from `inNetns`) -> namespace name, for named namespaces. */
 export function nsidNames(inNetns: string | null): Map<number, string> {
   const m = new Map<number, string>();
-  // (no ids yet is an empty list, not an error: a failure here is one)
-  const list = ipJson<NsIdEntry[]>(['netns', 'list-id'], inNetns);
-  for (const e of list) if (e.name) m.set(e.nsid, e.name);
+  try {
+    const list = ipJson<NsIdEntry[]>(['netns', 'list-id'], inNetns);
+    for (const e of list) if (e.name) m.set(e.nsid, e.name);
+  } catch {
+    /* no ids yet */
+  }
   return m;
 }
