@@ -4,7 +4,7 @@
  * demo). Errors print as one line, `ipvlan-bpf: MESSAGE`, with exit status 1
  * (2 for usage errors), like iproute2.
  */
-import { IvbError, errorLine, isIvbError } from '../errors.js';
+import { IvbError, errorLine } from '../errors.js';
 import { parseDevOnly, parseGlobal, parseLinkAdd, parseLinkSet, type GlobalOptions } from './args.js';
 import { linkAdd, linkDel, linkSet, linkShow } from '../link/manager.js';
 import { toJson, toText } from './show.js';
@@ -128,7 +128,7 @@ async function linkShowViaApi(global: GlobalOptions, netns: string | null, rest:
       r = await client.call({ linkList: { ...(name === null ? {} : { name }), netns: netns ?? '', onlyNetns: global.netns !== null } }, API_SHOW_TIMEOUT_MS);
     } catch (e) {
       // an agent too busy to answer: the same view, read directly
-      if (isIvbError(e, 'IPVLAN_E_AGENT') && !process.env.IPVLAN_BPF_API) return false;
+      if (e instanceof IvbError && e.code === 'IPVLAN_E_AGENT' && !process.env.IPVLAN_BPF_API) return false;
       throw e;
     }
     const links = r.linkList?.links ?? [];
