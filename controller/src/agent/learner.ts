@@ -288,12 +288,10 @@ export class Learner {
         this.watches.set(p.portId, w);
         this.startMonitor(w);
       }
-      // new ports at once; every port every 4 s as a safety net against lost
-      // events. A full resync dumps every slave namespace through rtnetlink
-      // (well under a millisecond each). Address events are sometimes missed
-      // (seen in CI: a slave's address not learned in 15 s, with a 60 s net);
-      // the cause is not found yet.
-      if (!fresh && (!periodic || this.scans % 2 !== 0)) continue;
+      // new ports at once; every port every 60 s as a safety net against lost
+      // events (a full resync dumps every slave namespace: with hundreds of
+      // slaves that blocks the event path for a second)
+      if (!fresh && (!periodic || this.scans % 30 !== 0)) continue;
       try {
         this.resync(w);
       } catch (e) {
