@@ -222,28 +222,15 @@ export class SlowPath {
       this.stats.resent++;
       return true;
     }
-    if (p.reason === IvbDropReason.UNKNOWN_LOCAL_DEST) {
-      // held (its way ended in the master's stack): sent again whoever owns
-      // it now, into the fresh table; a note keeps an address nobody owns
-      // from being held twice
-      const ownerEntry = owner !== null ? readSlaveEntry(p.portId, owner) : null;
-      if (owner === null || !ownerEntry || !(ownerEntry.flags & SLAVE_UP)) {
-        markUnowned(p.portId, family, p.addr, process.hrtime.bigint());
-        this.stats.unowned++;
-      }
-      if (!end) {
-        this.stats.lost++;
-        return true;
-      }
-      const frame = Buffer.from(p.frame.subarray(0, p.len));
-      fixL4Checksum(frame);
-      sendFrame(this.socketIn(end.netns), end.ifindex, frame);
-      this.stats.resent++;
-      return true;
-    }
-    const resolved = owner === p.ifindex;
+    // a held frame. Unknown source: nobody's after a fresh read, and the frame
+    // sent again is dropped as spoofed. Unknown local destination: sent again
+    // whoever owns it, into the fresh table; a note keeps an address nobody
+    // owns from being held twice.
+    const resolved =
+      p.reason === IvbDropReason.UNKNOWN_LOCAL_DEST
+        ? owner !== null && ((readSlaveEntry(p.portId, owner)?.flags ?? 0) & SLAVE_UP) !== 0
+        : owner === p.ifindex;
     if (!resolved) {
-      // nobody's after a fresh read: the frame sent again is dropped as spoofed
       markUnowned(p.portId, family, p.addr, process.hrtime.bigint());
       this.stats.unowned++;
     }
