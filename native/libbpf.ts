@@ -523,6 +523,40 @@ export function mapLookupBatch(fd: number, keySize: number, valueSize: number): 
 }
 
 /**
+ * bpf_map_lookup_batch over the whole map, handing each chunk's raw keys and
+ * values (N entries, back to back, valid only during the call) to FN: a walk
+ * of a large map without a Buffer per entry.
+ */
+export function mapLookupBatchEach(fd: number, keySize: number, valueSize: number, fn: (keys: Buffer, values: Buffer, n: number) => void): void {
+	const maxEntries = Math.max(1, mapInfo(fd).maxEntries);
+	let chunk = Math.min(maxEntries, 4096);
+	let inBatch: Buffer | null = null;
+	const outBatch = Buffer.alloc(Math.max(keySize, 8));
+	const countBuf = Buffer.alloc(4);
+	const opts = batchOpts(0);
+	let kbuf = Buffer.alloc(keySize * chunk);
+	let vbuf = Buffer.alloc(valueSize * chunk);
+	for (;;) {
+		countBuf.writeUInt32LE(chunk, 0);
+		const ret = f.map_lookup_batch(fd, inBatch, outBatch, kbuf, vbuf, countBuf, opts) as number;
+		const n = countBuf.readUInt32LE(0);
+		if (ret < 0 && ret !== -ENOENT) {
+			// A hash bucket larger than the chunk: retry the same cursor with room for it.
+			if (ret === -ENOSPC && n === 0 && chunk < maxEntries * 2) {
+				chunk *= 2;
+				kbuf = Buffer.alloc(keySize * chunk);
+				vbuf = Buffer.alloc(valueSize * chunk);
+				continue;
+			}
+			check(ret, `bpf_map_lookup_batch(fd ${fd})`);
+		}
+		if (n > 0) fn(kbuf, vbuf, n);
+		if (ret === -ENOENT) return;
+		inBatch = copyBuf(outBatch);
+	}
+}
+
+/**
  * bpf_map_update_batch. keys/values: arrays of fixed-size Buffers or one
  * concatenated Buffer each (count then required). Returns how many were written.
  */
@@ -625,6 +659,26 @@ export function progInfo(fd: number): ProgInfo {
 	}
 	if (len >= 220) info.verifiedInsns = buf.readUInt32LE(216);
 	return info;
+}
+
+export interface LinkInfo {
+	type: number;
+	id: number;
+	progId: number;
+	/** tcx/xdp/netkit links: the device's ifindex now (0 once the device is gone: the link is defunct) */
+	ifindex: number;
+}
+
+export const BPF_LINK_TYPE_XDP = 6;
+export const BPF_LINK_TYPE_TCX = 11;
+export const BPF_LINK_TYPE_NETKIT = 13;
+
+export function linkInfo(fd: number): LinkInfo {
+	// struct bpf_link_info: type@0 id@4 prog_id@8, union@16 (tcx/xdp/netkit: ifindex first)
+	const { buf } = objInfo(fd, 128, 'link');
+	const type = buf.readUInt32LE(0);
+	const onDevice = type === BPF_LINK_TYPE_XDP || type === BPF_LINK_TYPE_TCX || type === BPF_LINK_TYPE_NETKIT;
+	return { type, id: buf.readUInt32LE(4), progId: buf.readUInt32LE(8), ifindex: onDevice ? buf.readUInt32LE(16) : 0 };
 }
 
 export function objPin(fd: number, path: string): void {

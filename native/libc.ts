@@ -18,6 +18,11 @@ const c = {
 	if_nametoindex: libc.func('unsigned int if_nametoindex(const char *ifname)'),
 	socket: libc.func('int socket(int domain, int type, int protocol)'),
 	sendto: libc.func('intptr_t sendto(int fd, const uint8_t *buf, size_t len, int flags, const uint8_t *addr, uint32_t addrlen)'),
+	recv: libc.func('intptr_t recv(int fd, _Out_ uint8_t *buf, size_t len, int flags)'),
+	recvmsg: libc.func('intptr_t recvmsg(int fd, void *msg, int flags)'),
+	bind: libc.func('int bind(int fd, const uint8_t *addr, uint32_t addrlen)'),
+	setsockopt: libc.func('int setsockopt(int fd, int level, int name, const uint8_t *value, uint32_t len)'),
+	poll: libc.func('int poll(_Inout_ uint8_t *fds, uint64_t nfds, int timeout)'),
 };
 
 export const O_RDONLY = 0;
@@ -117,4 +122,132 @@ export function sendFrame(fd: number, ifindex: number, frame: Buffer): void {
 	frame.copy(sll, 12, 0, 6);
 	const n = c.sendto(fd, frame, frame.length, 0, sll, sll.length) as number | bigint;
 	if (Number(n) < 0) throw new LibcError(`sendto(ifindex ${ifindex})`, lastErrno());
+}
+
+const AF_NETLINK = 16;
+
+/**
+ * A netlink socket (NETLINK_ROUTE is 0) in the calling thread's network
+ * namespace: it stays bound to that namespace, and holds it, until closed.
+ */
+export function netlinkSocket(protocol: number): number {
+	const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol) as number;
+	if (fd < 0) throw new LibcError('socket(AF_NETLINK)', lastErrno());
+	return fd;
+}
+
+/** Sends one netlink request to the kernel (the socket's default peer). */
+export function netlinkSend(fd: number, msg: Buffer): void {
+	// struct sockaddr_nl: family, pad, pid 0 (the kernel), groups 0
+	const snl = Buffer.alloc(12);
+	snl.writeUInt16LE(AF_NETLINK, 0);
+	const n = c.sendto(fd, msg, msg.length, 0, snl, snl.length) as number | bigint;
+	if (Number(n) < 0) throw new LibcError('sendto(netlink)', lastErrno());
+}
+
+const SOL_SOCKET = 1;
+const SO_RCVTIMEO = 20;
+
+/** Makes a blocking receive on FD give up with EAGAIN after MS milliseconds. */
+export function setRecvTimeout(fd: number, ms: number): void {
+	// struct timeval: seconds, microseconds
+	const tv = Buffer.alloc(16);
+	tv.writeBigInt64LE(BigInt(Math.floor(ms / 1000)), 0);
+	tv.writeBigInt64LE(BigInt((ms % 1000) * 1000), 8);
+	if ((c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, 16) as number) < 0) throw new LibcError('setsockopt(SO_RCVTIMEO)', lastErrno());
+}
+
+/** Receives one datagram (blocking) into BUF; its length (EINTR retried). */
+export function netlinkRecv(fd: number, buf: Buffer): number {
+	for (;;) {
+		const n = Number(c.recv(fd, buf, buf.length, 0) as number | bigint);
+		if (n >= 0) return n;
+		const errno = lastErrno();
+		if (errno !== 4 /* EINTR */) throw new LibcError('recv(netlink)', errno);
+	}
+}
+
+const SOL_NETLINK = 270;
+const NETLINK_LISTEN_ALL_NSID = 8;
+const MSG_DONTWAIT = 0x40;
+
+/**
+ * A netlink socket subscribed to multicast GROUPS (a bit mask of the
+ * first 32, RTMGRP_*) that also hears the namespaces that have an nsid in
+ * its own (NETLINK_LISTEN_ALL_NSID); non-blocking reads through
+ * netlinkRecvNsid.
+ */
+export function netlinkListener(protocol: number, groups: number): number {
+	const fd = netlinkSocket(protocol);
+	try {
+		const snl = Buffer.alloc(12);
+		snl.writeUInt16LE(AF_NETLINK, 0);
+		snl.writeUInt32LE(groups >>> 0, 8);
+		if ((c.bind(fd, snl, snl.length) as number) < 0) throw new LibcError('bind(netlink)', lastErrno());
+		const one = Buffer.alloc(4);
+		one.writeInt32LE(1, 0);
+		if ((c.setsockopt(fd, SOL_NETLINK, NETLINK_LISTEN_ALL_NSID, one, 4) as number) < 0) {
+			throw new LibcError('setsockopt(NETLINK_LISTEN_ALL_NSID)', lastErrno());
+		}
+		return fd;
+	} catch (e) {
+		closeFd(fd);
+		throw e;
+	}
+}
+
+/**
+ * One datagram without blocking: its length and the nsid it came from
+ * (null: the socket's own namespace); null when nothing is waiting.
+ * ENOBUFS (the kernel dropped messages: the reader was too slow) is thrown
+ * as a LibcError for the caller to resync.
+ */
+export function netlinkRecvNsid(fd: number, buf: Buffer): { length: number; nsid: number | null } | null {
+	const iov = Buffer.alloc(16);
+	iov.writeBigUInt64LE(koffi.address(buf), 0);
+	iov.writeBigUInt64LE(BigInt(buf.length), 8);
+	const control = Buffer.alloc(64);
+	// struct msghdr: name, namelen, iov, iovlen, control, controllen, flags
+	const msg = Buffer.alloc(56);
+	msg.writeBigUInt64LE(koffi.address(iov), 16);
+	msg.writeBigUInt64LE(1n, 24);
+	msg.writeBigUInt64LE(koffi.address(control), 32);
+	msg.writeBigUInt64LE(BigInt(control.length), 40);
+	for (;;) {
+		const n = Number(c.recvmsg(fd, msg, MSG_DONTWAIT) as number | bigint);
+		if (n < 0) {
+			const errno = lastErrno();
+			if (errno === 4 /* EINTR */) continue;
+			if (errno === 11 /* EAGAIN */) return null;
+			throw new LibcError('recvmsg(netlink)', errno);
+		}
+		let nsid: number | null = null;
+		const controllen = Number(msg.readBigUInt64LE(40));
+		// struct cmsghdr: len (size_t), level, type, data (8-aligned)
+		for (let off = 0; off + 16 <= controllen; ) {
+			const len = Number(control.readBigUInt64LE(off));
+			if (len < 16) break;
+			if (control.readInt32LE(off + 8) === SOL_NETLINK && control.readInt32LE(off + 12) === NETLINK_LISTEN_ALL_NSID) {
+				nsid = control.readInt32LE(off + 16);
+			}
+			off += (len + 7) & ~7;
+		}
+		return { length: n, nsid };
+	}
+}
+
+/** poll(2) for input on FDS, at most TIMEOUTMS; the fds that are readable (or in error). */
+export function pollReadable(fds: readonly number[], timeoutMs: number): number[] {
+	const buf = Buffer.alloc(8 * fds.length);
+	fds.forEach((fd, i) => {
+		buf.writeInt32LE(fd, i * 8);
+		buf.writeInt16LE(1 /* POLLIN */, i * 8 + 4);
+	});
+	const n = c.poll(buf, fds.length, timeoutMs) as number;
+	if (n < 0) {
+		const errno = lastErrno();
+		if (errno === 4) return [];
+		throw new LibcError('poll', errno);
+	}
+	return fds.filter((_, i) => buf.readInt16LE(i * 8 + 6) !== 0);
 }

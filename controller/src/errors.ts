@@ -46,3 +46,14 @@ export function errorLine(e: unknown): string {
   if (e instanceof Error) return e.message.split('\n')[0] ?? e.message;
   return String(e);
 }
+
+/** Whether E is a system error (fs, process.kill) with one of these codes: the named conditions a caller handles. */
+export function isSysError(e: unknown, ...codes: readonly string[]): boolean {
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  return typeof code === 'string' && codes.includes(code);
+}
+
+/** Whether E is an IvbError with one of these codes. */
+export function isIvbError(e: unknown, ...codes: readonly IvbErrorCode[]): e is IvbError {
+  return e instanceof IvbError && codes.includes(e.code);
+}

@@ -10,7 +10,7 @@
 import { existsSync, mkdirSync, statfsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
-import { IvbError } from './errors.js';
+import { IvbError, isSysError } from './errors.js';
 import { run } from './netlink/exec.js';
 
 const BPF_FS_MAGIC = 0xcafe4a11;
@@ -18,8 +18,9 @@ const BPF_FS_MAGIC = 0xcafe4a11;
 function isBpffs(path: string): boolean {
   try {
     return statfsSync(path).type === BPF_FS_MAGIC;
-  } catch {
-    return false;
+  } catch (e) {
+    if (isSysError(e, 'ENOENT', 'ENOTDIR', 'EACCES', 'EPERM')) return false;
+    throw e;
   }
 }
 

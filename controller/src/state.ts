@@ -4,10 +4,10 @@
  * written atomically (rename) under a lock, so that concurrent CLI calls and
  * the agent never see half a change.
  */
-import { closeSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { IvbError } from './errors.js';
-import { ensureDir, stateDir } from './paths.js';
+import { ensureDir, portPinDir, stateDir } from './paths.js';
 import { timeScale } from './timescale.js';
 
 export type Mode = 'l2' | 'l3' | 'l3s';
@@ -66,26 +66,40 @@ export function listPorts(): PortRecord[] {
   let files: string[] = [];
   try {
     files = readdirSync(portsDir()).filter((f) => /^\d+\.json$/.test(f));
-  } catch {
-    return [];
+  } catch (e) {
+    if (isNotFound(e)) return [];
+    throw e;
   }
   const out: PortRecord[] = [];
   for (const f of files) {
-    try {
-      out.push(JSON.parse(readFileSync(join(portsDir(), f), 'utf8')) as PortRecord);
-    } catch {
-      /* removed under us */
-    }
+    const p = readRecord(join(portsDir(), f));
+    if (p) out.push(p);
   }
   return out.sort((a, b) => a.portId - b.portId);
 }
 
-export function readPort(portId: number): PortRecord | null {
+function isNotFound(e: unknown): boolean {
+  return (e as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
+/** A record file, or null when it is gone (removed under us); a damaged one is an error naming it. */
+function readRecord(path: string): PortRecord | null {
+  let text: string;
   try {
-    return JSON.parse(readFileSync(portFile(portId), 'utf8')) as PortRecord;
-  } catch {
-    return null;
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if (isNotFound(e)) return null;
+    throw e;
   }
+  try {
+    return JSON.parse(text) as PortRecord;
+  } catch (e) {
+    throw new IvbError('IPVLAN_E_STATE', `${path}: damaged port record (${(e as Error).message})`);
+  }
+}
+
+export function readPort(portId: number): PortRecord | null {
+  return readRecord(portFile(portId));
 }
 
 export function writePort(p: PortRecord): void {
@@ -99,10 +113,11 @@ export function removePort(portId: number): void {
   rmSync(portFile(portId), { force: true });
 }
 
+/** The lowest id with neither a record nor pins (pins without a record are gc's to judge, never reused). */
 export function allocPortId(): number {
   const used = new Set(listPorts().map((p) => p.portId));
   let id = 1;
-  while (used.has(id)) id++;
+  while (used.has(id) || existsSync(portPinDir(id))) id++;
   return id;
 }
 
@@ -149,8 +164,10 @@ export function withLock<T>(fn: () => T, timeoutMs = 15000 * timeScale()): T {
       let holder = 0;
       try {
         holder = Number(readFileSync(lock, 'utf8'));
-      } catch {
-        continue;
+      } catch (e2) {
+        // released between our open and this read: try again
+        if (isNotFound(e2)) continue;
+        throw e2;
       }
       if (holder > 0 && !pidAlive(holder)) {
         rmSync(lock, { force: true });

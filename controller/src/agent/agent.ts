@@ -9,11 +9,10 @@ import { join, resolve as resolvePath } from 'node:path';
 import { Learner } from './learner.js';
 import { SlowPath } from './slowpath.js';
 import { ensureDir, stateDir } from '../paths.js';
-import { IvbError, EINVAL, errorLine } from '../errors.js';
-import { Counter } from 'prom-client';
-import { createRegistry, parseListen, startMetricsServer, type MetricsServer } from '../metrics/metrics.js';
-import { ApiServer } from '../api/server.js';
-import { apiPathFile } from '../api/client.js';
+import { IvbError, EINVAL, errorLine, isSysError } from '../errors.js';
+// prom-client and protobufjs are loaded only when --metrics / --api ask for them (start-up time)
+import type { MetricsServer } from '../metrics/metrics.js';
+import type { ApiServer } from '../api/server.js';
 
 export interface AgentOptions {
   /** ADDR:PORT of the metrics endpoint (loopback), or null */
@@ -29,7 +28,7 @@ export function parseAgentArgs(words: readonly string[]): AgentOptions {
     const v = words[i + 1];
     if (w === '--metrics' || w === 'metrics') {
       if (!v) throw new IvbError('IPVLAN_E_USAGE', 'agent: --metrics needs ADDRESS:PORT (e.g. 127.0.0.1:9464)', EINVAL);
-      parseListen(v); // refuse a bad or non-loopback address before starting anything
+      // checked (bad or non-loopback address) before anything starts: runAgent
       o.metrics = v;
       i++;
     } else if (w === '--api' || w === 'api') {
@@ -44,6 +43,10 @@ export function parseAgentArgs(words: readonly string[]): AgentOptions {
 }
 
 export async function runAgent(opts: AgentOptions = { metrics: null, api: null }): Promise<number> {
+  const metricsLib = opts.metrics ? await import('../metrics/metrics.js') : null;
+  // refuse a bad or non-loopback address before starting anything
+  if (opts.metrics) metricsLib!.parseListen(opts.metrics);
+  const apiLib = opts.api ? { ...(await import('../api/server.js')), ...(await import('../api/client.js')) } : null;
   const log = (line: string): void => {
     process.stdout.write(`${new Date().toISOString()} ipvlan-bpf agent: ${line}\n`);
   };
@@ -59,14 +62,14 @@ export async function runAgent(opts: AgentOptions = { metrics: null, api: null }
   const shutdown = async (): Promise<void> => {
     if (slowPathWait) clearInterval(slowPathWait);
     slowPath.stop();
-    learner.stop();
+    await learner.stop();
     if (api) {
       await api.stop().catch(() => undefined);
       // only our own record: a newer agent may have taken over the file
       try {
-        if (readFileSync(apiPathFile(), 'utf8').trim() === api.path) rmSync(apiPathFile(), { force: true });
-      } catch {
-        /* gone already */
+        if (readFileSync(apiLib!.apiPathFile(), 'utf8').trim() === api.path) rmSync(apiLib!.apiPathFile(), { force: true });
+      } catch (e) {
+        if (!isSysError(e, 'ENOENT')) throw e;
       }
     }
     if (metrics) await metrics.close().catch(() => undefined);
@@ -74,7 +77,8 @@ export async function runAgent(opts: AgentOptions = { metrics: null, api: null }
   };
   try {
     if (opts.metrics) {
-      const registry = createRegistry();
+      const { Counter } = await import('prom-client');
+      const registry = metricsLib!.createRegistry();
       new Counter({
         name: 'ipvlan_bpf_address_refusals_total',
         help: 'Addresses a slave configured that the learner refused (owned by a sibling, or the table is full)',
@@ -85,13 +89,13 @@ export async function runAgent(opts: AgentOptions = { metrics: null, api: null }
           for (const [master, n] of learner.refusals) this.inc({ master }, n);
         },
       });
-      metrics = await startMetricsServer(opts.metrics, registry);
+      metrics = await metricsLib!.startMetricsServer(opts.metrics, registry);
       log(`metrics on http://${metrics.address.host.includes(':') ? `[${metrics.address.host}]` : metrics.address.host}:${metrics.address.port}/metrics`);
     }
     if (opts.api) {
-      api = new ApiServer(opts.api, log);
+      api = new apiLib!.ApiServer(opts.api, log);
       await api.start();
-      writeFileSync(apiPathFile(), `${opts.api}\n`);
+      writeFileSync(apiLib!.apiPathFile(), `${opts.api}\n`);
       log(`api on ${opts.api}`);
     }
   } catch (e) {

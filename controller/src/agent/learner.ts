@@ -2,21 +2,22 @@
 /**
  * Address learning: the kernel driver's inetaddr/inet6addr notifiers, from
  * user space. For each port the agent listens to rtnetlink in the master's
- * namespace with `ip monitor all-nsid`, which also reports the namespaces the
- * slaves were moved to (they get an nsid there when a veth end moves).
+ * namespace with NETLINK_LISTEN_ALL_NSID (netlink/listener.ts), which also
+ * reports the namespaces the slaves were moved to (they get an nsid there
+ * when a veth end moves).
  * Address events are applied incrementally; link events (up/down, moves,
  * MTU) and anything unknown trigger a resync of the port, which recomputes
  * the whole table from what exists and applies the difference. First come
  * owns an address; a later claimant gets none of its traffic and is logged.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { RtnlListener, type ListenerReport, type RtnlEvent } from '../netlink/listener.js';
 import { watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { ensureDir, stateDir } from '../paths.js';
-import { createInterface } from 'node:readline';
 import { ipTry } from '../netlink/exec.js';
 import { listAddrs, type IpAddrLink, type IpLink } from '../netlink/links.js';
-import { initNetnsInode, netnsExists, netnsInodeOfPath, netnsPath, nsidNames } from '../netlink/netns.js';
+import { NETNS_RUN_DIR, initNetnsInode, netnsExists, netnsInodeOfPath, netnsPath, nsidNames } from '../netlink/netns.js';
 import { listPorts, readPort, withLock, writePort, type PortRecord } from '../state.js';
 import {
   addrOwner,
@@ -37,8 +38,9 @@ import {
   type Family,
 } from '../bpf/datapath.js';
 import { locateSlaves, parseAlias, type SlaveLocation } from '../link/slaves.js';
-import { masterAddrs, masterCarries, masterLinkLocal, portDelete, pruneSlave, setPeersCarrier, slaveLinkLocal } from '../link/manager.js';
-import { IvbError, errorLine } from '../errors.js';
+import { followMasterMove, masterAddrs, masterCarries, masterLinkLocal, portDelete, pruneSlave, setPeersCarrier, slaveLinkLocal } from '../link/manager.js';
+import { locateMaster, masterMoved, recordedNetnsReachable } from '../link/identity.js';
+import { IvbError, errorLine, isIvbError, isSysError } from '../errors.js';
 import { ensurePortRules, slaveRouteLine, syncForwardAccepts, syncSlaveRoutes } from '../link/hostnet.js';
 import { getLink } from '../netlink/links.js';
 
@@ -47,35 +49,10 @@ export type Log = (line: string) => void;
 /** The slow path re-reads one slave, or resyncs one port, at most this often (a hostile slave cannot keep the agent busy). */
 const REREAD_INTERVAL_NS = 5_000_000n;
 
-interface MonitorEvent {
-  nsid: string;
-  deleted: boolean;
-  ifindex: number;
-  kind: 'addr' | 'link';
-  family?: Family;
-  addr?: string;
-  prefixlen?: number;
-}
-
-/** Parses one line of `ip -o monitor link address all-nsid`. */
-export function parseMonitorLine(line: string): MonitorEvent | null {
-  const m = line.match(/^\[nsid ([^\]]+)\](Deleted )?(\d+): (\S+?)(?:@\S+)?:? +(.*)$/);
-  if (!m || !m[1] || !m[3] || m[5] === undefined) return null;
-  const nsid = m[1];
-  const deleted = m[2] !== undefined;
-  const ifindex = Number(m[3]);
-  const rest = m[5];
-  const a = rest.match(/^(inet6?) ([0-9a-fA-F:.]+)\/(\d+)/);
-  if (a && a[1] && a[2] && a[3]) {
-    return { nsid, deleted, ifindex, kind: 'addr', family: a[1] === 'inet' ? 4 : 6, addr: a[2], prefixlen: Number(a[3]) };
-  }
-  if (rest.startsWith('<')) return { nsid, deleted, ifindex, kind: 'link' };
-  return null;
-}
-
 interface PortWatch {
   port: PortRecord;
-  monitor: ChildProcess | null;
+  /** its master's namespace is watched (listener.ts) */
+  listening: boolean;
   /** "nsid:ifindex" (nsid as the master's namespace names it, "current" for itself) -> slave */
   bySlaveKey: Map<string, SlaveLocation>;
   /** host-side peer ifindexes (events about them mean a slave moved or vanished) */
@@ -91,12 +68,14 @@ interface PortWatch {
   /** route changes waiting for the one `ip -batch` of this port in flight (order kept) */
   routeQueue: string[];
   routeBusy: boolean;
+  /** since when the master lives where we cannot look (an unnamed namespace), 0 when it does not */
+  unreachableSince: number;
 }
 
 function newWatch(port: PortRecord): PortWatch {
   return {
     port,
-    monitor: null,
+    listening: false,
     bySlaveKey: new Map(),
     peers: new Set(),
     resyncTimer: null,
@@ -107,6 +86,7 @@ function newWatch(port: PortRecord): PortWatch {
     masterCarries: null,
     routeQueue: [],
     routeBusy: false,
+    unreachableSince: 0,
   };
 }
 
@@ -116,14 +96,19 @@ export class Learner {
   readonly refusals = new Map<string, number>();
   private scanTimer: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** started as the agent (a one-shot `sync` listens to nothing and schedules nothing) */
+  private running = false;
   private scans = 0;
   private dirWatch: FSWatcher | null = null;
+  private netnsWatch: FSWatcher | null = null;
   private scanSoon: NodeJS.Timeout | null = null;
   private guardChecked = false;
   /** CLOCK_MONOTONIC ns at which each port's last resync began: the slow path's barrier */
   private readonly resyncBegan = new Map<number, bigint>();
   /** the same per slave (host-side peer ifindex), for re-reads of one slave's addresses */
   private readonly slaveReadBegan = new Map<number, bigint>();
+
+  private readonly listener = new RtnlListener((r) => this.onReport(r));
 
   constructor(private readonly log: Log) {}
 
@@ -234,8 +219,13 @@ export class Learner {
   }
 
   start(): void {
+    this.running = true;
     this.scanPorts();
-    this.scanTimer = setInterval(() => this.scanPorts(), 2000);
+    this.scanTimer = setInterval(() => {
+      this.watchNetnsDir();
+      this.scanPorts();
+    }, 2000);
+    this.watchNetnsDir();
     // a port created by the CLI is picked up at once, not at the next scan
     try {
       ensureDir(join(stateDir(), 'ports'));
@@ -246,18 +236,22 @@ export class Learner {
           this.scanPorts(false);
         }, 20);
       });
-    } catch {
-      /* the periodic scan still runs */
+    } catch (e) {
+      // inotify instances used up: the periodic scan still runs
+      if (!isSysError(e, 'EMFILE', 'ENOSPC')) throw e;
+      this.log(`cannot watch the port records (${errorLine(e)}): new ports are picked up by the 2 s scan`);
     }
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     this.stopped = true;
     if (this.scanTimer) clearInterval(this.scanTimer);
     if (this.scanSoon) clearTimeout(this.scanSoon);
     this.dirWatch?.close();
+    this.netnsWatch?.close();
     for (const w of this.watches.values()) this.unwatch(w);
     this.watches.clear();
+    await this.listener.stop();
   }
 
   /** Picks up ports created or deleted by the CLI; resyncs each one periodically as a safety net. */
@@ -300,30 +294,65 @@ export class Learner {
     }
   }
 
-  private unwatch(w: PortWatch): void {
-    if (w.resyncTimer) clearTimeout(w.resyncTimer);
-    w.monitor?.kill('SIGTERM');
-    w.monitor = null;
+  /**
+   * A namespace name deleted or made (`ip netns del/add`): the ports whose
+   * master or slaves it names are resynced at once (a deleted namespace
+   * sends no netlink event of its own while something still holds it).
+   */
+  private watchNetnsDir(): void {
+    if (this.netnsWatch || this.stopped) return;
+    try {
+      this.netnsWatch = watch(NETNS_RUN_DIR, (_event, file) => {
+        for (const w of this.watches.values()) {
+          const names = [w.port.master.netns, ...[...w.bySlaveKey.values()].map((l) => l.netns)];
+          if (file === null || names.includes(String(file))) this.scheduleResync(w, 20);
+        }
+      });
+      this.netnsWatch.on('error', () => {
+        this.netnsWatch?.close();
+        this.netnsWatch = null;
+      });
+    } catch (e) {
+      // no named namespace yet: the next scan tries again
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
   }
 
+  private unwatch(w: PortWatch): void {
+    if (w.resyncTimer) clearTimeout(w.resyncTimer);
+    w.resyncTimer = null;
+    if (w.listening) this.listener.unwatch(String(w.port.portId));
+    w.listening = false;
+  }
+
+  /** Listens to rtnetlink in the master's namespace (and, through nsids, where its slaves are). */
   private startMonitor(w: PortWatch): void {
     const ns = w.port.master.netns;
     if (!netnsExists(ns)) return;
-    // -d adds the link alias, which names the slave's port and peer
-    const args = [...(ns ? ['-n', ns] : []), '-d', '-o', 'monitor', 'link', 'address', 'all-nsid'];
-    // setpriv: the monitor dies with the agent, even on SIGKILL (it would hold the namespace)
-    const child = spawn('setpriv', ['--pdeathsig', 'SIGTERM', '--', 'ip', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    w.monitor = child;
-    const rl = createInterface({ input: child.stdout });
-    rl.on('line', (line) => this.onLine(w, line));
-    child.on('exit', () => {
-      if (w.monitor === child) w.monitor = null;
-      if (!this.stopped && this.watches.get(w.port.portId) === w) {
-        setTimeout(() => {
-          if (!this.stopped && this.watches.get(w.port.portId) === w && !w.monitor) this.startMonitor(w);
-        }, 200);
+    w.listening = true;
+    this.listener.watch(String(w.port.portId), ns);
+  }
+
+  /** What the listener thread reports: events, a watch that could not start, lost notifications. */
+  private onReport(r: ListenerReport): void {
+    if (this.stopped) return;
+    const targets = r.key === '*' ? [...this.watches.values()] : [this.watches.get(Number(r.key))].filter((w): w is PortWatch => !!w);
+    for (const w of targets) {
+      if ('events' in r) {
+        for (const ev of r.events) this.onEvent(w, ev);
+      } else if ('error' in r) {
+        // its namespace went meanwhile: the resync judges the port, and watches again where it is
+        w.listening = false;
+        this.scheduleResync(w, 200);
+      } else if ('overflow' in r) {
+        this.log(`port ${w.port.master.name}: ${r.overflow}: resyncing`);
+        if (r.key === '*') {
+          w.listening = false;
+          this.startMonitor(w);
+        }
+        this.scheduleResync(w, 20);
       }
-    });
+    }
   }
 
   /**
@@ -347,9 +376,7 @@ export class Learner {
     }, wait);
   }
 
-  private onLine(w: PortWatch, line: string): void {
-    const ev = parseMonitorLine(line);
-    if (!ev) return;
+  private onEvent(w: PortWatch, ev: RtnlEvent): void {
     try {
       if (ev.kind === 'addr' && ev.family && ev.addr && ev.prefixlen !== undefined) {
         if (ev.nsid === 'current' && ev.ifindex === w.port.master.ifindex) {
@@ -371,18 +398,16 @@ export class Learner {
       if (ev.kind === 'link') {
         // slave events carrying our alias are applied at once; a resync is
         // needed only for what that cannot cover
-        const handled = this.onLinkEvent(w, ev, line);
+        const handled = this.onLinkEvent(w, ev);
         const current = ev.nsid === 'current';
         // the master matters only when it goes, or its MAC or MTU changes (the
         // slaves follow): up/down and the rest need no blocking resync
         const masterEvent =
           current &&
           ev.ifindex === w.port.master.ifindex &&
-          (ev.deleted ||
-            line.match(/link\/ether ([0-9a-f:]{17})/)?.[1] !== w.port.master.mac ||
-            Number(line.match(/ mtu (\d+)/)?.[1] ?? 0) !== w.port.master.mtu);
+          (ev.deleted || ev.mac !== w.port.master.mac || ev.mtu !== w.port.master.mtu);
         if (current && ev.ifindex === w.port.master.ifindex && !ev.deleted) {
-          const flags = (line.match(/<([^>]*)>/)?.[1] ?? '').split(',');
+          const flags = ev.flags ?? [];
           this.mirrorCarrier(w, flags.includes('UP') && flags.includes('LOWER_UP'), w.port.slaves.map((s) => s.peerName));
         }
         const peerEvent = current && w.peers.has(ev.ifindex);
@@ -402,9 +427,9 @@ export class Learner {
    * resync, so that addresses added right after `link set up` are learned
    * within milliseconds.
    */
-  private onLinkEvent(w: PortWatch, ev: MonitorEvent, line: string): boolean {
+  private onLinkEvent(w: PortWatch, ev: RtnlEvent): boolean {
     if (ev.deleted) return false;
-    const alias = parseAlias(line.match(/ alias (\S+)\s*$/)?.[1]);
+    const alias = parseAlias(ev.alias);
     if (!alias || alias.portId !== w.port.portId) return false;
     const fresh = readPort(w.port.portId);
     const record = fresh?.slaves.find((s) => s.peerName === alias.peerName);
@@ -417,16 +442,16 @@ export class Learner {
     if (ev.nsid !== 'current') {
       netns = this.nsName(w, Number(ev.nsid));
     }
-    const mac = line.match(/link\/ether ([0-9a-f:]{17})/)?.[1];
+    const mac = ev.mac;
     if (mac && mac !== fresh.master.mac && !w.refused.has(`mac:${record.peerName}:${mac}`)) {
       w.refused.add(`mac:${record.peerName}:${mac}`);
       this.log(
-        `slave ${line.match(/^\[nsid [^\]]+\]\d+: ([^:@\s]+)/)?.[1] ?? record.name} of ${fresh.master.name} changed its MAC to ${mac}: its frames are dropped (spoofed_mac) until it is ${fresh.master.mac} again`,
+        `slave ${ev.ifname ?? record.name} of ${fresh.master.name} changed its MAC to ${mac}: its frames are dropped (spoofed_mac) until it is ${fresh.master.mac} again`,
       );
     }
-    const flagsText = line.match(/<([^>]*)>/)?.[1] ?? '';
-    const up = flagsText.split(',').includes('UP');
-    const mtu = Number(line.match(/ mtu (\d+)/)?.[1] ?? 0);
+    const linkFlags = ev.flags ?? [];
+    const up = linkFlags.includes('UP');
+    const mtu = ev.mtu ?? 0;
     w.bySlaveKey.set(key, { record, netns, ifindex: ev.ifindex, link: null, peer: null });
     this.guard(fresh.portId, record.peerIfindex, netns, ev.ifindex);
     const flags = (up ? SLAVE_UP : 0) | (ev.nsid === 'current' ? SLAVE_SAME_NETNS : 0);
@@ -435,10 +460,10 @@ export class Learner {
       writeSlaveEntry(fresh.portId, record.peerIfindex, { devId: record.devId, flags, mtu });
     }
     // a slave added while the master has no carrier gets none either
-    if (w.masterCarries === false && flagsText.split(',').includes('LOWER_UP')) {
+    if (w.masterCarries === false && linkFlags.includes('LOWER_UP')) {
       setPeersCarrier([record.peerName], false, fresh.master.netns);
     }
-    const ifname = line.match(/^\[nsid [^\]]+\]\d+: ([^:@\s]+)/)?.[1];
+    const ifname = ev.ifname;
     if (up && netns !== undefined && ifname && (!cur || !(cur.flags & SLAVE_UP))) {
       this.setLinkLocal(fresh, record.devId, ifname, netns);
     }
@@ -468,8 +493,10 @@ export class Learner {
     let ino: number;
     try {
       ino = netns === null ? initNetnsInode() : netnsInodeOfPath(netnsPath(netns));
-    } catch {
-      return;
+    } catch (e) {
+      // its namespace was deleted meanwhile: the next resync finds where it is
+      if (isIvbError(e, 'IPVLAN_E_NETNS')) return;
+      throw e;
     }
     clearGuard(portId, peerIfindex);
     setGuard(ino, ifindex, portId, peerIfindex);
@@ -581,25 +608,57 @@ export class Learner {
     const fresh = readPort(w.port.portId);
     if (!fresh) return;
     w.port = fresh;
-    const port = fresh;
-    if (!netnsExists(port.master.netns) || !getLink(port.master.name, port.master.netns)) {
-      this.log(`master ${port.master.name} is gone: deleting its ${port.slaves.length} slave(s)`);
-      try {
-        portDelete(port);
-      } catch (e) {
-        this.log(`cleanup of ${port.master.name} failed: ${errorLine(e)}`);
-      }
+    let port = fresh;
+    // the master is the device our pinned link is on (identity.ts), wherever it went
+    let where = locateMaster(port);
+    if (where.state === 'gone') {
+      this.log(`master ${port.master.name} is gone (${where.why}): deleting its ${port.slaves.length} slave(s)`);
+      portDelete(port);
       return;
     }
+    if (where.state === 'unreachable') {
+      if (!recordedNetnsReachable(port) && w.listening && this.running) {
+        // its namespace was deleted, yet our own monitor, which lives in it,
+        // keeps it (and the master) alive: let go and look again
+        this.unwatch(w);
+        this.scheduleResync(w, 200);
+        return;
+      }
+      // nothing read, nothing changed: the table stays as it is until the master is back where we can see it
+      if (w.unreachableSince === 0) {
+        w.unreachableSince = Date.now();
+        this.log(`master ${port.master.name} is in a namespace without a name: its slaves are kept, their table unchanged`);
+      }
+      // a namespace being destroyed takes a moment: look again meanwhile
+      if (this.running && Date.now() - w.unreachableSince < 10_000) this.scheduleResync(w, 500);
+      return;
+    }
+    w.unreachableSince = 0;
+    if (masterMoved(port, where)) {
+      for (const line of followMasterMove(port.portId, where)) this.log(line);
+      const moved = readPort(port.portId);
+      if (!moved) return;
+      w.port = moved;
+      port = moved;
+      // listen where the master is now
+      if (this.running) {
+        this.unwatch(w);
+        this.startMonitor(w);
+      }
+      where = { ...where, link: getLink(where.link.ifname, where.netns) ?? where.link };
+    }
+    // a watch that could not start (its namespace was being replaced): again, now that the master is found
+    if (this.running && !w.listening) this.startMonitor(w);
     const locs = locateSlaves(port);
-    const master = this.followMaster(port, locs);
+    const master = this.followMaster(w, where.link, locs);
     if (master) {
       const carries = masterCarries(master);
       const stale = locs.filter((l) => l.peer && l.peer.flags.includes('UP') !== carries).map((l) => l.record.peerName);
       w.masterCarries = null;
       this.mirrorCarrier(w, carries, stale);
     }
-    setMasterAddrs(port.portId, masterAddrs(port.master.name, port.master.netns));
+    // a failed read throws: the resync stops, with every map as it was
+    setMasterAddrs(port.portId, masterAddrs(where.link.ifname, where.netns));
     const bySlaveKey = new Map<string, SlaveLocation>();
     const peers = new Set<number>();
     const addrDumps = new Map<string, IpAddrLink[]>();
@@ -638,8 +697,12 @@ export class Learner {
       if (!dump) {
         try {
           dump = listAddrs(loc.netns);
-        } catch {
-          dump = [];
+        } catch (e) {
+          // its namespace went away meanwhile: what was learned for it stays
+          // until a read succeeds (a failed read never clears a map)
+          if (!(e instanceof IvbError && e.code === 'IPVLAN_E_IPROUTE')) throw e;
+          unreadable.add(loc.record.peerIfindex);
+          continue;
         }
         addrDumps.set(dkey, dump);
       }
@@ -660,8 +723,11 @@ export class Learner {
     }
     w.bySlaveKey = bySlaveKey;
     w.peers = peers;
-    const current = new Map<string, { peerIfindex: number; prefixlen: number }>();
+    // one walk of the address table per resync (at a million entries it is
+    // the resync's cost): the table after it is derived, not read again
+    const current = new Map<string, { family: Family; addr: string; peerIfindex: number; prefixlen: number }>();
     for (const a of portAddrs(port.portId)) current.set(`${a.family}:${a.addr}`, a);
+    const after = new Map(current);
     for (const [k, list] of claims) {
       const cur = current.get(k);
       const keep = cur ? list.find((c) => c.loc.record.peerIfindex === cur.peerIfindex) : undefined;
@@ -669,6 +735,7 @@ export class Learner {
       if (!cur || cur.peerIfindex !== winner.loc.record.peerIfindex || cur.prefixlen !== winner.prefixlen) {
         try {
           learnAddr(port.portId, winner.loc.record.peerIfindex, winner);
+          after.set(k, { family: winner.family, addr: winner.addr, peerIfindex: winner.loc.record.peerIfindex, prefixlen: winner.prefixlen });
         } catch (e) {
           this.tableRefusal(w, winner.loc, winner.addr, e);
         }
@@ -678,10 +745,10 @@ export class Learner {
     }
     for (const [k, owner] of current) {
       if (unreadable.has(owner.peerIfindex)) continue;
-      const [fam, addr] = [Number(k.slice(0, 1)) as Family, k.slice(2)];
-      unlearnAddr(port.portId, { family: fam, addr });
+      unlearnAddr(port.portId, owner);
+      after.delete(k);
     }
-    this.syncHostnet(w);
+    this.syncHostnet(w, [...after.values()]);
   }
 
   /**
@@ -691,13 +758,14 @@ export class Learner {
    * so that it cannot re-add what a `link del` of the last slave just
    * removed; never waits for it: when a command holds it, later.
    */
-  private syncHostnet(w: PortWatch): void {
+  private syncHostnet(w: PortWatch, addrs: Array<{ family: Family; addr: string; peerIfindex: number }>): void {
     try {
       withLock(() => {
         const port = readPort(w.port.portId);
         if (!port || port.slaves.length === 0) return;
         ensurePortRules(port);
-        syncSlaveRoutes(port, portAddrs(port.portId));
+        // (addresses of a slave the fresh record no longer has get no route: syncSlaveRoutes maps owners through it)
+        syncSlaveRoutes(port, addrs);
         for (const line of syncForwardAccepts(port)) this.log(`${port.master.name}: ${line}`);
       }, 0);
     } catch (e) {
@@ -726,29 +794,46 @@ export class Learner {
     }
   }
 
-  /** Slaves take the master's MAC and MTU; returns the master's link (null when it is not ours any more). */
-  private followMaster(port: PortRecord, locs: SlaveLocation[]): IpLink | null {
-    const master = getLink(port.master.name, port.master.netns);
-    if (!master || master.ifindex !== port.master.ifindex) return null;
+  /**
+   * Slaves take the master's MAC and MTU; returns the master's link. The
+   * record changes under the lock, from a fresh read (a `link add` running
+   * meanwhile keeps its slave); when a command holds the lock, later.
+   */
+  private followMaster(w: PortWatch, master: IpLink, locs: SlaveLocation[]): IpLink {
+    const port = w.port;
     const mac = master.address ?? port.master.mac;
-    if (mac === port.master.mac && master.mtu === port.master.mtu) return master;
+    if (mac === port.master.mac && master.mtu === port.master.mtu && master.ifname === port.master.name) return master;
     const macChanged = mac !== port.master.mac;
     const mtuChanged = master.mtu !== port.master.mtu;
-    this.log(`master ${port.master.name} changed (${macChanged ? `MAC ${mac}` : ''}${macChanged && mtuChanged ? ', ' : ''}${mtuChanged ? `MTU ${master.mtu}` : ''}): its slaves follow`);
-    for (const loc of locs) {
-      if (!loc.link || loc.netns === undefined) continue;
-      if (macChanged) {
-        // our own change: the netlink guard would refuse it like any other
-        clearGuard(port.portId, loc.record.peerIfindex);
-        ipTry(['link', 'set', 'dev', loc.link.ifname, 'address', mac], loc.netns);
-        ipTry(['link', 'set', 'dev', loc.record.peerName, 'address', mac], port.master.netns);
-      }
-      if (mtuChanged) ipTry(['link', 'set', 'dev', loc.link.ifname, 'mtu', String(master.mtu)], loc.netns);
+    try {
+      withLock(() => {
+        const fresh = readPort(port.portId);
+        if (!fresh || fresh.master.ifindex !== master.ifindex || fresh.master.netnsIno !== port.master.netnsIno) return;
+        if (macChanged || mtuChanged) {
+          this.log(`master ${master.ifname} changed (${macChanged ? `MAC ${mac}` : ''}${macChanged && mtuChanged ? ', ' : ''}${mtuChanged ? `MTU ${master.mtu}` : ''}): its slaves follow`);
+        }
+        for (const loc of locs) {
+          if (!loc.link || loc.netns === undefined) continue;
+          if (macChanged) {
+            // our own change: the netlink guard would refuse it like any other
+            clearGuard(port.portId, loc.record.peerIfindex);
+            ipTry(['link', 'set', 'dev', loc.link.ifname, 'address', mac], loc.netns);
+            ipTry(['link', 'set', 'dev', loc.record.peerName, 'address', mac], port.master.netns);
+          }
+          if (mtuChanged) ipTry(['link', 'set', 'dev', loc.link.ifname, 'mtu', String(master.mtu)], loc.netns);
+        }
+        fresh.master.name = master.ifname;
+        fresh.master.mac = mac;
+        fresh.master.mtu = master.mtu;
+        writePort(fresh);
+        writePortEntry(fresh.portId, portEntryOf(fresh));
+        w.port = fresh;
+      }, 0);
+    } catch (e) {
+      if (!(e instanceof IvbError && e.code === 'IPVLAN_E_LOCK')) throw e;
+      this.scheduleResync(w, 300);
     }
-    port.master.mac = mac;
-    port.master.mtu = master.mtu;
-    writePort(port);
-    writePortEntry(port.portId, portEntryOf(port));    return master;
+    return master;
   }
 
   /**

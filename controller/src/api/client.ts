@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createConnection, type Socket } from 'node:net';
-import { IvbError, type IvbErrorCode } from '../errors.js';
+import { IvbError, isIvbError, isSysError, type IvbErrorCode } from '../errors.js';
 import { stateDir } from '../paths.js';
 import { FrameReader, MAX_RESPONSE_BYTES, decodeResponse, encodeRequest, type RequestMsg, type ResponseMsg } from './proto.js';
 
@@ -26,8 +26,9 @@ export function configuredApiPath(): string | null {
   try {
     const p = readFileSync(apiPathFile(), 'utf8').trim();
     return p === '' ? null : p;
-  } catch {
-    return null;
+  } catch (e) {
+    if (isSysError(e, 'ENOENT')) return null;
+    throw e;
   }
 }
 
@@ -86,7 +87,9 @@ export class ApiClient {
     if (!path) return null;
     try {
       return await ApiClient.connect(path);
-    } catch {
+    } catch (e) {
+      // no socket, nobody listening on it, or no answer in time: no agent
+      if (!isSysError(e, 'ENOENT', 'ECONNREFUSED', 'ENOTSOCK', 'EACCES') && !isIvbError(e, 'IPVLAN_E_AGENT')) throw e;
       if (process.env.IPVLAN_BPF_API) throw new IvbError('IPVLAN_E_AGENT', `${path}: no agent answers (IPVLAN_BPF_API)`);
       return null;
     }

@@ -17,7 +17,8 @@
 import { chmodSync, existsSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { IvbError, errorLine } from '../errors.js';
-import { linkAdd, linkDel, linkShow } from '../link/manager.js';
+import { linkShow } from '../link/manager.js';
+import { MutationRunner } from './mutations.js';
 import { toJson } from '../cli/show.js';
 import type { Mode, PortFlag } from '../state.js';
 import { DirectEventSource, type MonitorEvent } from '../monitor/events.js';
@@ -58,6 +59,7 @@ export class ApiServer {
   private readonly streams = new Set<Stream>();
   private source: DirectEventSource | null = null;
   private sourceKey = '';
+  private readonly mutations = new MutationRunner();
 
   constructor(
     readonly path: string,
@@ -84,6 +86,8 @@ export class ApiServer {
 
   async stop(): Promise<void> {
     this.stopEvents();
+    // a mutation under way finishes (or undoes itself) before the agent goes
+    await this.mutations.stop();
     for (const s of this.sockets) s.destroy();
     this.sockets.clear();
     this.streams.clear();
@@ -137,22 +141,34 @@ export class ApiServer {
       const views = linkShow(req.linkList.name ?? null, nsOf(req.linkList.netns), req.linkList.onlyNetns);
       send({ id, linkList: { links: views.map((v) => linkToMsg(toJson(v), v.loc.netns === undefined)) } });
     } else if (req.linkAdd) {
+      // off the event loop (mutations.ts): the learner keeps learning meanwhile
       const a = req.linkAdd;
-      const r = linkAdd({
-        master: a.master,
-        name: a.name,
-        netns: nsOf(a.netns),
-        mode: a.mode as Mode | undefined,
-        flag: a.flag as PortFlag | undefined,
-        typeArgs: a.typeArgs,
-        mtu: a.mtu,
-      });
-      this.log(`api: link add ${a.name} on ${a.master}`);
-      send({ id, linkAdd: { portId: r.port.portId, devId: r.slave.devId, peer: r.slave.peerName, peerIfindex: r.slave.peerIfindex } });
+      this.mutations
+        .linkAdd({
+          master: a.master,
+          name: a.name,
+          netns: nsOf(a.netns),
+          mode: a.mode as Mode | undefined,
+          flag: a.flag as PortFlag | undefined,
+          typeArgs: a.typeArgs,
+          mtu: a.mtu,
+        })
+        .then(
+          (r) => {
+            this.log(`api: link add ${a.name} on ${a.master}`);
+            send({ id, linkAdd: r });
+          },
+          (e: unknown) => send(errorResponse(id, e)),
+        );
     } else if (req.linkDel) {
-      linkDel(req.linkDel.name, nsOf(req.linkDel.netns));
-      this.log(`api: link del ${req.linkDel.name}`);
-      send({ id, linkDel: {} });
+      const name = req.linkDel.name;
+      this.mutations.linkDel(name, nsOf(req.linkDel.netns)).then(
+        () => {
+          this.log(`api: link del ${name}`);
+          send({ id, linkDel: {} });
+        },
+        (e: unknown) => send(errorResponse(id, e)),
+      );
     } else if (req.stats) {
       const snap = takeSnapshot();
       const device = req.stats.device;

@@ -9,7 +9,7 @@
  * link_master, link_peer_<ifindex> (links). A pinned link keeps its program
  * attached after our process exits; removing the pin detaches it.
  */
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import * as generated from '../../../maps/generated.js';
@@ -25,6 +25,7 @@ import {
   linkUpdate,
   mapDelete,
   mapKeys,
+  mapLookupBatchEach,
   mapLookup,
   mapLookupBatch,
   mapUpdate,
@@ -466,6 +467,17 @@ export function detachPeer(portId: number, peerIfindex: number): void {
   rmSync(peerEgressPin(portPinDir(portId), peerIfindex), { force: true });
 }
 
+/** A peer's links stay attached when it changes namespace; only their pins follow a new ifindex. */
+export function renamePeerPins(portId: number, oldIfindex: number, newIfindex: number): void {
+  const dir = portPinDir(portId);
+  for (const [from, to] of [
+    [join(dir, `link_peer_${oldIfindex}`), join(dir, `link_peer_${newIfindex}`)],
+    [peerEgressPin(dir, oldIfindex), peerEgressPin(dir, newIfindex)],
+  ] as const) {
+    if (existsSync(from)) renameSync(from, to);
+  }
+}
+
 /** Unpins everything of the port: links detach, programs go once unused. */
 export function destroyPortDatapath(portId: number): void {
   const dir = portPinDir(portId);
@@ -770,19 +782,25 @@ export function forgetUnowned(portId: number): void {
   }
 }
 
-/** Every address of the port with its owner. */
+/**
+ * Every address of the port with its owner: one batch walk of the map, each
+ * entry's port read in place (only the port's own entries are decoded).
+ */
 export function portAddrs(portId: number): Array<LearnedAddr & { peerIfindex: number }> {
   const m = maps();
   const out: Array<LearnedAddr & { peerIfindex: number }> = [];
-  for (const key of mapKeys(m.addrs, IvbAddrKeyLayout.size)) {
-    const k = decodeIvbAddrKey(key);
-    if (k.portId !== portId) continue;
-    const v = mapLookup(m.addrs, key, IvbAddrOwnerLayout.size);
-    if (!v) continue;
-    const o = decodeIvbAddrOwner(v);
-    const family = k.family === 4 ? 4 : 6;
-    out.push({ family, addr: bytesToAddr(family, k.addr), prefixlen: o.prefixlen, peerIfindex: o.peerIfindex });
-  }
+  const ks = IvbAddrKeyLayout.size;
+  const vs = IvbAddrOwnerLayout.size;
+  const portAt = IvbAddrKeyLayout.fields.portId.offset;
+  mapLookupBatchEach(m.addrs, ks, vs, (keys, values, n) => {
+    for (let i = 0; i < n; i++) {
+      if (keys.readUInt32LE(i * ks + portAt) !== portId) continue;
+      const k = decodeIvbAddrKey(keys.subarray(i * ks, (i + 1) * ks));
+      const o = decodeIvbAddrOwner(values.subarray(i * vs, (i + 1) * vs));
+      const family = k.family === 4 ? 4 : 6;
+      out.push({ family, addr: bytesToAddr(family, Buffer.from(k.addr)), prefixlen: o.prefixlen, peerIfindex: o.peerIfindex });
+    }
+  });
   return out;
 }
 

@@ -6,12 +6,7 @@
  */
 import { IvbError, errorLine } from '../errors.js';
 import { parseDevOnly, parseGlobal, parseLinkAdd, parseLinkSet, type GlobalOptions } from './args.js';
-import { linkAdd, linkDel, linkSet, linkShow } from '../link/manager.js';
-import { toJson, toText } from './show.js';
-import { describeCurrentNetns } from '../netlink/netns.js';
-import { enterInitNetns } from '../netlink/context.js';
-import { ApiClient } from '../api/client.js';
-import { linkFromMsg, linkMsgText } from '../api/convert.js';
+// everything else is loaded by the command that needs it (start-up time: `version` loads no binding at all)
 
 const HELP = `Usage: ipvlan-bpf [ OPTIONS ] OBJECT { COMMAND | help }
   ipvlan-bpf [-n NETNS] link add link MASTER name SLAVE [mtu MTU] [type ipvlan [mode l2|l3|l3s] [bridge|private|vepa]]
@@ -47,10 +42,15 @@ export async function main(argv: readonly string[]): Promise<number> {
     const parsed = parseGlobal(argv);
     global = parsed.global;
     const words = parsed.words;
-    // where the command runs: -n NETNS, else the namespace we were started in (ip netns exec, nsenter)
-    const netns = global.netns ?? describeCurrentNetns().name;
-    enterInitNetns();
     const [object, cmd, ...rest] = words;
+    let netns: string | null = null;
+    if (object !== undefined && object !== 'help' && object !== 'version') {
+      const { describeCurrentNetns } = await import('../netlink/netns.js');
+      const { enterInitNetns } = await import('../netlink/context.js');
+      // where the command runs: -n NETNS, else the namespace we were started in (ip netns exec, nsenter)
+      netns = global.netns ?? describeCurrentNetns().name;
+      enterInitNetns();
+    }
     switch (object) {
       case undefined:
       case 'help':
@@ -67,7 +67,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'link':
       case 'l':
         if ((cmd === undefined || ['show', 'list', 'ls'].includes(cmd)) && (await linkShowViaApi(global, netns, rest))) return 0;
-        return runLink(global, netns, cmd, rest);
+        return await runLink(global, netns, cmd, rest);
       case 'stats': {
         const { parseStatsArgs, runStats } = await import('../stats/command.js');
         return runStats(parseStatsArgs(words.slice(1), global.json, global.pretty));
@@ -82,7 +82,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
       case 'agent': {
         const { parseAgentArgs, runAgent } = await import('../agent/agent.js');
-        return runAgent(parseAgentArgs(words.slice(1)));
+        return await runAgent(parseAgentArgs(words.slice(1)));
       }
       case 'sync': {
         const { resyncOnce } = await import('../agent/learner.js');
@@ -120,6 +120,9 @@ const API_SHOW_TIMEOUT_MS = 5_000;
 
 async function linkShowViaApi(global: GlobalOptions, netns: string | null, rest: string[]): Promise<boolean> {
   const name = parseDevOnly(rest, false, 'link show');
+  // loaded here only: protobufjs is for the API, not for every command
+  const { ApiClient } = await import('../api/client.js');
+  const { linkFromMsg, linkMsgText } = await import('../api/convert.js');
   const client = await ApiClient.tryConfigured();
   if (!client) return false;
   try {
@@ -140,7 +143,8 @@ async function linkShowViaApi(global: GlobalOptions, netns: string | null, rest:
   }
 }
 
-function runLink(global: GlobalOptions, netns: string | null, cmd: string | undefined, rest: string[]): number {
+async function runLink(global: GlobalOptions, netns: string | null, cmd: string | undefined, rest: string[]): Promise<number> {
+  const { linkAdd, linkDel, linkSet, linkShow } = await import('../link/manager.js');
   switch (cmd) {
     case 'add': {
       const a = parseLinkAdd(rest);
@@ -164,6 +168,7 @@ function runLink(global: GlobalOptions, netns: string | null, cmd: string | unde
     case 'ls': {
       const name = parseDevOnly(rest, false, 'link show');
       const views = linkShow(name, netns, global.netns !== null);
+      const { toJson, toText } = await import('./show.js');
       if (global.json) print(global, views.map(toJson));
       else if (views.length) process.stdout.write(views.map(toText).join('\n') + '\n');
       return 0;

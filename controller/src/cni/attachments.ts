@@ -7,6 +7,7 @@
  * longer lists and to release their addresses with the config they were
  * allocated with. Kept beside the port records (per boot, as they are).
  */
+import { isSysError } from '../errors.js';
 import { readdirSync, readFileSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureDir, stateDir } from '../paths.js';
@@ -42,11 +43,14 @@ export function writeRecord(r: AttachmentRecord): void {
 }
 
 export function readRecord(network: string, containerId: string, ifname: string): AttachmentRecord | null {
+  let text: string;
   try {
-    return JSON.parse(readFileSync(recordFile(network, containerId, ifname), 'utf8')) as AttachmentRecord;
-  } catch {
-    return null;
+    text = readFileSync(recordFile(network, containerId, ifname), 'utf8');
+  } catch (e) {
+    if (isSysError(e, 'ENOENT')) return null;
+    throw e;
   }
+  return JSON.parse(text) as AttachmentRecord;
 }
 
 export function removeRecord(network: string, containerId: string, ifname: string): void {
@@ -55,8 +59,10 @@ export function removeRecord(network: string, containerId: string, ifname: strin
   for (const d of [networkDir(network), join(stateDir(), 'cni')]) {
     try {
       rmdirSync(d);
-    } catch {
-      break;
+    } catch (e) {
+      // still holds other attachments (or is gone already)
+      if (isSysError(e, 'ENOTEMPTY', 'EEXIST', 'ENOENT')) break;
+      throw e;
     }
   }
 }
@@ -65,16 +71,21 @@ export function listRecords(network: string): AttachmentRecord[] {
   let names: string[];
   try {
     names = readdirSync(networkDir(network)).filter((n) => n.endsWith('.json'));
-  } catch {
-    return [];
+  } catch (e) {
+    if (isSysError(e, 'ENOENT')) return [];
+    throw e;
   }
   const out: AttachmentRecord[] = [];
   for (const n of names) {
+    let text: string;
     try {
-      out.push(JSON.parse(readFileSync(join(networkDir(network), n), 'utf8')) as AttachmentRecord);
-    } catch {
-      /* removed under us */
+      text = readFileSync(join(networkDir(network), n), 'utf8');
+    } catch (e) {
+      // removed under us
+      if (isSysError(e, 'ENOENT')) continue;
+      throw e;
     }
+    out.push(JSON.parse(text) as AttachmentRecord);
   }
   return out;
 }

@@ -21,7 +21,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { IvbError, errorLine } from '../errors.js';
+import { IvbError, errorLine, isSysError } from '../errors.js';
 import { run, type RunResult } from '../netlink/exec.js';
 import { getLink, type IpAddrLink, type IpLink } from '../netlink/links.js';
 import {
@@ -89,8 +89,10 @@ function nameOfNetnsPath(path: string): string | null {
     const real = realpathSync(path);
     if (dirname(real) === NETNS_RUN_DIR) return basename(real);
     return netnsNameOfInode(statSync(path).ino);
-  } catch {
-    return null;
+  } catch (e) {
+    // the container's namespace is gone already
+    if (isSysError(e, 'ENOENT', 'ENOTDIR')) return null;
+    throw e;
   }
 }
 
@@ -98,8 +100,9 @@ function netnsPathExists(path: string): boolean {
   try {
     statSync(path);
     return true;
-  } catch {
-    return false;
+  } catch (e) {
+    if (isSysError(e, 'ENOENT', 'ENOTDIR')) return false;
+    throw e;
   }
 }
 
@@ -523,7 +526,9 @@ export function cmdGc(conf: NetConf, cniPath: string, log: Log): void {
       let stored: NetConf | null = null;
       try {
         stored = JSON.parse(rec.config) as NetConf;
-      } catch {
+      } catch (e) {
+        // a record written by hand: its addresses cannot be released through IPAM
+        if (!(e instanceof SyntaxError)) throw e;
         stored = null;
       }
       const ipam = (stored as unknown as { ipam?: { type?: unknown } } | null)?.ipam;
@@ -561,8 +566,10 @@ function agentRunning(): boolean {
     if (!pid) return false;
     process.kill(pid, 0);
     return true;
-  } catch {
-    return false;
+  } catch (e) {
+    // no pid file, or no such process
+    if (isSysError(e, 'ENOENT', 'ESRCH')) return false;
+    throw e;
   }
 }
 

@@ -10,6 +10,7 @@
  * with the highest one it shares with us. The reference plugin fails the ADD
  * there; runtimes move to 1.1 before every IPAM plugin does.
  */
+import { isSysError } from '../errors.js';
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
@@ -31,8 +32,9 @@ export function findPlugin(type: string, cniPath: string): string {
     try {
       accessSync(p, constants.X_OK);
       return p;
-    } catch {
-      /* next directory */
+    } catch (e) {
+      // not in this directory (or not executable): the next one
+      if (!isSysError(e, 'ENOENT', 'EACCES', 'ENOTDIR')) throw e;
     }
   }
   throw new CniError(CNI_E.INTERNAL, `failed to find plugin "${type}" in path [${dirs.join(' ')}]`);
@@ -57,8 +59,9 @@ function execPlugin(path: string, stdin: string, env: ExecEnv, timeoutMs = 60_00
     let err: unknown = null;
     try {
       err = JSON.parse(r.stdout);
-    } catch {
-      /* not the spec's JSON */
+    } catch (e) {
+      // not the spec's JSON: reported below as the plugin's exit status
+      if (!(e instanceof SyntaxError)) throw e;
     }
     if (typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'number') {
       const e = err as { code: number; msg?: unknown; details?: unknown };
@@ -75,8 +78,10 @@ export function pluginVersions(path: string): string[] {
   try {
     const v = JSON.parse(out.stdout) as { supportedVersions?: unknown };
     return Array.isArray(v.supportedVersions) ? v.supportedVersions.filter((x): x is string => typeof x === 'string') : [];
-  } catch {
-    return [];
+  } catch (e) {
+    // a plugin that does not answer VERSION in JSON supports no version we know
+    if (e instanceof SyntaxError) return [];
+    throw e;
   }
 }
 

@@ -66,8 +66,9 @@ function askedVersion(stdin: string): string | null {
   try {
     const v = (JSON.parse(stdin) as { cniVersion?: unknown }).cniVersion;
     if (typeof v === 'string' && isSupportedVersion(v)) return v;
-  } catch {
-    /* not JSON: answered in our own version */
+  } catch (e) {
+    // not JSON: answered in our own version
+    if (!(e instanceof SyntaxError)) throw e;
   }
   return null;
 }

@@ -13,7 +13,7 @@
  */
 import { rmSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { errorLine } from '../errors.js';
+import { errorLine, isIvbError } from '../errors.js';
 import { Learner } from '../agent/learner.js';
 import { linkAdd, linkDel, linkSet, linkShow, slaveLinkLocal } from '../link/manager.js';
 import { ip } from '../netlink/exec.js';
@@ -283,8 +283,9 @@ class DemoSession {
       try {
         linkDel(s.dev, ns);
         return;
-      } catch {
-        /* not there (never moved, or never created): try the next place */
+      } catch (e) {
+        // not there (never moved, or never created, or its namespace is gone): try the next place
+        if (!isIvbError(e, 'IPVLAN_E_NO_DEVICE', 'IPVLAN_E_NETNS', 'IPVLAN_E_NOT_IPVLAN')) throw e;
       }
     }
   }
@@ -292,8 +293,10 @@ class DemoSession {
   private pinDir(): string | null {
     try {
       return join(bpffsRoot(), this.pinSubdir);
-    } catch {
-      return null;
+    } catch (e) {
+      // no bpf filesystem: nothing was ever pinned
+      if (isIvbError(e, 'IPVLAN_E_BPF')) return null;
+      throw e;
     }
   }
 }

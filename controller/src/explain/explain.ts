@@ -112,11 +112,8 @@ function inScratchNetns<T>(fn: (path: string) => T): T {
   try {
     return withNetns(netnsPath(name), () => fn(netnsPath(name)));
   } finally {
-    try {
-      execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
-    } catch {
-      /* best effort */
-    }
+    // a failure here is the command's failure: a scratch namespace must not stay behind
+    execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
   }
 }
 

@@ -26,7 +26,9 @@ export function isIpv6(a: string): boolean {
 function checkAddr(a: string, what: string): void {
   try {
     addrBytes(isIpv6(a) ? 6 : 4, a);
-  } catch {
+  } catch (e) {
+    // addrBytes throws a plain Error naming the bad address
+    if (!(e instanceof Error)) throw e;
     throw new IvbError('IPVLAN_E_USAGE', `explain: "${a}" is not an IPv4 or IPv6 address (${what})`, EINVAL);
   }
 }

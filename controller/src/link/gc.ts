@@ -12,11 +12,13 @@ import { clearGuard, maps, mapsExist, removeGuard, destroyPortDatapath, sweepUnk
 import { IvbGuardEntryLayout, IvbGuardKeyLayout, decodeIvbGuardEntry } from '../../../maps/generated.js';
 import { mapLookup } from '../../../native/libbpf.js';
 import { ipTry } from '../netlink/exec.js';
-import { getLink, listLinks } from '../netlink/links.js';
-import { NETNS_RUN_DIR, netnsExists } from '../netlink/netns.js';
-import { listPorts, withLock } from '../state.js';
+import { listLinks } from '../netlink/links.js';
+import { NETNS_RUN_DIR } from '../netlink/netns.js';
+import { listPorts, readPort, withLock } from '../state.js';
+import { IvbError } from '../errors.js';
+import { locateMaster, masterMoved } from './identity.js';
 import { pinRoot } from '../paths.js';
-import { peerAlias, portDelete, pruneSlave } from './manager.js';
+import { followMasterMove, peerAlias, portDelete, pruneSlave } from './manager.js';
 import { locateSlaves } from './slaves.js';
 import { gcHostnet } from './hostnet.js';
 
@@ -26,11 +28,20 @@ export function gc(): string[] {
   const removed: string[] = [];
   withLock(() => {
     // ports whose master (or its namespace) is gone: the kernel deletes their slaves
-    for (const port of listPorts()) {
-      if (!netnsExists(port.master.netns) || !getLink(port.master.name, port.master.netns)) {
+    // (identity.ts: the master is the device our pinned link is on, not a name)
+    for (const recorded of listPorts()) {
+      let port = recorded;
+      const where = locateMaster(port);
+      if (where.state === 'gone') {
         portDelete(port);
-        removed.push(`port ${port.portId}: master ${port.master.name} is gone (record, pins, map entries, slaves)`);
+        removed.push(`port ${port.portId}: master ${port.master.name} is gone, ${where.why} (record, pins, map entries, slaves)`);
         continue;
+      }
+      // alive in a namespace without a name: nothing can be judged, all is kept
+      if (where.state === 'unreachable') continue;
+      if (masterMoved(port, where)) {
+        followMasterMove(port.portId, where);
+        port = readPort(port.portId) ?? port;
       }
       for (const loc of locateSlaves(port)) {
         if (!loc.peer) {
@@ -86,15 +97,17 @@ export function gc(): string[] {
     let spaces: Array<string | null> = [null];
     try {
       spaces = [null, ...readdirSync(NETNS_RUN_DIR)];
-    } catch {
-      /* no named namespaces */
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
     for (const ns of spaces) {
       let links;
       try {
         links = listLinks(ns);
-      } catch {
-        continue;
+      } catch (e) {
+        // deleted since the directory was read
+        if (e instanceof IvbError && e.code === 'IPVLAN_E_IPROUTE') continue;
+        throw e;
       }
       // accept rules of peers that are gone, rules of masters that are gone (hostnet.ts)
       const live = new Set(links.map((l) => l.ifname).filter((n) => peerNames.has(`${ns ?? ''}/${n}`)));

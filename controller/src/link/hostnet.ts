@@ -25,6 +25,9 @@
  *   on it, so the master does not become a transit router.
  */
 import { basename } from 'node:path';
+import { IvbError, isIvbError } from '../errors.js';
+import { sysctlRead, sysctlWrite } from '../netlink/sysctl.js';
+import { netnsExists } from '../netlink/netns.js';
 import { run, ip, ipJson, ipTry } from '../netlink/exec.js';
 import { pinRoot } from '../paths.js';
 import type { L3sSaved, PortRecord } from '../state.js';
@@ -137,11 +140,13 @@ export function syncSlaveRoutes(port: PortRecord, addrs: Array<{ family: Family;
       if (a.family !== f || !routable(a) || !dev) continue;
       want.set(a.addr, dev);
     }
+    // a table never used does not exist (ip says so); any other failed read
+    // throws (never "no routes": nothing is deleted on a guess)
+    const shown = ipTry(['-j', famFlag(f), 'route', 'show', 'table', table], ns);
     let have: RouteJson[] = [];
-    try {
-      have = ipJson<RouteJson[]>([famFlag(f), 'route', 'show', 'table', table], ns);
-    } catch {
-      have = [];
+    if (shown.status === 0) have = shown.stdout.trim() === '' ? [] : (JSON.parse(shown.stdout) as RouteJson[]);
+    else if (!/FIB table does not exist/.test(shown.stderr)) {
+      throw new IvbError('IPVLAN_E_IPROUTE', `ip route show table ${table}: ${shown.stderr.trim().split('\n')[0] ?? `exit ${shown.status}`}`);
     }
     for (const r of have) {
       const dst = r.dst.replace(/\/(32|128)$/, '');
@@ -190,8 +195,9 @@ function nftRuleset(netns: string | null): NftItem[] | null {
   if (r.status !== 0) return null; // no nft here: nothing to accept in, nothing of ours to find
   try {
     return (JSON.parse(r.stdout) as { nftables: NftItem[] }).nftables;
-  } catch {
-    return null;
+  } catch (e) {
+    if (!(e instanceof SyntaxError)) throw e;
+    throw new IvbError('IPVLAN_E_IPROUTE', `nft -j list ruleset${netns ? ` (netns ${netns})` : ''}: output is not JSON`);
   }
 }
 
@@ -252,15 +258,12 @@ export function removeForwardAccepts(netns: string | null, which: (peer: string)
 // ---- l3s: forwarding on the master ----
 
 function sysctlGet(key: string, netns: string | null): string | null {
-  const r = netns ? run('ip', ['netns', 'exec', netns, 'sysctl', '-n', key]) : run('sysctl', ['-n', key]);
-  return r.status === 0 ? r.stdout.trim() : null;
+  return sysctlRead(key, netns);
 }
 
 function sysctlPut(key: string, value: string, netns: string | null): void {
-  const r = netns ? run('ip', ['netns', 'exec', netns, 'sysctl', '-qw', `${key}=${value}`]) : run('sysctl', ['-qw', `${key}=${value}`]);
-  if (r.status !== 0) throw new Error(`sysctl ${key}=${value}: ${r.stderr.trim()}`);
+  if (!sysctlWrite(key, value, netns)) throw new IvbError('IPVLAN_E_IPROUTE', `sysctl ${key}=${value}: no such key`);
 }
-
 
 /**
  * Switches the port's master into l3s forwarding (idempotent: does nothing
@@ -311,14 +314,8 @@ export function leaveL3s(port: PortRecord): void {
   const saved = port.l3s;
   if (!saved) return;
   const ns = port.master.netns;
-  for (const [key, value] of Object.entries(saved.sysctls)) {
-    // the master may be gone (its namespace deleted): nothing left to restore then
-    try {
-      sysctlPut(key, value, ns);
-    } catch {
-      /* device gone */
-    }
-  }
+  // the master may be gone (with its namespace, or alone: its keys with it): nothing left to restore then
+  if (netnsExists(ns)) for (const [key, value] of Object.entries(saved.sysctls)) sysctlWrite(key, value, ns);
   const pref = prefOf(port.portId).blackhole;
   for (const f of saved.blackhole) ipTry([famFlag(f), 'rule', 'del', 'pref', String(pref)], ns);
   delete port.l3s;
@@ -355,8 +352,10 @@ export function gcHostnet(netns: string | null, livePeers: ReadonlySet<string>):
     let list: Array<RuleJson & { iif_detached?: unknown }>;
     try {
       list = rules(f, netns);
-    } catch {
-      continue;
+    } catch (e) {
+      // the namespace was deleted since it was listed
+      if (isIvbError(e, 'IPVLAN_E_IPROUTE')) continue;
+      throw e;
     }
     for (const r of list) {
       if (!isOurPref(r.priority) || !('iif_detached' in r)) continue;

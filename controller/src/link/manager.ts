@@ -8,10 +8,11 @@
  * command leaves no veth, map entry or pin behind.
  */
 import { basename } from 'node:path';
-import { IvbError, EBUSY, EEXIST, EINVAL, ENODEV } from '../errors.js';
+import { IvbError, EBUSY, EEXIST, EINVAL, ENODEV, errorLine } from '../errors.js';
 import { pinRoot } from '../paths.js';
-import { ip, ipBatchTry, ipJson, ipTry, run, sysctlSet } from '../netlink/exec.js';
-import { getLink, listLinks, type IpAddrLink, type IpLink } from '../netlink/links.js';
+import { ip, ipBatchTry, ipJson, ipTry, run } from '../netlink/exec.js';
+import { sysctlWrite as sysctlSet } from '../netlink/sysctl.js';
+import { getLink, listAddrs, type IpLink } from '../netlink/links.js';
 import { netnsExists, netnsInodeOfPath, netnsPath, initNetnsInode } from '../netlink/netns.js';
 import {
   allocPortId,
@@ -49,7 +50,11 @@ import {
   writeSlaveEntry,
   portEntryOf,
   setMasterAddrs,
+  readSlaveEntry,
+  learnAddr,
+  renamePeerPins,
 } from '../bpf/datapath.js';
+import { masterLinkIfindex, recordedNetnsReachable } from './identity.js';
 import { identifySlave, locateSlaves, parseAlias, slaveAlias, type SlaveLocation } from './slaves.js';
 import {
   enterL3s,
@@ -129,7 +134,15 @@ function resolveMaster(master: string, netns: string | null): ResolvedMaster {
   if (link.master || link.linkinfo?.info_slave_kind) {
     throw new IvbError('IPVLAN_E_BUSY', `${master}: Device is already in use (it is a port of ${link.master ?? 'another device'})`, EBUSY);
   }
-  const port = ports.find((p) => p.master.netnsIno === ino && p.master.ifindex === link.ifindex) ?? null;
+  // a record naming this namespace inode and ifindex is this master's only
+  // while its pinned link is still attached to the device: the kernel reuses
+  // both numbers once a namespace is deleted and made again
+  let port: PortRecord | null = null;
+  for (const p of ports) {
+    if (p.master.netnsIno !== ino || p.master.ifindex !== link.ifindex) continue;
+    if (masterLinkIfindex(p.portId) === link.ifindex) port = p;
+    else portDelete(p);
+  }
   return { link, netns, port };
 }
 
@@ -139,8 +152,9 @@ function runUndo(stack: Undo[]): void {
   for (const u of stack.reverse()) {
     try {
       u();
-    } catch {
-      /* best effort: keep undoing the rest */
+    } catch (e) {
+      // keep undoing the rest; the first error is the one the caller reports
+      process.stderr.write(`ipvlan-bpf: undo step failed: ${errorLine(e)}\n`);
     }
   }
 }
@@ -185,15 +199,14 @@ function applyNoarp(port: PortRecord, locs: SlaveLocation[]): void {
   }
 }
 
-/** The master device's own addresses, as the datapath keys them. */
+/**
+ * The master device's own addresses, as the datapath keys them. A failed read
+ * throws (never an empty list: the caller would forget every address).
+ */
 export function masterAddrs(name: string, netns: string | null): Array<{ family: 4 | 6; addr: string; prefixlen: number }> {
-  let dump: IpAddrLink[] = [];
-  try {
-    dump = ipJson<IpAddrLink[]>(['addr', 'show', 'dev', name], netns);
-  } catch {
-    return [];
-  }
-  return (dump[0]?.addr_info ?? []).map((i) => ({ family: i.family === 'inet' ? 4 : 6, addr: i.local, prefixlen: i.prefixlen }));
+  const mine = listAddrs(netns).find((l) => l.ifname === name);
+  if (!mine) throw new IvbError('IPVLAN_E_NO_DEVICE', `Cannot find device "${name}"`, ENODEV);
+  return (mine.addr_info ?? []).map((i) => ({ family: i.family === 'inet' ? 4 : 6, addr: i.local, prefixlen: i.prefixlen }));
 }
 
 /** The alias of our host-side peers: which state (pin subtree) they belong to, for gc. */
@@ -221,7 +234,6 @@ export function setPeersCarrier(peers: readonly string[], carries: boolean, netn
 }
 
 function setupPeer(peerName: string, netns: string | null): void {
-  ip(['link', 'set', 'dev', peerName, 'alias', peerAlias()], netns);
   // the master's namespace routes what l3/l3s slaves send: forwarding on this device only
   sysctlSet(`net.ipv4.conf.${peerName}.forwarding`, '1', netns);
   sysctlSet(`net.ipv4.conf.${peerName}.rp_filter`, '0', netns);
@@ -232,11 +244,12 @@ function setupPeer(peerName: string, netns: string | null): void {
     sysctlSet('net.ipv6.conf.all.forwarding', '1', netns);
   }
   sysctlSet(`net.ipv6.conf.${peerName}.accept_ra`, '0', netns);
-  // routed to (l3s ingress) without ARP/ND: the slave is NOARP; the peer's own MAC (the master's) is the slave's
-  ip(['link', 'set', 'dev', peerName, 'arp', 'off', 'addrgenmode', 'none'], netns);
-  // up even when the master has no carrier: without the agent nothing would
-  // bring it up again; the agent mirrors the master's carrier (learner.ts)
-  ip(['link', 'set', 'dev', peerName, 'up'], netns);
+  // one command: our alias (gc knows its peers by it); routed to (l3s
+  // ingress) without ARP/ND: the slave is NOARP, the peer's own MAC (the
+  // master's) is the slave's; up even when the master has no carrier:
+  // without the agent nothing would bring it up again; the agent mirrors the
+  // master's carrier (learner.ts)
+  ip(['link', 'set', 'dev', peerName, 'alias', peerAlias(), 'arp', 'off', 'addrgenmode', 'none', 'up'], netns);
 }
 
 export interface LinkAddResult {
@@ -310,7 +323,8 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       // namespace loses it there; the agent gives it back when it comes up.
       // (where IPv6 is disabled there is none to give: the slave goes without)
       const linkLocal = slaveLinkLocal(masterMac, devId);
-      ip(['link', 'set', 'dev', o.name, 'alias', slaveAlias(p.portId, peerName)], o.netns);
+      // the alias, and ARP as the port's mode wants it (link add always sets the mode: l3 unless given)
+      ip(['link', 'set', 'dev', o.name, 'alias', slaveAlias(p.portId, peerName), 'arp', (o.mode ?? 'l3') === 'l2' ? 'on' : 'off'], o.netns);
       if (
         ipBatchTry([`link set dev ${o.name} addrgenmode none`, `addr add ${linkLocal}/64 dev ${o.name} nodad`], o.netns) &&
         learnAddrIfRoom(p.portId, peer.ifindex, { family: 6, addr: linkLocal, prefixlen: 64 })
@@ -344,13 +358,8 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       applyModeHostnet(p);
       writePortEntry(p.portId, portEntryOf(p));
       writePort(p);
-      if (created || p.mode !== modeBefore) {
-        // a mode change reaches every slave, wherever it lives
-        applyNoarp(p, locateSlaves(p));
-      } else {
-        // the others already have the port's NOARP state: only the new one
-        ipTry(['link', 'set', 'dev', o.name, 'arp', p.mode === 'l2' ? 'on' : 'off'], o.netns);
-      }
+      // a mode change reaches every slave, wherever it lives; the new one has it already
+      if (!created && p.mode !== modeBefore) applyNoarp(p, locateSlaves(p));
       return { port: p, slave: rec };
     } catch (e) {
       runUndo(undo);
@@ -414,20 +423,115 @@ export function linkDel(name: string, netns: string | null): void {
   });
 }
 
-/** Deletes a whole port: every slave, wherever it lives, as deleting the master does in the kernel. */
+/**
+ * Deletes a whole port: every slave, wherever it lives, as deleting the master
+ * does in the kernel. Works from a fresh read under the lock. When the
+ * master's namespace is gone (or its name now stands for another one), its
+ * peers went with it: only our own state (pins, map entries, record) is left
+ * to remove, and nothing is done in a namespace that is not the port's.
+ */
 export function portDelete(port: PortRecord): void {
   withLock(() => {
-    const locs = locateSlaves(port);
-    for (const loc of locs) {
-      removeSlave(port, loc.record, () => {
-        ipTry(['link', 'del', loc.record.peerName], port.master.netns);
-      });
+    const fresh = readPort(port.portId);
+    if (!fresh || fresh.master.netnsIno !== port.master.netnsIno || fresh.master.ifindex !== port.master.ifindex) return;
+    if (recordedNetnsReachable(fresh)) {
+      for (const loc of locateSlaves(fresh)) {
+        removeSlave(fresh, loc.record, () => {
+          // only our own peer (a recreated namespace may reuse the name)
+          if (loc.peer) ipTry(['link', 'del', loc.record.peerName], fresh.master.netns);
+        });
+      }
+      teardownHostnet(fresh);
+    } else {
+      for (const rec of [...fresh.slaves]) forgetSlave(fresh, rec);
     }
-    teardownHostnet(port);
-    destroyPortDatapath(port.portId);
-    removePort(port.portId);
+    destroyPortDatapath(fresh.portId);
+    removePort(fresh.portId);
     if (listPorts().length === 0) removeGuard();
   });
+}
+
+/** A slave's map entries and pins, for a slave whose devices went with its master's namespace. */
+function forgetSlave(port: PortRecord, rec: SlaveRecord): void {
+  detachPeer(port.portId, rec.peerIfindex);
+  clearGuard(port.portId, rec.peerIfindex);
+  deleteSlaveEntry(port.portId, rec.peerIfindex);
+  port.slaves = port.slaves.filter((s) => s !== rec);
+}
+
+/**
+ * The master moved to another namespace (`ip link set MASTER netns X`): the
+ * kernel keeps its slaves, and so do we. Our host-side peers must live beside
+ * the master (the datapath redirects between them by ifindex), so they move
+ * with it; their TCX links follow the devices. What the old namespace had of
+ * the port (rules, routes, accepts, l3s) is put back there and made again in
+ * the new one. A peer whose ifindex changed on the way gets its map entries
+ * and pins re-keyed. Under the lock, from a fresh read. Returns what it did.
+ */
+export function followMasterMove(portId: number, to: { netns: string | null; netnsIno: number; link: IpLink }): string[] {
+  return withLock(() => {
+    const port = readPort(portId);
+    // already followed (by gc or the agent, whichever came first)
+    if (!port || (port.master.netnsIno === to.netnsIno && port.master.netns === to.netns && port.master.ifindex === to.link.ifindex)) return [];
+    const done: string[] = [];
+    const from = port.master.netns;
+    const fromReachable = recordedNetnsReachable(port);
+    if (fromReachable) {
+      // the master's own sysctls left with it: only rules and accepts remain
+      delete port.l3s;
+      removePortRules(port.portId, from);
+      removeForwardAccepts(from, (peer) => peer.startsWith(`ivb${port.portId}x`));
+    }
+    const before = port.slaves.map((s) => ({ ...s }));
+    for (const rec of port.slaves) {
+      if (fromReachable) {
+        const peer = getLink(rec.peerName, from);
+        if (peer && peer.ifindex === rec.peerIfindex) {
+          ip(['link', 'set', 'dev', rec.peerName, 'netns', to.netns ?? '1'], from);
+        }
+      }
+      const moved = getLink(rec.peerName, to.netns);
+      if (!moved || moved.ifalias !== peerAlias()) continue;
+      setupPeer(rec.peerName, to.netns);
+      if (moved.ifindex !== rec.peerIfindex) {
+        rekeyPeer(port.portId, rec.peerIfindex, moved.ifindex);
+        done.push(`peer ${rec.peerName}: ifindex ${rec.peerIfindex} -> ${moved.ifindex}`);
+        rec.peerIfindex = moved.ifindex;
+      }
+    }
+    port.master = {
+      ...port.master,
+      name: to.link.ifname,
+      ifindex: to.link.ifindex,
+      netns: to.netns,
+      netnsIno: to.netnsIno,
+      mac: to.link.address ?? port.master.mac,
+      mtu: to.link.mtu,
+    };
+    for (const rec of port.slaves) {
+      const was = before.find((b) => b.peerName === rec.peerName);
+      if (was && was.peerIfindex !== rec.peerIfindex) writeFanoutSlot(port.portId, rec.slot, rec.peerIfindex);
+    }
+    writePortEntry(port.portId, portEntryOf(port));
+    ensurePortRules(port);
+    syncForwardAccepts(port);
+    applyModeHostnet(port);
+    writePort(port);
+    done.unshift(`master ${port.master.name} moved ${from ?? 'init'} -> ${to.netns ?? 'init'}: ${port.slaves.length} slave(s) kept, peers moved with it`);
+    return done;
+  });
+}
+
+/** A peer's ifindex changed (moved into a namespace where it was taken): its entries and pins follow. */
+function rekeyPeer(portId: number, oldIfindex: number, newIfindex: number): void {
+  const entry = readSlaveEntry(portId, oldIfindex);
+  if (entry) writeSlaveEntry(portId, newIfindex, entry);
+  for (const a of portAddrs(portId)) {
+    if (a.peerIfindex === oldIfindex) learnAddr(portId, newIfindex, a);
+  }
+  deleteSlaveEntry(portId, oldIfindex);
+  clearGuard(portId, oldIfindex);
+  renamePeerPins(portId, oldIfindex, newIfindex);
 }
 
 export interface LinkSetOptions {
@@ -503,14 +607,6 @@ export function linkShow(name: string | null, netns: string | null, onlyNetns = 
     }
   }
   return out;
-}
-
-export function listLinksSafe(netns: string | null): IpLink[] {
-  try {
-    return listLinks(netns);
-  } catch {
-    return [];
-  }
 }
 
 /** Forgets a slave whose veth pair is gone (its namespace was deleted). */

@@ -8,6 +8,7 @@
  */
 import { getLink, listLinks, type IpLink } from '../netlink/links.js';
 import { nsidNames } from '../netlink/netns.js';
+import { isIvbError } from '../errors.js';
 import type { PortRecord, SlaveRecord } from '../state.js';
 
 /** The alias we put on a slave: how a slave is recognised from inside its namespace. */
@@ -63,7 +64,9 @@ export function locateSlaves(port: PortRecord): SlaveLocation[] {
       if (!dump) {
         try {
           dump = listLinks(netns);
-        } catch {
+        } catch (e) {
+          // deleted since its nsid was named: its slaves read as unreadable (link null), never as gone
+          if (!isIvbError(e, 'IPVLAN_E_IPROUTE')) throw e;
           dump = [];
         }
         dumps.set(key, dump);

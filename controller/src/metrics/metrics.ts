@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIP } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { IvbError, EINVAL } from '../errors.js';
+import { IvbError, EINVAL, isSysError } from '../errors.js';
 import { listPorts } from '../state.js';
 import { repoRoot } from '../paths.js';
 import { mapOccupancy, readCounterRows, reasonLabel } from '../stats/counters.js';
@@ -31,8 +31,10 @@ const liveSource: MetricsSource = { ports: listPorts, rows: readCounterRows, occ
 function version(): string {
   try {
     return String((JSON.parse(readFileSync(join(repoRoot(), 'package.json'), 'utf8')) as { version?: unknown }).version ?? 'unknown');
-  } catch {
-    return 'unknown';
+  } catch (e) {
+    // installed without its package.json
+    if (isSysError(e, 'ENOENT')) return 'unknown';
+    throw e;
   }
 }
 

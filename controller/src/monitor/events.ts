@@ -22,7 +22,7 @@ import { closeFd, mapLookup, mapUpdate, objGet } from '../../../native/libbpf.js
 import { RingBuffer } from '../../../native/ringbuf.js';
 import { IvbAction, IvbSettingsLayout, IvbEventLayout, decodeIvbEvent, decodeIvbSettings, encodeIvbSettings, type IvbSettings } from '../../../maps/generated.js';
 import { mapsPinDir, stateDir } from '../paths.js';
-import { IvbError } from '../errors.js';
+import { IvbError, isSysError } from '../errors.js';
 import { listPorts, type PortRecord } from '../state.js';
 import { reasonLabel } from '../stats/counters.js';
 import { summarizeFrame } from './summary.js';
@@ -98,8 +98,9 @@ function otherLeases(self: string): Lease[] {
   let names: string[] = [];
   try {
     names = readdirSync(leaseDir());
-  } catch {
-    return out;
+  } catch (e) {
+    if (isSysError(e, 'ENOENT')) return out;
+    throw e;
   }
   for (const n of names) {
     if (!/^\d+(-\d+)?$/.test(n) || n === self) continue;
@@ -111,8 +112,9 @@ function otherLeases(self: string): Lease[] {
     try {
       const l = JSON.parse(readFileSync(join(leaseDir(), n), 'utf8')) as Partial<Lease>;
       out.push({ level: Number(l.level ?? 0), perSec: Number(l.perSec ?? 0) });
-    } catch {
-      /* being written */
+    } catch (e) {
+      // released meanwhile, or being written (empty): that listener is not counted
+      if (!isSysError(e, 'ENOENT') && !(e instanceof SyntaxError)) throw e;
     }
   }
   return out;
@@ -158,23 +160,22 @@ export class EventsLease {
     this.released = true;
     rmSync(join(leaseDir(), this.name), { force: true });
     const others = otherLeases(this.name);
-    try {
-      if (others.length > 0) {
-        this.apply(others);
-        return;
-      }
-      const savedPath = join(leaseDir(), 'saved');
-      let saved: IvbSettings = { events: 0, eventsPerSec: 0 };
-      try {
-        saved = JSON.parse(readFileSync(savedPath, 'utf8')) as IvbSettings;
-      } catch {
-        /* nothing saved: off */
-      }
-      writeSettings(saved);
-      rmSync(savedPath, { force: true });
-    } catch {
-      // the maps are gone (last port deleted): nothing to restore
+    // the maps are gone (last port deleted): nothing to restore
+    if (!existsSync(pin(SETTINGS_PIN))) return;
+    if (others.length > 0) {
+      this.apply(others);
+      return;
     }
+    const savedPath = join(leaseDir(), 'saved');
+    let saved: IvbSettings = { events: 0, eventsPerSec: 0 };
+    try {
+      saved = JSON.parse(readFileSync(savedPath, 'utf8')) as IvbSettings;
+    } catch (e) {
+      // nothing saved: off
+      if (!isSysError(e, 'ENOENT')) throw e;
+    }
+    writeSettings(saved);
+    rmSync(savedPath, { force: true });
   }
 }
 
@@ -302,11 +303,11 @@ export class DirectEventSource {
 
   stop(): void {
     try {
+      // the last events before closing; a failure here must not keep the lease
       this.rb.consume();
-    } catch {
-      /* stopping anyway */
+    } finally {
+      this.rb.close();
+      this.lease.release();
     }
-    this.rb.close();
-    this.lease.release();
   }
 }

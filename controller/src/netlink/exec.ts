@@ -57,10 +57,3 @@ export function ipJson<T>(args: readonly string[], netns?: string | null): T {
   if (text === '') return [] as unknown as T;
   return JSON.parse(text) as T;
 }
-
-/** sysctl -w, inside the current namespace; false when the key does not exist */
-export function sysctlSet(key: string, value: string, netns?: string | null): boolean {
-  const args = netns ? ['netns', 'exec', netns, 'sysctl', '-qw', `${key}=${value}`] : null;
-  const r = args ? run('ip', args) : run('sysctl', ['-qw', `${key}=${value}`]);
-  return r.status === 0;
-}

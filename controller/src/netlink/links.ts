@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-only
-/** Typed views of `ip -j -d link show` and `ip -j addr show`, as iproute2 names the keys. */
-import { ipJson, ipTry } from './exec.js';
+/**
+ * Typed views of links and addresses, as `ip -j -d link show` and `ip -j
+ * addr show` name the keys; read through rtnetlink from the process
+ * (rtnl.ts), not through a process per read.
+ */
+import { isIvbError } from '../errors.js';
+import { rtnlAddrs, rtnlLinks } from './rtnl.js';
 
 export interface IpLink {
   ifindex: number;
@@ -37,14 +42,17 @@ export interface IpAddrLink extends IpLink {
 }
 
 export function listLinks(netns?: string | null): IpLink[] {
-  return ipJson<IpLink[]>(['-d', 'link', 'show'], netns);
+  return rtnlLinks(netns ?? null);
 }
 
+/** The link named NAME in NETNS; null when there is none (or the namespace is gone, as `ip -n` fails then). */
 export function getLink(name: string, netns?: string | null): IpLink | null {
-  const r = ipTry(['-j', '-d', 'link', 'show', 'dev', name], netns);
-  if (r.status !== 0) return null;
-  const arr = JSON.parse(r.stdout) as IpLink[];
-  return arr[0] ?? null;
+  try {
+    return rtnlLinks(netns ?? null).find((l) => l.ifname === name) ?? null;
+  } catch (e) {
+    if (isIvbError(e, 'IPVLAN_E_IPROUTE') && /Cannot open network namespace/.test(e.message)) return null;
+    throw e;
+  }
 }
 
 export function getLinkByIndex(ifindex: number, netns?: string | null): IpLink | null {
@@ -52,7 +60,7 @@ export function getLinkByIndex(ifindex: number, netns?: string | null): IpLink |
 }
 
 export function listAddrs(netns?: string | null): IpAddrLink[] {
-  return ipJson<IpAddrLink[]>(['-d', 'addr', 'show'], netns);
+  return rtnlAddrs(netns ?? null);
 }
 
 export function isUp(l: IpLink): boolean {

@@ -6,14 +6,15 @@
  */
 import { readdirSync, statSync } from 'node:fs';
 import { ipJson } from './exec.js';
-import { IvbError } from '../errors.js';
+import { IvbError, isSysError } from '../errors.js';
 
 export const NETNS_RUN_DIR = '/run/netns';
 
 export function netnsInodeOfPath(path: string): number {
   try {
     return statSync(path).ino;
-  } catch {
+  } catch (e) {
+    if (!isSysError(e, 'ENOENT', 'ENOTDIR')) throw e;
     throw new IvbError('IPVLAN_E_NETNS', `Cannot open network namespace "${path}": No such file or directory`);
   }
 }
@@ -32,8 +33,9 @@ export function initTaskProc(): string {
     try {
       statSync(`/proc/${pid}/ns/net`);
       return `/proc/${pid}`;
-    } catch {
-      /* not accessible: try the next */
+    } catch (e) {
+      // an undumpable task's links refuse even root: try the next
+      if (!isSysError(e, 'EACCES', 'EPERM', 'ENOENT')) throw e;
     }
   }
   throw new IvbError('IPVLAN_E_NETNS', 'cannot reach the init network namespace through /proc/1 or /proc/2');
@@ -59,14 +61,16 @@ export function netnsNameOfInode(ino: number): string | null {
   let names: string[] = [];
   try {
     names = readdirSync(NETNS_RUN_DIR);
-  } catch {
-    return null;
+  } catch (e) {
+    if (isSysError(e, 'ENOENT')) return null;
+    throw e;
   }
   for (const n of names) {
     try {
       if (statSync(`${NETNS_RUN_DIR}/${n}`).ino === ino) return n;
-    } catch {
-      /* being deleted */
+    } catch (e) {
+      // deleted since the directory was read
+      if (!isSysError(e, 'ENOENT')) throw e;
     }
   }
   return null;
@@ -91,8 +95,9 @@ export function netnsExists(name: string | null): boolean {
   try {
     statSync(netnsPath(name));
     return true;
-  } catch {
-    return false;
+  } catch (e) {
+    if (isSysError(e, 'ENOENT')) return false;
+    throw e;
   }
 }
 
@@ -104,11 +109,8 @@ interface NsIdEntry {
 /** nsid (as seen from `inNetns`) -> namespace name, for named namespaces. */
 export function nsidNames(inNetns: string | null): Map<number, string> {
   const m = new Map<number, string>();
-  try {
-    const list = ipJson<NsIdEntry[]>(['netns', 'list-id'], inNetns);
-    for (const e of list) if (e.name) m.set(e.nsid, e.name);
-  } catch {
-    /* no ids yet */
-  }
+  // (no ids yet is an empty list, not an error: a failure here is one)
+  const list = ipJson<NsIdEntry[]>(['netns', 'list-id'], inNetns);
+  for (const e of list) if (e.name) m.set(e.nsid, e.name);
   return m;
 }

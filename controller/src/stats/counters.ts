@@ -11,6 +11,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  BpfError,
   closeFd,
   mapInfo,
   mapKeys,
@@ -70,8 +71,9 @@ export function readCounterRowsFd(fd: number): CounterRow[] {
   let values: Buffer[];
   try {
     ({ keys, values } = mapLookupBatch(fd, IvbCounterKeyLayout.size, valueSize));
-  } catch {
-    // kernels or map types without batch ops: one lookup per key
+  } catch (e) {
+    // kernels or map types without batch ops (EINVAL/ENOTSUPP): one lookup per key
+    if (!(e instanceof BpfError && [22, 95, 524].includes(e.errno))) throw e;
     keys = [];
     values = [];
     for (const k of mapKeys(fd, IvbCounterKeyLayout.size)) {
