@@ -18,6 +18,7 @@ struct ivb_layout_anchor {
 	struct ivb_slave slave;
 	struct ivb_fanout_key fanout_key;
 	struct ivb_fanout_entry fanout_entry;
+	struct ivb_mc_filter mc_filter;
 	enum ivb_size size;
 	enum ivb_mode mode;
 	enum ivb_port_flags port_flags;

@@ -8,6 +8,7 @@ export const IvbSize = {
   PORTS: 1024, // IVB_SIZE_PORTS
   FANOUT_PER_PORT: 256, // IVB_SIZE_FANOUT_PER_PORT
   SLAVES: 65536, // IVB_SIZE_SLAVES
+  MC_FILTER_BITS: 256, // IVB_SIZE_MC_FILTER_BITS
 } as const;
 export type IvbSize = (typeof IvbSize)[keyof typeof IvbSize];
 
@@ -400,6 +401,40 @@ export function decodeIvbFanoutEntry(b: Buffer, offset = 0): IvbFanoutEntry {
   return {
     peerIfindex: b.readUInt32LE(offset),
     slave: b.readUInt16LE(offset + 4),
+  };
+}
+
+/** struct ivb_mc_filter (40 bytes) */
+export interface IvbMcFilter {
+  /** __u32 kept */
+  kept: number;
+  /** __u8 bits[32], exactly 32 bytes */
+  bits: Buffer;
+}
+
+export const IvbMcFilterLayout = {
+  name: 'ivb_mc_filter',
+  size: 40,
+  fields: {
+    kept: { offset: 0, size: 4, kind: 'u32' },
+    pad: { offset: 4, size: 4, kind: 'pad' },
+    bits: { offset: 8, size: 32, kind: 'bytes' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbMcFilter(v: IvbMcFilter): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(40);
+  b.writeUInt32LE(v.kept, 0);
+  b.set(requireLength('IvbMcFilter.bits', v.bits, 32), 8);
+  return b;
+}
+
+export function decodeIvbMcFilter(b: Buffer, offset = 0): IvbMcFilter {
+  requireSpan('IvbMcFilter', b, offset, 40);
+  return {
+    kept: b.readUInt32LE(offset),
+    bits: copyBytes(b, offset + 8, 32),
   };
 }
 

@@ -25,6 +25,7 @@ enum ivb_size {
 	IVB_SIZE_PORTS = 1024,          /* ivb_ports entries: port ids 1..1023 */
 	IVB_SIZE_FANOUT_PER_PORT = 256, /* fan-out slots of one port in ivb_fanout_slots */
 	IVB_SIZE_SLAVES = 65536,        /* ivb_slaves entries: slave indexes 1..65535 (__u16) */
+	IVB_SIZE_MC_FILTER_BITS = 256,  /* bits of a slave's multicast filter (IPVLAN_MAC_FILTER_SIZE) */
 };
 
 /* ipvlan's own numbers (include/uapi/linux/if_link.h: IPVLAN_MODE_*) */
@@ -136,6 +137,19 @@ struct ivb_fanout_entry {
 	__u32 peer_ifindex;
 	__u16 slave; /* its index in ivb_slaves */
 	__u16 pad;
+};
+
+/*
+ * value of ivb_mc_filters, an ARRAY indexed by the slave's index: the
+ * kernel's per-slave multicast filter (ipvlan_set_multicast_mac_filter), a
+ * 256-bit set indexed by an 8-bit hash of destination MAC bytes 2..5
+ * (bpf/lib/mcfilter.h). The agent keeps it from the slave's link-layer
+ * multicast list and its PROMISC/ALLMULTI flags.
+ */
+struct ivb_mc_filter {
+	__u32 kept;    /* 0: no list read yet, every copy goes through (as before the agent looked) */
+	__u32 pad;
+	__u8 bits[32]; /* bit h % 8 of bits[h / 8]: a group whose hash is h was joined */
 };
 
 /* key of ivb_guard: a slave end where it lives now (for the netlink guard) */

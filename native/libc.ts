@@ -124,6 +124,34 @@ export function sendFrame(fd: number, ifindex: number, frame: Buffer): void {
 	if (Number(n) < 0) throw new LibcError(`sendto(ifindex ${ifindex})`, lastErrno());
 }
 
+const SOL_PACKET = 263;
+const PACKET_ADD_MEMBERSHIP = 1;
+const PACKET_DROP_MEMBERSHIP = 2;
+/** packet_mreq.mr_type: a link-layer group, or the whole device's allmulti */
+export const PACKET_MR_MULTICAST = 0;
+export const PACKET_MR_ALLMULTI = 2;
+
+/**
+ * Adds (or drops) a membership of a packet socket on IFINDEX (of the
+ * socket's namespace): a link-layer group (dev_mc_add) or allmulti
+ * (dev_set_allmulti), both counted by the kernel per holder and undone
+ * when the socket closes.
+ */
+export function packetMembership(fd: number, ifindex: number, type: number, group: Buffer | null, add: boolean): void {
+	// struct packet_mreq: int mr_ifindex, u16 mr_type, u16 mr_alen, u8 mr_address[8]
+	const mreq = Buffer.alloc(16);
+	mreq.writeInt32LE(ifindex, 0);
+	mreq.writeUInt16LE(type, 4);
+	if (group) {
+		mreq.writeUInt16LE(group.length, 6);
+		group.copy(mreq, 8, 0, Math.min(8, group.length));
+	}
+	const opt = add ? PACKET_ADD_MEMBERSHIP : PACKET_DROP_MEMBERSHIP;
+	if ((c.setsockopt(fd, SOL_PACKET, opt, mreq, mreq.length) as number) < 0) {
+		throw new LibcError(`setsockopt(PACKET_${add ? 'ADD' : 'DROP'}_MEMBERSHIP, ifindex ${ifindex})`, lastErrno());
+	}
+}
+
 const AF_NETLINK = 16;
 
 /**
@@ -193,6 +221,21 @@ export function netlinkListener(protocol: number, groups: number): number {
 	} catch (e) {
 		closeFd(fd);
 		throw e;
+	}
+}
+
+const NETLINK_ADD_MEMBERSHIP = 1;
+
+/**
+ * Subscribes a netlink socket to GROUP by number (those past the first 32,
+ * which bind's mask cannot name). Throws LibcError (EINVAL on a kernel that
+ * does not know the group) for the caller to fall back.
+ */
+export function netlinkAddMembership(fd: number, group: number): void {
+	const v = Buffer.alloc(4);
+	v.writeUInt32LE(group, 0);
+	if ((c.setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, v, 4) as number) < 0) {
+		throw new LibcError(`setsockopt(NETLINK_ADD_MEMBERSHIP ${group})`, lastErrno());
 	}
 }
 

@@ -24,6 +24,8 @@
  * 256 is the bench's largest slave count.
  */
 #define IVB_MAX_FANOUT IVB_SIZE_FANOUT_PER_PORT
+/* a slave's multicast filter: the kernel's IPVLAN_MAC_FILTER_SIZE (an 8-bit hash) */
+#define IVB_MC_FILTER_BITS IVB_SIZE_MC_FILTER_BITS
 
 /*
  * Counter rows: one per (port, device, direction, action, reason) seen; a

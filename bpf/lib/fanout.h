@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
- * Broadcast/multicast copies to slaves: ipvlan_process_multicast(). The
- * kernel filters by a 256-bit hash of the destination MAC per slave; we give a
- * copy to every up slave and let its stack drop groups it has not joined (the
- * kernel's hash lets collisions through to the same effect).
+ * Broadcast/multicast copies to slaves: ipvlan_process_multicast(). A copy
+ * goes to every up slave whose multicast filter (mcfilter.h: the kernel's
+ * 256-bit hash of the destination MAC) passes the frame's destination; the
+ * sender itself never gets one.
  */
 #ifndef IVB_FANOUT_H
 #define IVB_FANOUT_H
@@ -11,6 +11,7 @@
 #include "maps.h"
 #include "demux.h"
 #include "verdict.h"
+#include "mcfilter.h"
 
 /* What one fan-out walk needs in its bpf_loop() callback (on the caller's stack). */
 struct ivb_fanout_walk {
@@ -18,6 +19,8 @@ struct ivb_fanout_walk {
 	__u32 port_id;
 	__u32 except;
 	__u32 copies;
+	__u32 mac_hash;  /* ivb_mac_hash() of the destination */
+	__u32 broadcast; /* the destination is ff:ff:ff:ff:ff:ff */
 	__u32 pad;
 };
 
@@ -41,6 +44,9 @@ static long ivb_fanout_slot(__u64 slot, void *data)
 	 */
 	if (!s || !(s->flags & (IVB_SLAVE_UP | IVB_SLAVE_SAME_NETNS)))
 		return 0;
+	/* a group the slave has not joined (nor a colliding one) */
+	if (!ivb_mc_filter_pass(e->slave, w->mac_hash, w->broadcast))
+		return 0;
 	/* egress of the host-side peer: veth hands it to the slave end */
 	if (!ivb_dry_run)
 		bpf_clone_redirect(w->skb, e->peer_ifindex, 0);
@@ -51,14 +57,20 @@ static long ivb_fanout_slot(__u64 slot, void *data)
 }
 
 /*
- * Clones skb to every up slave of the port except the one whose peer is
- * `except`; returns copies tried. bpf_loop() keeps the verifier's cost of
+ * Clones skb to every up slave of the port that takes its destination,
+ * except the one whose peer is `except`; returns copies tried. bpf_loop() keeps the verifier's cost of
  * the walk that of one slot, whatever IVB_MAX_FANOUT is.
  */
 static __always_inline __u32 ivb_fanout(struct __sk_buff *skb, __u32 port_id, __u32 nr_slaves, __u32 except)
 {
 	struct ivb_fanout_walk w = { .skb = skb, .port_id = port_id, .except = except };
+	__u8 dst[6];
 
+	/* callers parsed the Ethernet header: the 6 bytes are there */
+	if (bpf_skb_load_bytes(skb, 0, dst, sizeof(dst)) < 0)
+		return 0;
+	w.mac_hash = ivb_mac_hash(dst);
+	w.broadcast = (dst[0] & dst[1] & dst[2] & dst[3] & dst[4] & dst[5]) == 0xff;
 	bpf_loop(nr_slaves < IVB_MAX_FANOUT ? nr_slaves : IVB_MAX_FANOUT, ivb_fanout_slot, &w, 0);
 	ivb_trace_fanout(w.copies);
 	return w.copies;

@@ -93,6 +93,18 @@ struct {
 } ivb_fanout_slots SEC(".maps");
 
 /*
+ * slave index -> its multicast filter (fanout.h reads it per copy): a map of
+ * its own beside ivb_slaves, 40 bytes a slave (2.5 MiB at 64k slaves)
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, IVB_MAX_SLAVES);
+	__type(key, __u32);
+	__type(value, struct ivb_mc_filter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_mc_filters SEC(".maps");
+
+/*
  * (slave's namespace, ifindex) -> its port and peer: lets the netlink guard
  * recognise requests about a slave from inside the slave's namespace
  */

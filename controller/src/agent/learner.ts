@@ -43,6 +43,7 @@ import { locateMaster, masterMoved, recordedNetnsReachable } from '../link/ident
 import { IvbError, errorLine, isIvbError, isSysError } from '../errors.js';
 import { ensurePortRules, slaveRouteLine, syncForwardAccepts, syncSlaveRoutes } from '../link/hostnet.js';
 import { getLink } from '../netlink/links.js';
+import { MulticastSync, type SlavePlace } from './multicast.js';
 
 export type Log = (line: string) => void;
 
@@ -109,6 +110,10 @@ export class Learner {
   private readonly slaveReadBegan = new Map<number, bigint>();
 
   private readonly listener = new RtnlListener((r) => this.onReport(r));
+  /** slaves' multicast filters and what their masters hold for them (multicast.ts) */
+  private readonly multicast = new MulticastSync((line) => this.log(line));
+  /** the kernel reports group joins (6.13+); null until a watch says */
+  private mcastEvents: boolean | null = null;
 
   constructor(private readonly log: Log) {}
 
@@ -220,6 +225,7 @@ export class Learner {
 
   start(): void {
     this.running = true;
+    this.multicast.holdOnMasters();
     this.scanPorts();
     this.scanTimer = setInterval(() => {
       this.watchNetnsDir();
@@ -251,6 +257,7 @@ export class Learner {
     this.netnsWatch?.close();
     for (const w of this.watches.values()) this.unwatch(w);
     this.watches.clear();
+    this.multicast.stop();
     await this.listener.stop();
   }
 
@@ -263,6 +270,7 @@ export class Learner {
       if (!ids.has(id)) {
         this.unwatch(w);
         this.watches.delete(id);
+        this.multicast.dropPort(id);
       }
     }
     if (periodic) this.scans++;
@@ -285,7 +293,11 @@ export class Learner {
       // new ports at once; every port every 60 s as a safety net against lost
       // events (a full resync dumps every slave namespace: with hundreds of
       // slaves that blocks the event path for a second)
-      if (!fresh && (!periodic || this.scans % 30 !== 0)) continue;
+      if (!fresh && (!periodic || this.scans % 30 !== 0)) {
+        // group lists no event reports (`ip maddr add`; every join before 6.13): re-read every 2 s without events, 10 s with
+        if (periodic && this.scans % (this.mcastEvents ? 5 : 1) === 0) this.syncMulticast(w);
+        continue;
+      }
       try {
         this.resync(w);
       } catch (e) {
@@ -337,6 +349,10 @@ export class Learner {
   private onReport(r: ListenerReport): void {
     if (this.stopped) return;
     const targets = r.key === '*' ? [...this.watches.values()] : [this.watches.get(Number(r.key))].filter((w): w is PortWatch => !!w);
+    if ('ready' in r && this.mcastEvents === null) {
+      this.mcastEvents = r.multicastEvents;
+      if (!r.multicastEvents) this.log("this kernel does not report multicast group joins (6.13+): slaves' group lists are re-read every 2 s and on link events");
+    }
     for (const w of targets) {
       if ('events' in r) {
         for (const ev of r.events) this.onEvent(w, ev);
@@ -378,6 +394,14 @@ export class Learner {
 
   private onEvent(w: PortWatch, ev: RtnlEvent): void {
     try {
+      if (ev.kind === 'mcast') {
+        // a join or leave of a slave: its list is read again (others' devices are not ours)
+        const loc = w.bySlaveKey.get(`${ev.nsid}:${ev.ifindex}`);
+        if (loc && loc.netns !== undefined) {
+          this.multicast.slaveChanged(w.port, { peerIfindex: loc.record.peerIfindex, netns: loc.netns, ifindex: loc.ifindex, flags: null });
+        }
+        return;
+      }
       if (ev.kind === 'addr' && ev.family && ev.addr && ev.prefixlen !== undefined) {
         if (ev.nsid === 'current' && ev.ifindex === w.port.master.ifindex) {
           // the master's own addresses: where l3 egress goes up its stack
@@ -459,6 +483,7 @@ export class Learner {
     if (!cur || cur.flags !== flags || cur.mtu !== mtu) {
       writeSlaveEntry(fresh.portId, record.peerIfindex, { devId: record.devId, flags, mtu });
     }
+    if (netns !== undefined) this.multicast.slaveChanged(fresh, { peerIfindex: record.peerIfindex, netns, ifindex: ev.ifindex, flags: linkFlags });
     // a slave added while the master has no carrier gets none either
     if (w.masterCarries === false && linkFlags.includes('LOWER_UP')) {
       setPeersCarrier([record.peerName], false, fresh.master.netns);
@@ -748,7 +773,24 @@ export class Learner {
       unlearnAddr(port.portId, owner);
       after.delete(k);
     }
+    this.multicast.syncPort(port, this.multicastPlaces(w), unreadable);
     this.syncHostnet(w, [...after.values()]);
+  }
+
+  /** Where the port's slaves are, for multicast.ts (flags as the last link dump gave them). */
+  private multicastPlaces(w: PortWatch): SlavePlace[] {
+    return [...w.bySlaveKey.values()].flatMap((l) =>
+      l.netns === undefined ? [] : [{ peerIfindex: l.record.peerIfindex, netns: l.netns, ifindex: l.ifindex, flags: l.link?.flags ?? null }],
+    );
+  }
+
+  /** The periodic re-read of every slave's group list (multicast.ts). */
+  private syncMulticast(w: PortWatch): void {
+    try {
+      this.multicast.syncPort(w.port, this.multicastPlaces(w), new Set(w.peers));
+    } catch (e) {
+      this.log(`port ${w.port.master.name}: ${errorLine(e)}`);
+    }
   }
 
   /**

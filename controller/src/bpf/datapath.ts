@@ -47,6 +47,9 @@ import {
   encodeIvbPort,
   encodeIvbPortKey,
   encodeIvbSlave,
+  encodeIvbMcFilter,
+  decodeIvbMcFilter,
+  IvbMcFilterLayout,
   encodeIvbSlaveKey,
   encodeIvbGuardKey,
   encodeIvbGuardEntry,
@@ -110,6 +113,7 @@ export interface Maps {
   slaves: number;
   slaveIds: number;
   fanout: number;
+  mcFilters: number;
   guard: number;
   counters: number;
   localAddrs: number;
@@ -125,6 +129,7 @@ const MAP_PINS = {
   slaves: 'ivb_slaves',
   slaveIds: 'ivb_slave_ids',
   fanout: 'ivb_fanout_slots',
+  mcFilters: 'ivb_mc_filters',
   guard: 'ivb_guard',
   counters: 'ivb_counters',
   localAddrs: 'ivb_local_addrs',
@@ -160,6 +165,7 @@ function createPinnedMaps(keep: { slaves?: number } = {}): void {
       if (map === 'ivb_slaves') {
         obj.setMaxEntries('ivb_slaves', n + 1);
         obj.setMaxEntries('ivb_slave_ids', n);
+        obj.setMaxEntries('ivb_mc_filters', n + 1);
       } else {
         obj.setMaxEntries(map, n);
       }
@@ -206,6 +212,8 @@ export function layoutFingerprint(): Buffer {
 const KNOWN_LAYOUTS: Record<string, string> = {
   // cb51093 and before (issue 12 changed it): ports, slaves and fan-out slots were hash maps
   '003ffcfe8c05895af6a64d289adafb41d2cdd1f6a2518c3baa394225ee2c2c79': 'hash-v1',
+  // issue 13's landing (71cac1c): every map of this build but ivb_mc_filters (issue 14), which is added empty
+  '97c81d2d4092974b2c221a735608561a418d45e377b5e747ad171ee52445f53b': 'no-mc-filters',
 };
 
 function pinnedFingerprint(dir: string): Buffer | null {
@@ -261,6 +269,7 @@ export function maps(): Maps {
     slaves: objGet(join(dir, MAP_PINS.slaves)),
     slaveIds: objGet(join(dir, MAP_PINS.slaveIds)),
     fanout: objGet(join(dir, MAP_PINS.fanout)),
+    mcFilters: objGet(join(dir, MAP_PINS.mcFilters)),
     guard: objGet(join(dir, MAP_PINS.guard)),
     counters: objGet(join(dir, MAP_PINS.counters)),
     localAddrs: objGet(join(dir, MAP_PINS.localAddrs)),
@@ -562,6 +571,8 @@ export function slaveIndex(portId: number, peerIfindex: number, create: boolean)
     throw new IvbError('IPVLAN_E_STATE', `slave table full (${cap - 1} slaves, IPVLAN_BPF_MAX_SLAVES)`);
   }
   mapUpdate(m.slaves, u32(index), encodeIvbSlave({ devId: 0, flags: 0, mtu: 0, peerIfindex, portId }), BPF_ANY);
+  // a reused index starts with no filter kept: every copy, until the agent reads the new slave's list
+  clearMcFilter(index);
   try {
     mapUpdate(m.slaveIds, key, u32(index), BPF_ANY);
   } catch (e) {
@@ -590,7 +601,34 @@ export function deleteSlaveEntry(portId: number, peerIfindex: number): void {
   const index = slaveIndex(portId, peerIfindex, false);
   if (index === null) return;
   mapUpdate(maps().slaves, u32(index), Buffer.alloc(IvbSlaveLayout.size), BPF_ANY);
+  clearMcFilter(index);
   mapDelete(maps().slaveIds, encodeIvbSlaveKey({ portId, peerIfindex }));
+}
+
+function clearMcFilter(index: number): void {
+  // a map smaller than ivb_slaves (created before IPVLAN_BPF_MAX_SLAVES raised it) has no entry to clear
+  if (index < mapInfo(maps().mcFilters).maxEntries) mapUpdate(maps().mcFilters, u32(index), Buffer.alloc(IvbMcFilterLayout.size), BPF_ANY);
+}
+
+/**
+ * The slave's multicast filter (fanout.h): BITS, the 32 bytes of its
+ * 256-bit set (agent/multicast.ts computes them), or null for none kept
+ * (every copy passes). False when the slave has no index (gone).
+ */
+export function writeMcFilter(portId: number, peerIfindex: number, bits: Buffer | null): boolean {
+  const index = slaveIndex(portId, peerIfindex, false);
+  if (index === null || index >= mapInfo(maps().mcFilters).maxEntries) return false;
+  mapUpdate(maps().mcFilters, u32(index), encodeIvbMcFilter({ kept: bits ? 1 : 0, bits: bits ?? Buffer.alloc(32) }), BPF_ANY);
+  return true;
+}
+
+/** The slave's filter as the datapath reads it: null when none is kept. */
+export function readMcFilter(portId: number, peerIfindex: number): Buffer | null {
+  const index = slaveIndex(portId, peerIfindex, false);
+  if (index === null) return null;
+  const b = mapLookup(maps().mcFilters, u32(index), IvbMcFilterLayout.size);
+  const f = b ? decodeIvbMcFilter(b) : null;
+  return f && f.kept ? Buffer.from(f.bits) : null;
 }
 
 function fanoutIndex(portId: number, slot: number): Buffer {
@@ -867,7 +905,9 @@ const V1_REPLACED = ['ivb_ports', 'ivb_slaves', 'ivb_fanout_slots'] as const;
 function migrateMaps(): { note: string; dropOld: () => void } | null {
   const dir = mapsPinDir();
   const have = pinnedFingerprint(dir);
-  if (!have || have.equals(layoutFingerprint()) || KNOWN_LAYOUTS[have.toString('hex')] !== 'hash-v1') return null;
+  if (!have || have.equals(layoutFingerprint())) return null;
+  if (KNOWN_LAYOUTS[have.toString('hex')] === 'no-mc-filters') return addMcFilters(dir, have);
+  if (KNOWN_LAYOUTS[have.toString('hex')] !== 'hash-v1') return null;
   const old = (name: string): Array<{ key: Buffer; value: Buffer }> => {
     const fd = objGet(join(dir, name));
     try {
@@ -939,6 +979,25 @@ function migrateMaps(): { note: string; dropOld: () => void } | null {
     }
     throw e;
   }
+}
+
+/**
+ * From a build without multicast filters: every other map is this build's, so
+ * only ivb_mc_filters is created (empty: no filter kept, every slave gets
+ * every copy as before, until the agent reads the lists) and the fingerprint
+ * stamped. Nothing to drop afterwards.
+ */
+function addMcFilters(dir: string, have: Buffer): { note: string; dropOld: () => void } {
+  closeOpenMaps();
+  try {
+    // (its size is the build's 64k: filters beyond a smaller ivb_slaves are never used)
+    createPinnedMaps();
+    stampLayout(dir);
+  } catch (e) {
+    rmSync(join(dir, 'ivb_mc_filters'), { force: true });
+    throw e;
+  }
+  return { note: `maps: layout ${have.toString('hex').slice(0, 12)} (no-mc-filters) given ivb_mc_filters`, dropOld: () => undefined };
 }
 
 /** Pins the object of `from` at `to` and unpins `from` (bpffs refuses rename(2) of pins). */

@@ -8,7 +8,7 @@
  * MessagePort read synchronously between polls.
  */
 import { receiveMessageOnPort, parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { closeFd, netlinkListener, netlinkRecvNsid, pollReadable } from '../../../native/libc.js';
+import { closeFd, netlinkAddMembership, netlinkListener, netlinkRecvNsid, pollReadable } from '../../../native/libc.js';
 import { withNetns } from '../../../native/libbpf.js';
 import { errorLine } from '../errors.js';
 import { RTM_DELADDR, RTM_DELLINK, RTM_NEWADDR, RTM_NEWLINK, decodeAddr, decodeLink } from './rtnl.js';
@@ -18,6 +18,11 @@ const NETLINK_ROUTE = 0;
 /** RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR */
 const GROUPS = 0x1 | 0x10 | 0x100;
 const POLL_MS = 50;
+/** RTNLGRP_IPV4_MCADDR, RTNLGRP_IPV6_MCADDR (kernel 6.13+): a device joined or left an IP group */
+const MCADDR_GROUPS = [37, 38];
+/** RTM_NEWMULTICAST, RTM_DELMULTICAST: an ifaddrmsg whose ifa_index is the device */
+const RTM_NEWMULTICAST = 56;
+const RTM_DELMULTICAST = 57;
 
 const control = (workerData as { port: MessagePort }).port;
 const byKey = new Map<string, number>();
@@ -69,10 +74,23 @@ function decode(data: Buffer, nsid: number | null): RtnlEvent[] {
           prefixlen: a.info.prefixlen,
         });
       }
+    } else if ((type === RTM_NEWMULTICAST || type === RTM_DELMULTICAST) && body.length >= 8) {
+      out.push({ nsid: where, deleted: type === RTM_DELMULTICAST, ifindex: body.readUInt32LE(4), kind: 'mcast' });
     }
     off += (len + 3) & ~3;
   }
   return out;
+}
+
+/** Group joins and leaves too, where the kernel has them (a feature probe: older ones refuse the groups). */
+function subscribeMulticast(fd: number): boolean {
+  try {
+    for (const g of MCADDR_GROUPS) netlinkAddMembership(fd, g);
+    return true;
+  } catch (e) {
+    if ((e as { code?: string }).code === 'EINVAL') return false;
+    throw e;
+  }
 }
 
 function onControl(m: ListenerControl): boolean {
@@ -80,8 +98,9 @@ function onControl(m: ListenerControl): boolean {
   close(m.key);
   if (m.op === 'watch') {
     try {
-      byKey.set(m.key, withNetns(m.path, () => netlinkListener(NETLINK_ROUTE, GROUPS)));
-      report({ key: m.key, ready: true });
+      const fd = withNetns(m.path, () => netlinkListener(NETLINK_ROUTE, GROUPS));
+      byKey.set(m.key, fd);
+      report({ key: m.key, ready: true, multicastEvents: subscribeMulticast(fd) });
     } catch (e) {
       report({ key: m.key, error: errorLine(e) });
     }

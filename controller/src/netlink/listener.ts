@@ -15,7 +15,8 @@ export interface RtnlEvent {
   nsid: string;
   deleted: boolean;
   ifindex: number;
-  kind: 'addr' | 'link';
+  /** mcast: the device joined or left an IP multicast group (its link-layer list changed) */
+  kind: 'addr' | 'link' | 'mcast';
   family?: 4 | 6;
   addr?: string;
   prefixlen?: number;
@@ -30,7 +31,8 @@ export type ListenerControl = { op: 'watch'; key: string; path: string } | { op:
 
 export type ListenerReport =
   | { key: string; events: RtnlEvent[] }
-  | { key: string; ready: true }
+  /** multicastEvents: the kernel reports group joins (6.13+); else they are found by re-reading */
+  | { key: string; ready: true; multicastEvents: boolean }
   /** the namespace could not be entered (deleted meanwhile) */
   | { key: string; error: string }
   /** notifications were lost (ENOBUFS): what is known must be read again */
