@@ -9,9 +9,10 @@
  */
 import { describe, it, expect, afterAll } from 'vitest';
 import { join } from 'node:path';
+import { release } from 'node:os';
 import { BpfError, BpfObject, errnoName, tcxSupported } from '../native/libbpf.js';
 import { KernelBtf, closeFd, probeProgLoad } from '../native/probes.js';
-import { probeBpfLsm, probeConntrackKfuncs, probeFeatures, probeNetkit, probeTcx, probeTracing } from '../controller/src/platform/features.js';
+import { probeBpfLsm, probeConntrackKfuncs, probeFeatures, probeNetkit, probeRtnlMcaddr, probeTcx, probeTracing } from '../controller/src/platform/features.js';
 import { REPO, TestEnv, ipTry } from './lib/topo.js';
 
 const env = new TestEnv('features', 'ivbf');
@@ -23,7 +24,7 @@ afterAll(async () => {
 describe('kernel feature probes', () => {
   it('report every feature with what the kernel answered', () => {
     const r = probeFeatures();
-    expect(r.features.map((f) => f.name)).toEqual(['btf', 'tcx', 'bpf_lsm', 'tracing', 'netkit', 'conntrack_kfuncs']);
+    expect(r.features.map((f) => f.name)).toEqual(['btf', 'tcx', 'bpf_lsm', 'tracing', 'netkit', 'conntrack_kfuncs', 'rtnl_mcaddr']);
     for (const f of r.features) {
       expect(f.detail.length, f.name).toBeGreaterThan(0);
       expect(f.usedFor.length, f.name).toBeGreaterThan(0);
@@ -33,6 +34,11 @@ describe('kernel feature probes', () => {
 
   it('TCX: the same answer as the datapath attach code', () => {
     expect(probeTcx().available).toBe(tcxSupported());
+  });
+
+  it('rtnl_mcaddr: available exactly on kernels from 6.13 (RTNLGRP_IPV4/IPV6_MCADDR)', () => {
+    const [major, minor] = release().split('.').map(Number) as [number, number];
+    expect(probeRtnlMcaddr().available).toBe(major > 6 || (major === 6 && minor >= 13));
   });
 
   it('netkit: available exactly when the kernel creates a netkit device', () => {

@@ -150,7 +150,7 @@ describe('the npm package', () => {
     expect(v.objects.buildId).toMatch(/^[0-9a-f]{16}$/);
     expect(v.objects.matchesRecord).toBe(true);
     expect(v.objects.recorded.clang).toMatch(/clang/);
-    expect(Object.keys(v.features).sort()).toEqual(['bpf_lsm', 'btf', 'conntrack_kfuncs', 'netkit', 'tcx', 'tracing']);
+    expect(Object.keys(v.features).sort()).toEqual(['bpf_lsm', 'btf', 'conntrack_kfuncs', 'netkit', 'rtnl_mcaddr', 'tcx', 'tracing']);
     for (const [name, f] of Object.entries(v.features)) {
       expect(typeof f.available, name).toBe('boolean');
       expect(f.detail.length, name).toBeGreaterThan(0);

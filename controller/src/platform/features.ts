@@ -16,7 +16,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { release } from 'node:os';
-import { describeErrno } from '../../../native/libc.js';
+import { LibcError, closeFd as closeSocket, describeErrno, netlinkAddMembership, netlinkSocket } from '../../../native/libc.js';
 import {
   KernelBtf,
   closeFd,
@@ -27,7 +27,7 @@ import {
   type ProbeOutcome,
 } from '../../../native/probes.js';
 
-export type FeatureName = 'btf' | 'tcx' | 'bpf_lsm' | 'tracing' | 'netkit' | 'conntrack_kfuncs';
+export type FeatureName = 'btf' | 'tcx' | 'bpf_lsm' | 'tracing' | 'netkit' | 'conntrack_kfuncs' | 'rtnl_mcaddr';
 
 export interface KernelFeature {
   name: FeatureName;
@@ -248,12 +248,32 @@ export function probeConntrackKfuncs(): KernelFeature {
   });
 }
 
+/**
+ * RTNLGRP_IPV4_MCADDR/RTNLGRP_IPV6_MCADDR (6.13+): rtnetlink reports a
+ * device's IP group joins and leaves (RTM_NEWMULTICAST/RTM_DELMULTICAST).
+ * Older kernels refuse the groups with EINVAL.
+ */
+export function probeRtnlMcaddr(): KernelFeature {
+  const usedFor = "slaves' multicast filters and their groups on the master follow joins at once (without: re-read every 2 s)";
+  const fd = netlinkSocket(0);
+  try {
+    netlinkAddMembership(fd, 37);
+    netlinkAddMembership(fd, 38);
+    return { name: 'rtnl_mcaddr', available: true, usedFor, detail: 'a NETLINK_ROUTE socket joined groups 37 and 38 (RTNLGRP_IPV4/IPV6_MCADDR)' };
+  } catch (e) {
+    if (!(e instanceof LibcError)) throw e;
+    return { name: 'rtnl_mcaddr', available: false, usedFor, detail: e.message };
+  } finally {
+    closeSocket(fd);
+  }
+}
+
 /** Every probe, in the order `ipvlan-bpf version` prints them. */
 export function probeFeatures(): FeatureReport {
   return {
     kernel: release(),
     libbpf: libbpfVersion(),
     root: process.geteuid?.() === 0,
-    features: [probeBtf(), probeTcx(), probeBpfLsm(), probeTracing(), probeNetkit(), probeConntrackKfuncs()],
+    features: [probeBtf(), probeTcx(), probeBpfLsm(), probeTracing(), probeNetkit(), probeConntrackKfuncs(), probeRtnlMcaddr()],
   };
 }
