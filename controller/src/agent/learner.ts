@@ -773,21 +773,24 @@ export class Learner {
       unlearnAddr(port.portId, owner);
       after.delete(k);
     }
-    this.multicast.syncPort(port, this.multicastPlaces(w), unreadable);
+    this.multicast.syncPort(port, this.multicastPlaces(w, true), unreadable);
     this.syncHostnet(w, [...after.values()]);
   }
 
-  /** Where the port's slaves are, for multicast.ts (flags as the last link dump gave them). */
-  private multicastPlaces(w: PortWatch): SlavePlace[] {
+  /**
+   * Where the port's slaves are, for multicast.ts; with DUMPED, their flags
+   * from the link dump just made (else the flags the last event or dump gave stay).
+   */
+  private multicastPlaces(w: PortWatch, dumped: boolean): SlavePlace[] {
     return [...w.bySlaveKey.values()].flatMap((l) =>
-      l.netns === undefined ? [] : [{ peerIfindex: l.record.peerIfindex, netns: l.netns, ifindex: l.ifindex, flags: l.link?.flags ?? null }],
+      l.netns === undefined ? [] : [{ peerIfindex: l.record.peerIfindex, netns: l.netns, ifindex: l.ifindex, flags: dumped ? (l.link?.flags ?? null) : null }],
     );
   }
 
   /** The periodic re-read of every slave's group list (multicast.ts). */
   private syncMulticast(w: PortWatch): void {
     try {
-      this.multicast.syncPort(w.port, this.multicastPlaces(w), new Set(w.peers));
+      this.multicast.syncPort(w.port, this.multicastPlaces(w, false), new Set(w.peers));
     } catch (e) {
       this.log(`port ${w.port.master.name}: ${errorLine(e)}`);
     }
