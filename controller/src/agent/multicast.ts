@@ -182,12 +182,6 @@ export class MulticastSync {
     for (const id of [...this.ports.keys()]) this.dropPort(id);
   }
 
-  /** What the master holds for its slaves now (tests, status). */
-  heldOnMaster(portId: number): { groups: string[]; allmulti: boolean } {
-    const p = this.ports.get(portId);
-    return { groups: [...(p?.held ?? [])].sort(), allmulti: p?.allmulti ?? false };
-  }
-
   private portOf(portId: number): PortMulticast {
     let p = this.ports.get(portId);
     if (!p) {
