@@ -15,6 +15,7 @@
  */
 import fs from 'node:fs';
 import koffi from 'koffi';
+import { isMainThread } from 'node:worker_threads';
 import {
 	CLONE_NEWNET,
 	BPF_FS_MAGIC,
@@ -104,33 +105,43 @@ export class BpfError extends Error {
 
 /* libbpf explains most open/load failures only through its print callback
  * (missing BTF, bad relocation, pin mismatch...). Capture those lines so they
- * end up in the BpfError instead of on stderr. IVB_LIBBPF_DEBUG=1 echoes them. */
+ * end up in the BpfError instead of on stderr. IVB_LIBBPF_DEBUG=1 echoes them.
+ *
+ * The hook is process-wide and koffi runs a callback on the thread that
+ * registered it: a libbpf call on any other thread waits until that thread's
+ * event loop runs it. So only the main thread registers it. A worker that
+ * loaded this module for withNetns (the rtnetlink listener, which polls in a
+ * loop and never returns to its event loop) once replaced the main thread's
+ * hook, and the agent's next bpf_object__open_file waited for it for ever. */
 const LIBBPF_INFO = 1;
 const LIBBPF_DEBUG = 2;
 const recentLibbpfLines: string[] = [];
 const echoLibbpf = process.env.IVB_LIBBPF_DEBUG === '1';
-try {
-	const vsnprintf = libc.func('int vsnprintf(void *buf, size_t size, void *fmt, void *ap)');
-	const PrintFn = koffi.proto('int ivb_libbpf_print_fn(int level, void *fmt, void *ap)');
-	const printBuf = Buffer.alloc(4096);
-	// va_list is an array type on x86_64 and a >16-byte struct on arm64: either
-	// way the callee receives a pointer, which vsnprintf takes unchanged.
-	const cb = koffi.register((level: number, fmt: Ptr, ap: Ptr): number => {
-		if (level === LIBBPF_DEBUG && !echoLibbpf) return 0;
-		const n = vsnprintf(printBuf, printBuf.length, fmt, ap) as number;
-		if (n <= 0) return 0;
-		const text = printBuf.toString('utf8', 0, Math.min(n, printBuf.length - 1));
-		if (echoLibbpf) process.stderr.write(`libbpf: ${text}`);
-		if (level <= LIBBPF_INFO) {
-			for (const line of text.split('\n')) if (line.trim()) recentLibbpfLines.push(line);
-			if (recentLibbpfLines.length > 80) recentLibbpfLines.splice(0, recentLibbpfLines.length - 80);
-		}
-		return 0;
-	}, koffi.pointer(PrintFn));
-	lib.func('void *libbpf_set_print(void *fn)')(cb);
-} catch {
-	// Without the hook libbpf keeps printing to stderr; errors stay usable.
+function hookLibbpfPrint(): void {
+	try {
+		const vsnprintf = libc.func('int vsnprintf(void *buf, size_t size, void *fmt, void *ap)');
+		const PrintFn = koffi.proto('int ivb_libbpf_print_fn(int level, void *fmt, void *ap)');
+		const printBuf = Buffer.alloc(4096);
+		// va_list is an array type on x86_64 and a >16-byte struct on arm64: either
+		// way the callee receives a pointer, which vsnprintf takes unchanged.
+		const cb = koffi.register((level: number, fmt: Ptr, ap: Ptr): number => {
+			if (level === LIBBPF_DEBUG && !echoLibbpf) return 0;
+			const n = vsnprintf(printBuf, printBuf.length, fmt, ap) as number;
+			if (n <= 0) return 0;
+			const text = printBuf.toString('utf8', 0, Math.min(n, printBuf.length - 1));
+			if (echoLibbpf) process.stderr.write(`libbpf: ${text}`);
+			if (level <= LIBBPF_INFO) {
+				for (const line of text.split('\n')) if (line.trim()) recentLibbpfLines.push(line);
+				if (recentLibbpfLines.length > 80) recentLibbpfLines.splice(0, recentLibbpfLines.length - 80);
+			}
+			return 0;
+		}, koffi.pointer(PrintFn));
+		lib.func('void *libbpf_set_print(void *fn)')(cb);
+	} catch {
+		// Without the hook libbpf keeps printing to stderr; errors stay usable.
+	}
 }
+if (isMainThread) hookLibbpfPrint();
 
 function takeLibbpfLines(): string[] {
 	return recentLibbpfLines.splice(0, recentLibbpfLines.length);

@@ -4,7 +4,7 @@
  * Uses bpf/test_fixture.bpf.o, a pin folder /sys/fs/bpf/ivb-test-<pid> and a
  * throw-away netns ivbnat<pid> with its own veth pair; all removed in afterAll.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -412,5 +412,35 @@ describe('namespaces and links', () => {
 			expect(sh('tc', ['filter', 'show', 'dev', vethB, 'ingress'])).not.toMatch(/ivb_t_pass/);
 			expect(tcClsactDetach(ifindex, 'egress')).toBe(false);
 		});
+	});
+});
+
+describe('threads', () => {
+	// libbpf's print hook is process-wide and koffi runs a callback on the
+	// thread that registered it. The agent's rtnetlink listener is a worker
+	// that loads this binding and then polls without ever returning to its
+	// event loop: had it registered the hook, every libbpf call of the main
+	// thread that prints (opening an object does) would wait for it for ever.
+	it('a worker that loaded the binding and never yields does not hold up the main thread', () => {
+		const script = `
+			import { Worker } from 'node:worker_threads';
+			const lib = await import(${JSON.stringify(path.join(root, 'dist', 'native', 'libbpf.js'))});
+			const w = new Worker(\`
+				import { workerData, parentPort } from 'node:worker_threads';
+				await import(workerData);
+				parentPort.postMessage('loaded');
+				const end = Date.now() + 8000;
+				while (Date.now() < end) {}
+			\`, { eval: true, workerData: ${JSON.stringify(path.join(root, 'dist', 'native', 'libbpf.js'))} });
+			await new Promise((r) => w.once('message', r));
+			const t0 = Date.now();
+			lib.BpfObject.open(${JSON.stringify(fixture)}).close();
+			console.log('opened in', Date.now() - t0, 'ms');
+			process.exit(0);
+		`;
+		const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 6000 });
+		expect(r.signal, `the main thread's open waited for the busy worker: ${r.stderr}`).toBeNull();
+		expect(r.status, r.stderr).toBe(0);
+		expect(r.stdout).toMatch(/opened in \d+ ms/);
 	});
 });

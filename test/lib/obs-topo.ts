@@ -19,6 +19,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
+import { readFileSync, readdirSync } from 'node:fs';
 import { CLI, TestEnv, ip, must, waitUntil } from './topo.js';
 import { ETH_P_IP, eth, inetChecksum, ip4, ipv4, mac, udp } from './frames.js';
 import { readCounterRows, type CounterRow } from '../../controller/src/stats/counters.js';
@@ -54,6 +55,33 @@ function quiet(ns: string): void {
   must('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
 }
 
+/** Where each thread of a process is (state, syscall, kernel wait channel): evidence of a stuck agent. */
+function threadStates(pid: number): string {
+  const lines: string[] = [];
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const read = (f: string): string => {
+        try {
+          return readFileSync(`/proc/${pid}/task/${tid}/${f}`, 'utf8').trim();
+        } catch (e) {
+          return `(${(e as Error).message})`;
+        }
+      };
+      const stat = read('stat');
+      lines.push(`thread ${tid} ${read('comm')} state ${stat.split(') ')[1]?.split(' ')[0]} syscall ${read('syscall').split(' ')[0]} wchan ${read('wchan')} | ${read('stack').split('\n').slice(0, 4).join(' < ')}`);
+    }
+  } catch (e) {
+    lines.push(`(no threads: ${(e as Error).message})`);
+  }
+  // the native stacks: a thread blocked outside JavaScript shows where
+  const gdb = spawnSync('gdb', ['-p', String(pid), '-batch', '-ex', 'thread apply all bt 25'], { encoding: 'utf8', timeout: 20_000 });
+  lines.push(`gdb:\n${(gdb.stdout ?? '').split('\n').filter((l) => /^(Thread|#)/.test(l)).join('\n')}`);
+  return lines.join('\n');
+}
+
+/** The agents of this file still running: their log goes into a set-up failure's message. */
+const liveAgents = new Set<ObsAgent>();
+
 /** An ipvlan-bpf agent with arguments, killed (with its process group) at cleanup. */
 export class ObsAgent {
   readonly lines: string[] = [];
@@ -62,9 +90,13 @@ export class ObsAgent {
   done = false;
 
   constructor(env: TestEnv, args: string[]) {
-    this.proc = spawn(process.execPath, [CLI, 'agent', ...args], { env: env.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    // its trace is what a failed set-up prints (buildObsTopo)
+    this.proc = spawn(process.execPath, [CLI, 'agent', ...args], { env: { ...env.env, IPVLAN_BPF_LEARNER_TRACE: '1' }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     for (const s of [this.proc.stdout, this.proc.stderr]) if (s) createInterface({ input: s }).on('line', (l) => this.lines.push(l));
-    this.exited = new Promise((res) => this.proc.once('exit', () => {
+    liveAgents.add(this);
+    this.exited = new Promise((res) => this.proc.once('exit', (code, signal) => {
+      this.lines.push(`(agent exited: ${signal ?? code})`);
+      liveAgents.delete(this);
       this.done = true;
       res();
     }));
@@ -130,10 +162,19 @@ export async function buildObsTopo(env: TestEnv): Promise<ObsTopo> {
     ip(ns[s], 'addr', 'add', `${addrs[s]}/24`, 'dev', s);
     ip(ns[s], 'link', 'set', 'dev', s, 'up');
   }
-  await waitUntil('the agent to learn every slave address', () => {
-    const learned = env.show().flatMap((l) => l.ipvlan_bpf.learned.map((a) => a.local));
-    return Object.values(addrs).every((a) => learned.includes(a));
-  }, 15_000, 50);
+  let learned: string[] = [];
+  try {
+    await waitUntil('the agent to learn every slave address', () => {
+      learned = env.show().flatMap((l) => l.ipvlan_bpf.learned.map((a) => a.local));
+      return Object.values(addrs).every((a) => learned.includes(a));
+    }, 15_000, 50);
+  } catch (e) {
+    // what the agent saw is the only evidence of why: put it in the failure
+    const parts: string[] = [];
+    for (const a of liveAgents) parts.push(`${a.lines.slice(-80).join('\n')}\n${threadStates(a.proc.pid!)}`);
+    const logs = parts.join('\n---\n');
+    throw new Error(`${(e as Error).message}; learned: [${learned.join(', ')}]; agent log:\n${logs || '(no agent running)'}`);
+  }
   // learned, and up in the datapath: explain from the wire reaches every slave
   for (const s of ['s0', 's1', 's2', 's3'] as const) {
     const master = s === 's0' || s === 's1' ? 'eth0m' : 'eth1m';

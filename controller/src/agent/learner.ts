@@ -47,6 +47,9 @@ import { MulticastSync, type SlavePlace } from './multicast.js';
 
 export type Log = (line: string) => void;
 
+/** IPVLAN_BPF_LEARNER_TRACE=1: a log line per notification batch and per resync (what was read, what changed) */
+const TRACE = process.env.IPVLAN_BPF_LEARNER_TRACE === '1';
+
 /** The slow path re-reads one slave, or resyncs one port, at most this often (a hostile slave cannot keep the agent busy). */
 const REREAD_INTERVAL_NS = 5_000_000n;
 
@@ -348,6 +351,7 @@ export class Learner {
   /** What the listener thread reports: events, a watch that could not start, lost notifications. */
   private onReport(r: ListenerReport): void {
     if (this.stopped) return;
+    if (TRACE) this.log(`trace: listener ${r.key}: ${'events' in r ? r.events.map((e) => `${e.deleted ? 'del' : 'new'}${e.kind}@${e.nsid}:${e.ifindex}${e.addr ? ` ${e.addr}` : ''}`).join(' ') : JSON.stringify(r)}`);
     const targets = r.key === '*' ? [...this.watches.values()] : [this.watches.get(Number(r.key))].filter((w): w is PortWatch => !!w);
     if ('ready' in r && this.mcastEvents === null) {
       this.mcastEvents = r.multicastEvents;
@@ -631,6 +635,7 @@ export class Learner {
   resync(w: PortWatch): void {
     this.resyncBegan.set(w.port.portId, process.hrtime.bigint());
     const fresh = readPort(w.port.portId);
+    if (TRACE) this.log(`trace: resync of port ${w.port.portId} (${fresh ? `${fresh.slaves.length} slave(s)` : 'no record'})`);
     if (!fresh) return;
     w.port = fresh;
     let port = fresh;
@@ -642,6 +647,7 @@ export class Learner {
       return;
     }
     if (where.state === 'unreachable') {
+      if (TRACE) this.log(`trace: port ${port.portId}: master unreachable (${JSON.stringify(where).slice(0, 200)})`);
       if (!recordedNetnsReachable(port) && w.listening && this.running) {
         // its namespace was deleted, yet our own monitor, which lives in it,
         // keeps it (and the master) alive: let go and look again
@@ -748,6 +754,7 @@ export class Learner {
     }
     w.bySlaveKey = bySlaveKey;
     w.peers = peers;
+    if (TRACE) this.log(`trace: port ${port.portId} slaves ${[...bySlaveKey].map(([k, l]) => `${k}=${l.record.peerName}`).join(' ')} claims ${[...claims.keys()].join(' ')} unreadable ${[...unreadable].join(' ')}`);
     // one walk of the address table per resync (at a million entries it is
     // the resync's cost): the table after it is derived, not read again
     const current = new Map<string, { family: Family; addr: string; peerIfindex: number; prefixlen: number }>();
