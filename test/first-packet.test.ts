@@ -125,7 +125,11 @@ describe.each(['l2', 'l3'] as const)('mode %s: an address works from its first p
     const siblingBefore = counters('ipvl1');
     const r = burst(nsA, 'ipvl0', nsB, addrB, base, ROUNDS, 5000);
     console.log(`first packet ${mode} ${addrB.includes(':') ? 'IPv6' : 'IPv4'}: ${r.text}`);
-    if (r.fromOk !== ROUNDS || r.toOk !== ROUNDS) console.log(`agent:\n${agent.lines.slice(-80).join('\n')}`);
+    if (r.fromOk !== ROUNDS || r.toOk !== ROUNDS) {
+      // a datagram the receiving stack refused (Ip6InAddrErrors: no local route yet) is not the datapath's loss
+      const refused = run('ip', ['netns', 'exec', nsA, 'nstat', '-az']).stdout.split('\n').filter((l) => /InAddrErrors|InDiscards/.test(l));
+      console.log(`agent:\n${agent.lines.slice(-80).join('\n')}\n${nsA}: ${refused.join(' | ')}`);
+    }
     expect(r.fromOk, r.text).toBe(ROUNDS);
     expect(r.toOk, r.text).toBe(ROUNDS);
     const after = counters('ipvl0');

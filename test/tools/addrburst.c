@@ -4,8 +4,12 @@
  *
  *   addrburst NS_A DEV_A NS_B ADDR_B PREFIX_A COUNT PORT [v4|v6]
  *
- * Each round i: RTM_NEWADDR of PREFIX_A+i on DEV_A in namespace NS_A (the
- * kernel has it when the ack arrives), then at once — no process start in
+ * Each round i: RTM_NEWADDR of PREFIX_A+i on DEV_A in namespace NS_A, then,
+ * the moment the kernel announces it (its RTM_NEWADDR notification: for
+ * IPv4 before the request's ack, for IPv6 a moment after it, from the DAD
+ * work that also puts in the address's local route — a datagram to the
+ * address before that is dropped by NS_A's own stack, Ip6InAddrErrors, with
+ * the kernel driver too) — no process start in
  * between — a UDP datagram from that address to ADDR_B (in NS_B), and one
  * from NS_B to that address; both are awaited (up to 3 s: late is not lost,
  * on a loaded machine the agent may answer late), then the address
@@ -98,6 +102,36 @@ static int nl_addr(int nl, int add, int family, int ifindex, const void *addr, i
 	}
 }
 
+/* Waits for the kernel's RTM_NEWADDR notification of ADDR on mon; 1 if it came within 3 s. */
+static int await_newaddr(int mon, int family, const void *addr)
+{
+	struct pollfd p = { .fd = mon, .events = POLLIN };
+	int alen = family == AF_INET ? 4 : 16;
+	char buf[8192];
+
+	while (poll(&p, 1, 3000) == 1) {
+		int n = recv(mon, buf, sizeof(buf), 0);
+		struct nlmsghdr *h = (void *)buf;
+
+		if (n < 0)
+			die("netlink monitor recv");
+		for (; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+			struct ifaddrmsg *ifa = NLMSG_DATA(h);
+			struct rtattr *rta = IFA_RTA(ifa);
+			int len = IFA_PAYLOAD(h);
+
+			if (h->nlmsg_type != RTM_NEWADDR || ifa->ifa_family != family)
+				continue;
+			for (; RTA_OK(rta, len); rta = RTA_NEXT(rta, len)) {
+				if ((rta->rta_type == IFA_LOCAL || rta->rta_type == IFA_ADDRESS) &&
+				    RTA_PAYLOAD(rta) == (unsigned int)alen && memcmp(RTA_DATA(rta), addr, alen) == 0)
+					return 1;
+			}
+		}
+	}
+	return 0;
+}
+
 /* Waits for one datagram carrying `tag` on fd; 1 if it came within 3 s. */
 static int await_tag(int fd, unsigned int tag)
 {
@@ -122,7 +156,7 @@ static double now_ms(void)
 int main(int argc, char **argv)
 {
 	double worst = 0, total = 0;
-	int v6, family, plen, count, port, nl, sa, sb, ifindex, from_ok = 0, to_ok = 0, lost_shown = 0;
+	int v6, family, plen, count, port, nl, mon, sa, sb, ifindex, from_ok = 0, to_ok = 0, lost_shown = 0;
 	struct sockaddr_storage dst_b = {}, bind_a = {}, bind_b = {};
 	unsigned char base[16], addr_b[16];
 	socklen_t slen;
@@ -174,6 +208,15 @@ int main(int argc, char **argv)
 	nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
 	if (nl < 0)
 		die("netlink socket");
+	mon = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (mon < 0)
+		die("netlink monitor socket");
+	{
+		struct sockaddr_nl snl = { .nl_family = AF_NETLINK, .nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR };
+
+		if (bind(mon, (void *)&snl, sizeof(snl)) < 0)
+			die("netlink monitor bind");
+	}
 	sa = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (sa < 0)
 		die("socket a");
@@ -214,7 +257,11 @@ int main(int argc, char **argv)
 			fprintf(stderr, "addrburst: add of round %d: %s\n", i, strerror(-err));
 			return 2;
 		}
-		/* from the new address, sent the moment the kernel has it */
+		if (!await_newaddr(mon, family, a)) {
+			fprintf(stderr, "addrburst: no RTM_NEWADDR notification for round %d within 3 s\n", i);
+			return 2;
+		}
+		/* from the new address, sent the moment the kernel announced it */
 		iov.iov_base = &tag_from;
 		iov.iov_len = sizeof(tag_from);
 		m.msg_name = &dst_b;
