@@ -96,7 +96,7 @@ int ivb_master_ingress(struct __sk_buff *skb)
 {
 	struct ivb_port *port = ivb_port_get(ivb_port_id);
 	struct ivb_frame f;
-	struct ivb_slave *owner;
+	struct ivb_owner_ref owner;
 	__u32 peer, why;
 
 	ivb_trace_reset();
@@ -148,7 +148,7 @@ int ivb_master_ingress(struct __sk_buff *skb)
 		 * reaches the same hooks, with INPUT in place of FORWARD)
 		 */
 		return ivb_verdict(skb, IVB_TC_ACT_OK, IVB_ACT_ROUTE, peer, IVB_DROP_NONE);
-	return ivb_deliver(skb, owner, peer, 0);
+	return ivb_deliver(skb, &owner, peer, 0);
 }
 
 char LICENSE[] SEC("license") = "GPL";

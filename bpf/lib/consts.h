@@ -25,11 +25,6 @@
  */
 #define IVB_MAX_FANOUT IVB_SIZE_FANOUT_PER_PORT
 
-/*
- * Counter rows: one per (port, device, direction, action, reason) seen; a
- * port with 256 slaves using a dozen rows each stays far below.
- */
-#define IVB_MAX_COUNTER_ROWS 65536
 /* monitor ring: 1 MiB holds ~10k events between two reads */
 #define IVB_EVENTS_RING_BYTES (1 << 20)
 

@@ -49,7 +49,7 @@ static __always_inline int ivb_addr_is_zero(const __u8 *a, int len)
 /* The address is the sender's own (learned on it, up or not). */
 static __always_inline int ivb_owned_by(const struct ivb_addr_key *k, __u32 self)
 {
-	struct ivb_addr_owner *o = bpf_map_lookup_elem(&ivb_addrs, k);
+	struct ivb_addr_owner *o = ivb_addr_lookup(k);
 
 	return o && o->peer_ifindex == self;
 }
