@@ -884,6 +884,7 @@ const REPLACED: Record<string, readonly string[]> = {
 
 /** Every entry of a pinned map (hash maps: what is there). */
 function pinnedEntries(pin: string, valueSize?: number): Array<{ key: Buffer; value: Buffer }> {
+  if (!existsSync(pin)) return [];
   const fd = objGet(pin);
   try {
     const info = mapInfo(fd);
@@ -945,7 +946,7 @@ function migrateMaps(): { note: string; dropOld: () => void } | null {
   const aside = join(dir, layout);
   const moved = (name: string): string => join(aside, name);
   ensureDir(aside);
-  for (const name of replaced) movePin(join(dir, name), moved(name));
+  for (const name of replaced) if (existsSync(join(dir, name))) movePin(join(dir, name), moved(name));
   closeOpenMaps();
   try {
     createPinnedMaps({ slaves: slaveCapacity });
@@ -975,7 +976,7 @@ function migrateMaps(): { note: string; dropOld: () => void } | null {
     // back to the earlier build's maps, as they were
     closeOpenMaps();
     for (const name of [...replaced, ADDR_MAP[4], ADDR_MAP[6], ...(v1 ? ['ivb_slave_ids'] : [])]) rmSync(join(dir, name), { force: true });
-    for (const name of replaced) movePin(moved(name), join(dir, name));
+    for (const name of replaced) if (existsSync(moved(name))) movePin(moved(name), join(dir, name));
     rmSync(aside, { recursive: true, force: true });
     const fd = objGet(join(dir, 'ivb_layout'));
     try {
