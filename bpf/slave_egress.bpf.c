@@ -125,7 +125,7 @@ int ivb_slave_egress(struct __sk_buff *skb)
 	if (!port)
 		return IVB_DROP(skb, IVB_DROP_NO_PORT);
 	ivb_pull_headers(skb);
-	if (ivb_parse(skb, ivb_port_id, &f) < 0)
+	if (ivb_parse(skb, ivb_port_id, port->master_mac, &f) < 0)
 		return IVB_DROP(skb, IVB_DROP_MALFORMED);
 	/* the sender's entry: source validation, the slow path's subnet test, and its counter block */
 	if (f.has_key) {
