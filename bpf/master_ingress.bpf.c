@@ -115,7 +115,7 @@ int ivb_master_ingress(struct __sk_buff *skb)
 		 * see it, conntrack and NAT work both ways (the kernel's l3s
 		 * reaches the same hooks, with INPUT in place of FORWARD)
 		 */
-		return ivb_verdict(skb, IVB_TC_ACT_OK, IVB_ACT_ROUTE, peer, IVB_DROP_NONE);
+		return IVB_VERDICT(skb, IVB_TC_ACT_OK, IVB_ACT_ROUTE, peer, IVB_DROP_NONE);
 	return ivb_deliver(skb, &owner, peer, 0);
 }
 

@@ -42,7 +42,7 @@ static __always_inline void ivb_copy_unknown_dest(struct __sk_buff *skb, const s
 
 static __always_inline int ivb_to_wire(struct __sk_buff *skb, const struct ivb_port *port)
 {
-	return ivb_verdict(skb, bpf_redirect(port->master_ifindex, 0), IVB_ACT_TO_WIRE, port->master_ifindex,
+	return IVB_VERDICT(skb, bpf_redirect(port->master_ifindex, 0), IVB_ACT_TO_WIRE, port->master_ifindex,
 			   IVB_DROP_NONE);
 }
 
@@ -67,12 +67,12 @@ static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_p
 			if (held >= 0)
 				return held;
 		}
-		return ivb_verdict(skb, bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
+		return IVB_VERDICT(skb, bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
 				   port->master_ifindex, IVB_DROP_NONE);
 	}
 	if ((port->flags & IVB_F_VEPA) && f->mac_local && f->has_key && ivb_owner_up(&f->dst))
 		/* for a sibling: out for the switch to reflect (counted as a hairpin) */
-		return ivb_verdict(skb, bpf_redirect(port->master_ifindex, 0), IVB_ACT_TO_WIRE,
+		return IVB_VERDICT(skb, bpf_redirect(port->master_ifindex, 0), IVB_ACT_TO_WIRE,
 				   port->master_ifindex, IVB_DROP_VEPA_HAIRPIN);
 	if (f->mcast_dst) {
 		/* siblings get copies whatever the flags; the master's stack never does */

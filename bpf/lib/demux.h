@@ -74,11 +74,12 @@ static __always_inline int ivb_deliver(struct __sk_buff *skb, const struct ivb_o
 		return IVB_DROP(skb, IVB_DROP_TOO_BIG);
 	if (from_slave)
 		ivb_count_sibling_rx(skb, owner->index, IVB_ACT_DELIVER);
-	else
-		ivb_row_slave_set(owner->index);
+	/* from the wire, the delivery is counted on the receiver's block (its index) */
 	if (s->flags & IVB_SLAVE_SAME_NETNS)
-		return ivb_verdict(skb, bpf_redirect(peer, 0), IVB_ACT_DELIVER, peer, IVB_DROP_NONE);
-	return ivb_verdict(skb, bpf_redirect_peer(peer, 0), IVB_ACT_DELIVER, peer, IVB_DROP_NONE);
+		return ivb_verdict(skb, bpf_redirect(peer, 0), IVB_WHAT(IVB_ACT_DELIVER, IVB_DROP_NONE), peer,
+				   owner->index);
+	return ivb_verdict(skb, bpf_redirect_peer(peer, 0), IVB_WHAT(IVB_ACT_DELIVER, IVB_DROP_NONE), peer,
+			   owner->index);
 }
 
 #endif /* IVB_DEMUX_H */

@@ -126,7 +126,7 @@ static __always_inline int ivb_hold(struct __sk_buff *skb, const struct ivb_addr
 {
 	switch (ivb_to_agent(skb, addr, reason, skb->ingress_ifindex)) {
 	case IVB_TO_AGENT_QUEUED:
-		return ivb_verdict(skb, IVB_TC_ACT_SHOT, IVB_ACT_HELD, 0, reason);
+		return IVB_VERDICT(skb, IVB_TC_ACT_SHOT, IVB_ACT_HELD, 0, reason);
 	case IVB_TO_AGENT_FULL:
 		return IVB_DROP(skb, IVB_DROP_SLOWPATH_FULL);
 	default:

@@ -124,10 +124,10 @@ static __always_inline __u32 ivb_slave_slot(__u32 index)
 }
 
 /*
- * The slave whose block the decision being made goes on, per CPU and private
- * to this instance: slave egress sets the sender's index as soon as it knows
- * it (0 until then), ivb_deliver() the receiver's from the wire. A TC program
- * runs to its end on its CPU, so nothing else writes it meanwhile.
+ * The sending slave's index, per CPU and private to this instance: slave
+ * egress sets it as soon as it knows it (0 until then) and every count of
+ * the frame reads it. A TC program runs to its end on its CPU, so nothing
+ * else writes it meanwhile.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -141,17 +141,6 @@ static __always_inline __u32 *ivb_row_slave_get(void)
 	__u32 k = 0;
 
 	return bpf_map_lookup_elem(&ivb_row_slave, &k);
-}
-
-static __always_inline void ivb_row_slave_set(__u32 index)
-{
-	__u32 *p;
-
-	if (!ivb_counters_enabled)
-		return;
-	p = ivb_row_slave_get();
-	if (p)
-		*p = index;
 }
 
 /*
@@ -275,20 +264,31 @@ static __always_inline void ivb_emit_event(struct __sk_buff *skb, __u32 action, 
 	bpf_ringbuf_submit(e, 0);
 }
 
+/* action and reason in one argument of ivb_verdict() (a BPF function takes five) */
+#define IVB_WHAT(action, reason) ((action) | ((reason) << 8))
+
 /*
  * The one exit: every return of a program goes through here. Global and
  * out of line, so the verifier checks counting, events and the trace once
  * (a static inline copy at each of some thirty return sites cost hundreds of
- * thousands of processed instructions) and the JIT image holds one copy.
+ * thousands of processed instructions) and the JIT image holds one copy;
+ * clang merges the return sites into one call (test/bpf-shape.test.ts).
  * tc_ret is computed by the caller (the redirect helpers record their
- * target per CPU, so they may run before the call).
+ * target per CPU, so they may run before the call). `receiver`: the
+ * receiving slave's index for a delivery from the wire (its block counts it).
  */
-__attribute__((noinline)) int ivb_verdict(struct __sk_buff *skb, int tc_ret, __u32 action, __u32 target,
-					  __u32 reason)
+__attribute__((noinline)) int ivb_verdict(struct __sk_buff *skb, int tc_ret, __u32 what, __u32 target,
+					  __u32 receiver)
 {
+	__u32 action = what & 0xff, reason = what >> 8;
 	__u32 k = 0;
 	struct ivb_decision *d;
 
+	/*
+	 * slave egress never reads `receiver`: without this use clang would pass
+	 * it uninitialised, which the verifier refuses for a global function
+	 */
+	asm volatile("" : : "r"(receiver));
 	if (!skb)
 		return tc_ret;
 	if (ivb_trace_enabled) {
@@ -299,21 +299,14 @@ __attribute__((noinline)) int ivb_verdict(struct __sk_buff *skb, int tc_ret, __u
 			d->reason = reason;
 		}
 	}
-	if (ivb_counters_enabled) {
-		__u32 receiver = 0, *p;
-
-		/* from the wire, a delivery goes on the receiver's block (ivb_deliver() said whose) */
-		if (IVB_PROG_DIR != IVB_DIR_FROM_SLAVE && action == IVB_ACT_DELIVER) {
-			p = ivb_row_slave_get();
-			receiver = p ? *p : 0;
-		}
-		ivb_count(skb, action, reason, receiver);
-	}
+	ivb_count(skb, action, reason, receiver);
 	ivb_emit_event(skb, action, target, reason);
 	return tc_ret;
 }
 
-#define IVB_PASS(skb, reason) ivb_verdict(skb, IVB_TC_ACT_OK, IVB_ACT_PASS, 0, (reason))
-#define IVB_DROP(skb, reason) ivb_verdict(skb, IVB_TC_ACT_SHOT, IVB_ACT_DROP, 0, (reason))
+#define IVB_VERDICT(skb, tc_ret, action, target, reason) \
+	ivb_verdict(skb, tc_ret, IVB_WHAT(action, reason), target, 0)
+#define IVB_PASS(skb, reason) IVB_VERDICT(skb, IVB_TC_ACT_OK, IVB_ACT_PASS, 0, (reason))
+#define IVB_DROP(skb, reason) IVB_VERDICT(skb, IVB_TC_ACT_SHOT, IVB_ACT_DROP, 0, (reason))
 
 #endif /* IVB_VERDICT_H */
