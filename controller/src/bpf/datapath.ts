@@ -139,6 +139,15 @@ const MAP_PINS = {
 } as const;
 
 /**
+ * Slaves the maps have room for unless IPVLAN_BPF_MAX_SLAVES says otherwise
+ * (up to 65 535): every slave index has a counter block in ivb_counters on
+ * every CPU (IvbSize.COUNTER_ROWS x 16 = 592 bytes), 5.3 MiB per CPU for
+ * 8 191 slaves and the 1 024 ports, where the 65 535 the index allows would
+ * take 39 MiB per CPU.
+ */
+const DEFAULT_SLAVES = 8191;
+
+/**
  * Creates and pins any missing map: the object is loaded with none of its
  * programs (autoload off), so libbpf creates the maps and the verifier is
  * not run for a program nobody keeps.
@@ -157,7 +166,10 @@ function createPinnedMaps(keep: { slaves?: number } = {}): void {
       // a slave's index is a __u16 in each address entry; index 0 is never used
       ['IPVLAN_BPF_MAX_SLAVES', 'ivb_slaves', IvbSize.SLAVES - 1],
     ] as const) {
-      const v = map === 'ivb_slaves' && keep.slaves !== undefined ? String(keep.slaves) : process.env[env];
+      const v =
+        map === 'ivb_slaves'
+          ? String(keep.slaves ?? process.env[env] ?? DEFAULT_SLAVES)
+          : process.env[env];
       if (v === undefined || existsSync(join(mapsPinDir(), map))) continue;
       const n = Number(v);
       if (!Number.isInteger(n) || n < 1 || n > max) {
