@@ -24,7 +24,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { closeFd, mapKeys, mapLookup, mapLookupBatch, objGet } from '../native/libbpf.js';
 import { IvbAddrOwnerLayout, IvbSlaveLayout, decodeIvbSlave } from '../maps/generated.js';
-import { ADDR_KEY_SIZE, ADDR_MAP, addrKeyOf } from '../controller/src/bpf/addr-key.js';
+import { ADDR_KEY_SIZE, ADDR_MAP, addrKeyOf, decodeAddrKey } from '../controller/src/bpf/addr-key.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(REPO, 'bin', 'ipvlan-bpf.js');
@@ -283,11 +283,16 @@ export async function soak(o: Options): Promise<SoakResult> {
       const dump = JSON.parse(sh('ip', ['-n', ns, '-j', 'addr', 'show'])) as Array<{ ifname: string; addr_info: Array<{ family: string; local: string }> }>;
       for (const l of dump) if (/^sv\d+$/.test(l.ifname)) for (const ai of l.addr_info) held.add(`${ai.family === 'inet' ? 4 : 6}:${ai.local}`);
     }
-    const keys = mapKeys(addrsFd, ADDR_KEY_SIZE[4]).filter((k) => k.readUInt32LE(0) === portId);
+    // both families' tables (addr-key.ts)
+    const addrs6Fd = objGet(join(pinDir, 'maps', ADDR_MAP[6]));
+    const keys = ([4, 6] as const).flatMap((fam) =>
+      mapKeys(fam === 4 ? addrsFd : addrs6Fd, ADDR_KEY_SIZE[fam])
+        .map((k) => ({ fam, ...decodeAddrKey(fam, k) }))
+        .filter((k) => k.portId === portId),
+    );
+    closeFd(addrs6Fd);
     const inMap = new Set<string>();
-    for (const k of keys) {
-      const fam = k[4]!;
-      const b = k.subarray(8, 24);
+    for (const { fam, addr: b } of keys) {
       if (fam === 4) inMap.add(`4:${b[0]}.${b[1]}.${b[2]}.${b[3]}`);
       else {
         const g: string[] = [];
