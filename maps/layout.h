@@ -203,7 +203,9 @@ enum ivb_direction {
 /*
  * ivb_counters is a PERCPU_ARRAY of counter blocks, one per device, indexed
  * by the device's slot: a master's is its port id (0..IVB_SIZE_PORTS-1), a
- * slave's IVB_SIZE_PORTS + its slave index. A block is IVB_SIZE_COUNTER_ROWS
+ * slave's IVB_SIZE_PORTS + its slave index; the last IVB_SIZE_PORTS blocks
+ * are, per port id, the sums of its deleted slaves' blocks (so that a port's
+ * totals never go back when a slave goes; the control plane adds them). A block is IVB_SIZE_COUNTER_ROWS
  * struct ivb_counter rows, one per (direction, action, reason) of
  * maps/counter_rows.def (enum ivb_counter_row).
  */

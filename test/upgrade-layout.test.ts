@@ -86,6 +86,8 @@ function runOldPrograms(objDir: string, portId: number): void {
   ] as const) {
     const obj = BpfObject.open(join(objDir, `${kind}.bpf.o`), { pinRoot: join(env.pinDir, 'maps') });
     try {
+      // as that build's loader did (matchPinnedSizes): the pinned maps' capacities, chosen when they were made
+      for (const name of obj.mapNames()) if (!name.includes('.') && existsSync(pin(name))) obj.setMaxEntries(name, withMap(name, (fd) => mapInfo(fd).maxEntries));
       obj.setRodata('ivb_port_id', u32s(portId));
       obj.setRodata('ivb_counters_enabled', u32s(1));
       obj.load();

@@ -145,13 +145,15 @@ struct ivb_counter_block {
 
 /*
  * device slot (maps/layout.h: a master's port id, IVB_SIZE_PORTS + a
- * slave's index) -> its counter block, per CPU, summed by the controller.
- * An array: the verifier inlines the lookup, no hashing per decision. The
- * controller sizes it with ivb_slaves when it creates the maps.
+ * slave's index) -> its counter block, per CPU, summed by the controller;
+ * the last IVB_SIZE_PORTS blocks hold, per port, what its deleted slaves
+ * counted (the control plane's, never written here). An array: the
+ * verifier inlines the lookup, no hashing per decision. The controller
+ * sizes it with ivb_slaves when it creates the maps.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, IVB_MAX_PORTS + IVB_MAX_SLAVES);
+	__uint(max_entries, IVB_MAX_PORTS + IVB_MAX_SLAVES + IVB_MAX_PORTS);
 	__type(key, __u32);
 	__type(value, struct ivb_counter_block);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -72,7 +72,16 @@ import {
 } from '../../../maps/generated.js';
 import { bpfObjectPath, ensureDir, mapsPinDir, pinRoot, portPinDir } from '../paths.js';
 import { initNetnsPath, netnsPath } from '../netlink/netns.js';
-import { COUNTER_BLOCK_SIZE, COUNTER_ROW_MEANING, UNLISTED, clearCounterSlot, masterCounterSlot, slaveCounterSlot } from '../stats/counters.js';
+import {
+  COUNTER_BLOCK_SIZE,
+  COUNTER_ROW_MEANING,
+  UNLISTED,
+  clearCounterSlot,
+  masterCounterSlot,
+  retireCounterSlot,
+  retiredCounterSlot,
+  slaveCounterSlot,
+} from '../stats/counters.js';
 import { ADDR_KEY_SIZE, ADDR_MAP, addrKeyOf, decodeAddrKey, type AddrFamily } from './addr-key.js';
 import type { Mode, PortFlag, PortRecord } from '../state.js';
 
@@ -141,9 +150,9 @@ const MAP_PINS = {
 /**
  * Slaves the maps have room for unless IPVLAN_BPF_MAX_SLAVES says otherwise
  * (up to 65 535): every slave index has a counter block in ivb_counters on
- * every CPU (IvbSize.COUNTER_ROWS x 16 = 592 bytes), 5.3 MiB per CPU for
- * 8 191 slaves and the 1 024 ports, where the 65 535 the index allows would
- * take 39 MiB per CPU.
+ * every CPU (IvbSize.COUNTER_ROWS x 16 = 592 bytes), 5.8 MiB per CPU for
+ * 8 191 slaves and the ports' 2 x 1 024 blocks, where the 65 535 the index
+ * allows would take 38 MiB per CPU.
  */
 const DEFAULT_SLAVES = 8191;
 
@@ -183,8 +192,8 @@ function createPinnedMaps(keep: { slaves?: number } = {}): void {
         obj.setMaxEntries(ADDR_MAP[6], n);
       }
     }
-    // a counter block per port and per slave index (per CPU, IvbSize.COUNTER_ROWS x 16 bytes each)
-    if (!existsSync(join(mapsPinDir(), 'ivb_counters'))) obj.setMaxEntries('ivb_counters', IvbSize.PORTS + obj.maxEntries('ivb_slaves'));
+    // a counter block per port, per slave index and per port's deleted slaves (per CPU, IvbSize.COUNTER_ROWS x 16 bytes each)
+    if (!existsSync(join(mapsPinDir(), 'ivb_counters'))) obj.setMaxEntries('ivb_counters', IvbSize.PORTS + obj.maxEntries('ivb_slaves') + IvbSize.PORTS);
     obj.load();
   } finally {
     obj.close();
@@ -516,7 +525,10 @@ export function destroyPortDatapath(portId: number): void {
     if (decodeIvbAddrKey(key).portId === portId) mapDelete(m.localAddrs, key);
   }
   // the slaves' blocks are zeroed when their indexes are given again (slaveIndex)
-  if (portId < IvbSize.PORTS) clearCounterSlot(m.counters, masterCounterSlot(portId));
+  if (portId < IvbSize.PORTS) {
+    clearCounterSlot(m.counters, masterCounterSlot(portId));
+    clearCounterSlot(m.counters, retiredCounterSlot(mapInfo(m.counters).maxEntries, portId));
+  }
 }
 
 /** The map entry of a port record: what the datapath reads per packet. */
@@ -608,6 +620,8 @@ export function deleteSlaveEntry(portId: number, peerIfindex: number): void {
   if (index === null) return;
   mapUpdate(maps().slaves, u32(index), Buffer.alloc(IvbSlaveLayout.size), BPF_ANY);
   mapDelete(maps().slaveIds, encodeIvbSlaveKey({ portId, peerIfindex }));
+  // what it counted stays in its port's totals
+  retireCounterSlot(maps().counters, slaveCounterSlot(index), portId);
 }
 
 function fanoutIndex(portId: number, slot: number): Buffer {
@@ -668,6 +682,7 @@ export function sweepUnknownPorts(known: ReadonlySet<number>): string[] {
     if (!known.has(id) && decodeIvbPort(ports.values[i]!).masterIfindex !== 0) {
       mapUpdate(m.ports, k, Buffer.alloc(IvbPortLayout.size), BPF_ANY);
       clearCounterSlot(m.counters, masterCounterSlot(id));
+      clearCounterSlot(m.counters, retiredCounterSlot(mapInfo(m.counters).maxEntries, id));
       n++;
     }
   });
@@ -922,7 +937,7 @@ function decodeOldAddrKey(key: Buffer): { portId: number; family: Family; addr: 
  * the running programs keep using until bpf_link_update gives them the new
  * programs, and are made anew next to them and filled; the rest are kept.
  * Counter rows become rows of their device's block (a row of a slave no
- * longer there is left behind). null when the maps are this build's
+ * longer there goes to its port's deleted-slaves sums). null when the maps are this build's
  * already, or none exist; an unknown layout is left for maps() to refuse.
  */
 function migrateMaps(): { note: string; dropOld: () => void } | null {
@@ -1012,8 +1027,9 @@ function migrateCounterRows(rows: Array<{ key: Buffer; value: Buffer }>): number
     const ifindex = key.readUInt32LE(4);
     const [direction, action, reason] = [key[8]!, key[9]!, key[10]!];
     const index = ifindex === 0 ? null : slaveIndex(portId, ifindex, false);
-    if (ifindex !== 0 && index === null) continue;
-    const slot = index === null ? masterCounterSlot(portId) : slaveCounterSlot(index);
+    // a row of a slave no longer there: in its port's deleted-slaves sums, as the old reader counted it
+    const slot =
+      ifindex === 0 ? masterCounterSlot(portId) : index === null ? retiredCounterSlot(mapInfo(maps().counters).maxEntries, portId) : slaveCounterSlot(index);
     let row = COUNTER_ROW_MEANING.findIndex((m) => m.direction === direction && m.action === action && m.reason === reason);
     if (row < 0) row = COUNTER_ROW_MEANING.findIndex((m) => m.direction === direction && m.action === UNLISTED);
     if (row < 0 || portId >= IvbSize.PORTS) continue;

@@ -97,6 +97,11 @@ export function slaveCounterSlot(index: number): number {
   return IvbSize.PORTS + index;
 }
 
+/** The slot of a port's deleted slaves' sums: among the last IvbSize.PORTS of the map (`maxEntries`). */
+export function retiredCounterSlot(maxEntries: number, portId: number): number {
+  return maxEntries - IvbSize.PORTS + portId;
+}
+
 function u32(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(n >>> 0);
@@ -125,13 +130,20 @@ export interface CounterMaps {
   slaves: number;
 }
 
-/** The devices in use: a master per port with an entry, a slave per ivb_slaves entry naming a peer. */
+/**
+ * The devices in use: a master per port with an entry (and its deleted
+ * slaves' sums, counted as the master's like a row of a slave no longer
+ * there), a slave per ivb_slaves entry naming a peer.
+ */
 function devicesInUse(m: CounterMaps): Array<{ slot: number; portId: number; ifindex: number }> {
   const out: Array<{ slot: number; portId: number; ifindex: number }> = [];
+  const maxEntries = mapInfo(m.counters).maxEntries;
   const ports = mapLookupBatch(m.ports, 4, IvbPortLayout.size);
   ports.keys.forEach((k, i) => {
     const portId = k.readUInt32LE(0);
-    if (decodeIvbPort(ports.values[i]!).masterIfindex !== 0) out.push({ slot: masterCounterSlot(portId), portId, ifindex: 0 });
+    if (decodeIvbPort(ports.values[i]!).masterIfindex === 0) return;
+    out.push({ slot: masterCounterSlot(portId), portId, ifindex: 0 });
+    out.push({ slot: retiredCounterSlot(maxEntries, portId), portId, ifindex: 0 });
   });
   const slaves = mapLookupBatch(m.slaves, 4, IvbSlaveLayout.size);
   slaves.keys.forEach((k, i) => {
@@ -167,6 +179,27 @@ export function readCounterRowsFds(m: CounterMaps): CounterRow[] {
 export function clearCounterSlot(countersFd: number, slot: number): void {
   if (slot >= mapInfo(countersFd).maxEntries) return;
   mapUpdate(countersFd, u32(slot), Buffer.alloc(perCpuValueSize(COUNTER_BLOCK_SIZE)));
+}
+
+/** Adds per-CPU block `add` into the block at `slot` (only blocks the datapath never writes: no race). */
+export function addIntoCounterSlot(countersFd: number, slot: number, add: Buffer): void {
+  const size = perCpuValueSize(COUNTER_BLOCK_SIZE);
+  const sum = mapLookup(countersFd, u32(slot), size) ?? Buffer.alloc(size);
+  for (let off = 0; off + 8 <= size; off += 8) sum.writeBigUInt64LE(sum.readBigUInt64LE(off) + add.readBigUInt64LE(off), off);
+  mapUpdate(countersFd, u32(slot), sum);
+}
+
+/**
+ * A slave's block at its going: added to its port's deleted-slaves sums, so
+ * that the port's totals (master rx and tx count its slaves' deliveries and
+ * sends) never go back, and zeroed.
+ */
+export function retireCounterSlot(countersFd: number, slot: number, portId: number): void {
+  const maxEntries = mapInfo(countersFd).maxEntries;
+  if (slot >= maxEntries || portId >= IvbSize.PORTS) return;
+  const v = mapLookup(countersFd, u32(slot), perCpuValueSize(COUNTER_BLOCK_SIZE));
+  if (v && v.some((b) => b !== 0)) addIntoCounterSlot(countersFd, retiredCounterSlot(maxEntries, portId), v);
+  clearCounterSlot(countersFd, slot);
 }
 
 /** Every counter row under the live pins; [] when no port was ever created (nothing pinned). */
