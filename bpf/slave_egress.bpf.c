@@ -113,14 +113,14 @@ int ivb_slave_egress(struct __sk_buff *skb)
 {
 	struct ivb_port *port = ivb_port_get(ivb_port_id);
 	/* whose counter block: the sender's, known once its source is looked up */
-	__u32 *row_slave = ivb_counters_enabled ? ivb_row_slave_get() : NULL;
+	__u32 *sender_index = ivb_counters_enabled ? ivb_sender_index_get() : NULL;
 	__u32 self = skb->ingress_ifindex;
 	struct ivb_frame f;
 	int ret;
 
 	ivb_trace_reset();
-	if (row_slave)
-		*row_slave = 0;
+	if (sender_index)
+		*sender_index = 0;
 	/* a slave without a port has no way out: never leak into the host peer's stack */
 	if (!port)
 		return IVB_DROP(skb, IVB_DROP_NO_PORT);
@@ -130,8 +130,8 @@ int ivb_slave_egress(struct __sk_buff *skb)
 	/* the sender's entry: source validation, the slow path's subnet test, and its counter block */
 	if (f.has_key) {
 		f.src_owner = ivb_addr_lookup(&f.src);
-		if (row_slave && f.src_owner && f.src_owner->peer_ifindex == self)
-			*row_slave = f.src_owner->slave;
+		if (sender_index && f.src_owner && f.src_owner->peer_ifindex == self)
+			*sender_index = f.src_owner->slave;
 	}
 	ret = ivb_check_sender(skb, port, &f, self);
 	if (ret >= 0)

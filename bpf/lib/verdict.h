@@ -134,13 +134,13 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u32);
-} ivb_row_slave SEC(".maps");
+} ivb_sender_index SEC(".maps");
 
-static __always_inline __u32 *ivb_row_slave_get(void)
+static __always_inline __u32 *ivb_sender_index_get(void)
 {
 	__u32 k = 0;
 
-	return bpf_map_lookup_elem(&ivb_row_slave, &k);
+	return bpf_map_lookup_elem(&ivb_sender_index, &k);
 }
 
 /*
@@ -152,7 +152,7 @@ static __always_inline __u32 *ivb_row_slave_get(void)
 static __always_inline __u32 ivb_sender_slot(struct __sk_buff *skb)
 {
 	struct ivb_slave_key sk = { .port_id = ivb_port_id, .peer_ifindex = skb->ingress_ifindex };
-	__u32 *index = ivb_row_slave_get(), *found;
+	__u32 *index = ivb_sender_index_get(), *found;
 
 	if (index && *index)
 		return ivb_slave_slot(*index);
