@@ -10,9 +10,16 @@
  * 198.18.0.11. Cases: a wire frame for slave 1 (master_ingress), slave 1's
  * frame to the wire (slave_egress; the sender's source is its own).
  *
- *   node dist/bench/testrun-cost.js [--repeat 1000000] [--rounds 7]
+ * With `--against DIR` the same cases run, rounds alternating, on the
+ * objects of another build (DIR: its bpf/ folder, e.g. an earlier commit
+ * built with `git archive COMMIT bpf maps | tar -x -C /tmp/x && make -C
+ * /tmp/x/bpf`), against maps of its own: same-run before/after figures.
+ * Builds before issue 12's second part had one address table (ivb_addrs,
+ * 24-byte key {port, family, pad, addr[16]}); that is detected by name.
+ *
+ *   node dist/bench/testrun-cost.js [--repeat 1000000] [--rounds 7] [--against DIR]
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfObject, encodeSkbCtx, mapUpdate, objGet, progTestRun } from '../native/libbpf.js';
@@ -58,9 +65,19 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-/** The port's entries, written once into the private maps. */
+/** The address key of builds with one table for both families: {port u32, family u8, pad[3], addr[16]}. */
+function oneTableKey(portId: number, addr: Buffer): Buffer {
+  const k = Buffer.alloc(24);
+  k.writeUInt32LE(portId, 0);
+  k[4] = 4;
+  addr.copy(k, 8);
+  return k;
+}
+
+/** The port's entries, written once into the private maps (this build's layout, or the one-table one). */
 function fillMaps(pins: string): void {
   const fd = (name: string): number => objGet(join(pins, name));
+  const oneTable = existsSync(join(pins, 'ivb_addrs'));
   mapUpdate(fd('ivb_ports'), encodeIvbPortKey({ portId: 1 }), encodeIvbPort({ masterIfindex: 1, masterMac: Buffer.from(MASTER_MAC), mode: 0, flags: 0, nrSlaves: 2, options: 1 }));
   for (const [index, peer, last] of [
     [1, 101, 10],
@@ -68,7 +85,8 @@ function fillMaps(pins: string): void {
   ] as const) {
     mapUpdate(fd('ivb_slaves'), u32(index), encodeIvbSlave({ devId: index, flags: 1, mtu: 1500, peerIfindex: peer, portId: 1 }));
     mapUpdate(fd('ivb_slave_ids'), encodeIvbSlaveKey({ portId: 1, peerIfindex: peer }), u32(index));
-    const k = addrKeyOf(1, 4, Buffer.from([198, 18, 0, last]));
+    const a = Buffer.from([198, 18, 0, last]);
+    const k = oneTable ? { map: 'ivb_addrs', key: oneTableKey(1, a) } : addrKeyOf(1, 4, a);
     mapUpdate(fd(k.map), k.key, encodeIvbAddrOwner({ peerIfindex: peer, prefixlen: 24, slave: index }));
   }
 }
@@ -76,25 +94,37 @@ function fillMaps(pins: string): void {
 function main(): void {
   const repeat = arg('repeat', 1_000_000);
   const rounds = arg('rounds', 7);
-  const pins = `/sys/fs/bpf/ivb-testrun-cost-${process.pid}`;
-  mkdirSync(pins, { recursive: true });
+  const a = process.argv.indexOf('--against');
+  const builds: Array<[string, string]> = [['', join(REPO, 'bpf')]];
+  if (a >= 0) builds.unshift(['before: ', resolve(process.argv[a + 1]!)]);
   const objs: BpfObject[] = [];
+  const pinDirs: string[] = [];
   try {
-    const load = (kind: string, counters: number): number => {
-      const obj = BpfObject.open(join(REPO, 'bpf', `${kind}.bpf.o`), { pinRoot: pins });
-      objs.push(obj);
-      obj.setRodata('ivb_port_id', u32(1));
-      obj.setRodata('ivb_counters_enabled', u32(counters));
-      obj.load();
-      return obj.programFd(`ivb_${kind}`);
-    };
-    const cases = [
-      { name: 'master_ingress wire->slave, counters on', prog: load('master_ingress', 1), data: frame(MASTER_MAC, WIRE_MAC, [198, 18, 0, 1], [198, 18, 0, 10]), ctx: { ifindex: 1, ingressIfindex: 0 } },
-      { name: 'master_ingress wire->slave, counters off', prog: load('master_ingress', 0), data: frame(MASTER_MAC, WIRE_MAC, [198, 18, 0, 1], [198, 18, 0, 10]), ctx: { ifindex: 1, ingressIfindex: 0 } },
-      { name: 'slave_egress slave->wire, counters on', prog: load('slave_egress', 1), data: frame(WIRE_MAC, MASTER_MAC, [198, 18, 0, 10], [198, 18, 0, 1]), ctx: { ifindex: 1, ingressIfindex: 101 } },
-      { name: 'slave_egress slave->wire, counters off', prog: load('slave_egress', 0), data: frame(WIRE_MAC, MASTER_MAC, [198, 18, 0, 10], [198, 18, 0, 1]), ctx: { ifindex: 1, ingressIfindex: 101 } },
-    ];
-    fillMaps(pins);
+    const cases: Array<{ name: string; prog: number; data: Buffer; ctx: { ifindex: number; ingressIfindex: number } }> = [];
+    for (const [label, dir] of builds) {
+      const pins = `/sys/fs/bpf/ivb-testrun-cost-${process.pid}-${pinDirs.length}`;
+      mkdirSync(pins, { recursive: true });
+      pinDirs.push(pins);
+      const load = (kind: string, counters: number): number => {
+        const obj = BpfObject.open(join(dir, `${kind}.bpf.o`), { pinRoot: pins });
+        objs.push(obj);
+        obj.setRodata('ivb_port_id', u32(1));
+        obj.setRodata('ivb_counters_enabled', u32(counters));
+        obj.load();
+        return obj.programFd(`ivb_${kind}`);
+      };
+      const toSlave = frame(MASTER_MAC, WIRE_MAC, [198, 18, 0, 1], [198, 18, 0, 10]);
+      const toWire = frame(WIRE_MAC, MASTER_MAC, [198, 18, 0, 10], [198, 18, 0, 1]);
+      const fromWire = { ifindex: 1, ingressIfindex: 0 };
+      const fromSlave = { ifindex: 1, ingressIfindex: 101 };
+      cases.push(
+        { name: `${label}master_ingress wire->slave, counters on`, prog: load('master_ingress', 1), data: toSlave, ctx: fromWire },
+        { name: `${label}master_ingress wire->slave, counters off`, prog: load('master_ingress', 0), data: toSlave, ctx: fromWire },
+        { name: `${label}slave_egress slave->wire, counters on`, prog: load('slave_egress', 1), data: toWire, ctx: fromSlave },
+        { name: `${label}slave_egress slave->wire, counters off`, prog: load('slave_egress', 0), data: toWire, ctx: fromSlave },
+      );
+      fillMaps(pins);
+    }
     const results: Record<string, number[]> = {};
     for (let r = 0; r < rounds; r++) {
       for (const c of cases) {
@@ -102,14 +132,15 @@ function main(): void {
         (results[c.name] ??= []).push(t.durationNs);
       }
     }
-    console.log(`64-byte frames, ${rounds} rounds x ${repeat} runs (median ns/run, [min..max] of the rounds):`);
+    const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+    console.log(`64-byte frames, ${rounds} rounds x ${repeat} runs (median ns/run, [min..max] of the rounds); load average ${load}:`);
     for (const c of cases) {
       const xs = results[c.name]!;
-      console.log(`  ${c.name.padEnd(42)} ${median(xs).toFixed(1)} ns  [${Math.min(...xs)}..${Math.max(...xs)}]`);
+      console.log(`  ${c.name.padEnd(50)} ${median(xs).toFixed(1)} ns  [${Math.min(...xs)}..${Math.max(...xs)}]`);
     }
   } finally {
     for (const o of objs) o.close();
-    rmSync(pins, { recursive: true, force: true });
+    for (const p of pinDirs) rmSync(p, { recursive: true, force: true });
   }
 }
 
