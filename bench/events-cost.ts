@@ -15,13 +15,13 @@ import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfObject, mapUpdate, progTestRun } from '../native/libbpf.js';
 import {
-  encodeIvbAddrKey,
   encodeIvbAddrOwner,
   encodeIvbPort,
   encodeIvbPortKey,
   encodeIvbSettings,
   encodeIvbSlave,
 } from '../maps/generated.js';
+import { addrKeyOf } from '../controller/src/bpf/addr-key.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -76,7 +76,8 @@ function main(): void {
     mapUpdate(obj.mapFd('ivb_slaves'), u32(1), encodeIvbSlave({ devId: 1, flags: 1, mtu: 1500, peerIfindex: 1, portId: 1 }));
     const addr = Buffer.alloc(16);
     Buffer.from([198, 18, 0, 10]).copy(addr);
-    mapUpdate(obj.mapFd('ivb_addrs'), encodeIvbAddrKey({ portId: 1, family: 4, addr }), encodeIvbAddrOwner({ peerIfindex: 1, prefixlen: 24, slave: 1 }));
+    const k = addrKeyOf(1, 4, addr);
+    mapUpdate(obj.mapFd(k.map), k.key, encodeIvbAddrOwner({ peerIfindex: 1, prefixlen: 24, slave: 1 }));
     const settings = obj.mapFd('ivb_settings');
     const data = frame();
     const modes: Array<[string, number]> = [

@@ -306,25 +306,26 @@ function progSizes(): Record<string, { xlatedInsns: number; jitedBytes: number; 
 // ---------------------------------------------------------------------------
 // address maps, agent
 
-const FAKE_PORT = 1023;
-
+/** The IPv4 demux table: the bench's traffic is IPv4, so its lookups meet the entries loaded here. */
 function addrsFd(): number {
-  return objGet(join(PIN_DIR, 'maps', 'ivb_addrs'));
+  return objGet(join(PIN_DIR, 'maps', 'ivb_addrs4'));
 }
 
-/** n keys/values for ivb_addrs: a port no slave uses, IPv6 2001:db8:ffff::/48 */
+/**
+ * n keys/values for ivb_addrs4 (struct ivb_addr4_key: port_id u32, addr[4]):
+ * 198.18.0.0/15 under port ids FAKE_PORT_BASE + i / 2^17 that no port can
+ * have (ids are < 1024), so that 1M distinct keys fit in the test range
+ */
+const FAKE_PORT_BASE = 0x10000;
 function fakeEntries(n: number): { keys: Buffer; values: Buffer } {
-  const keys = Buffer.alloc(24 * n);
+  const keys = Buffer.alloc(8 * n);
   const values = Buffer.alloc(8 * n);
   for (let i = 0; i < n; i++) {
-    const k = i * 24;
-    keys.writeUInt32LE(FAKE_PORT, k);
-    keys[k + 4] = 6;
-    keys.writeUInt32BE(0x20010db8, k + 8);
-    keys.writeUInt16BE(0xffff, k + 12);
-    keys.writeUInt32BE(i, k + 20);
+    const k = i * 8;
+    keys.writeUInt32LE(FAKE_PORT_BASE + (i >>> 17), k);
+    keys.writeUInt32BE(0xc6120000 + (i & 0x1ffff), k + 4);
     values.writeUInt32LE(999_999, i * 8);
-    values[i * 8 + 4] = 128;
+    values[i * 8 + 4] = 32;
   }
   return { keys, values };
 }

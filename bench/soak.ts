@@ -23,7 +23,8 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { closeFd, mapKeys, mapLookup, mapLookupBatch, objGet } from '../native/libbpf.js';
-import { IvbAddrKeyLayout, IvbAddrOwnerLayout, IvbSlaveLayout, decodeIvbSlave, encodeIvbAddrKey } from '../maps/generated.js';
+import { IvbAddrOwnerLayout, IvbSlaveLayout, decodeIvbSlave } from '../maps/generated.js';
+import { ADDR_KEY_SIZE, ADDR_MAP, addrKeyOf, decodeAddrKey } from '../controller/src/bpf/addr-key.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(REPO, 'bin', 'ipvlan-bpf.js');
@@ -134,7 +135,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 function v4Key(portId: number, a: string): Buffer {
   const addr = Buffer.alloc(16);
   addr.set(a.split('.').map(Number));
-  return encodeIvbAddrKey({ portId, family: 4, addr });
+  return addrKeyOf(portId, 4, addr).key;
 }
 
 export interface SoakResult {
@@ -184,7 +185,7 @@ export async function soak(o: Options): Promise<SoakResult> {
     if (!o.quiet && i % 32 === 31) log(`${i + 1} slaves`);
   }
   const portId = Number(JSON.parse(sh(process.execPath, [CLI, '-j', 'link', 'show']))[0].ipvlan_bpf.port_id);
-  const addrsFd = objGet(join(pinDir, 'maps', 'ivb_addrs'));
+  const addrsFd = objGet(join(pinDir, 'maps', ADDR_MAP[4]));
   const slavesFd = objGet(join(pinDir, 'maps', 'ivb_slaves'));
   try {
     // every base address learned
@@ -282,11 +283,16 @@ export async function soak(o: Options): Promise<SoakResult> {
       const dump = JSON.parse(sh('ip', ['-n', ns, '-j', 'addr', 'show'])) as Array<{ ifname: string; addr_info: Array<{ family: string; local: string }> }>;
       for (const l of dump) if (/^sv\d+$/.test(l.ifname)) for (const ai of l.addr_info) held.add(`${ai.family === 'inet' ? 4 : 6}:${ai.local}`);
     }
-    const keys = mapKeys(addrsFd, IvbAddrKeyLayout.size).filter((k) => k.readUInt32LE(0) === portId);
+    // both families' tables (addr-key.ts)
+    const addrs6Fd = objGet(join(pinDir, 'maps', ADDR_MAP[6]));
+    const keys = ([4, 6] as const).flatMap((fam) =>
+      mapKeys(fam === 4 ? addrsFd : addrs6Fd, ADDR_KEY_SIZE[fam])
+        .map((k) => ({ fam, ...decodeAddrKey(fam, k) }))
+        .filter((k) => k.portId === portId),
+    );
+    closeFd(addrs6Fd);
     const inMap = new Set<string>();
-    for (const k of keys) {
-      const fam = k[4]!;
-      const b = k.subarray(8, 24);
+    for (const { fam, addr: b } of keys) {
       if (fam === 4) inMap.add(`4:${b[0]}.${b[1]}.${b[2]}.${b[3]}`);
       else {
         const g: string[] = [];

@@ -46,6 +46,14 @@ export function measureVerifier(objDir?: string): VerifierCost[] {
   mkdirSync(pins, { recursive: true });
   const out: VerifierCost[] = [];
   try {
+    // the maps first, with no program (as the controller makes them): each load below is verify + JIT only
+    const maps = BpfObject.open(objDir ? join(objDir, 'master_ingress.bpf.o') : bpfObjectPath('master_ingress.bpf.o'), { pinRoot: pins });
+    try {
+      for (const prog of maps.programNames()) maps.setAutoload(prog, false);
+      maps.load();
+    } finally {
+      maps.close();
+    }
     for (const program of PROGRAMS) {
       for (const shape of SHAPES) {
         const obj = BpfObject.open(objDir ? join(objDir, `${program}.bpf.o`) : bpfObjectPath(`${program}.bpf.o`), { pinRoot: pins });

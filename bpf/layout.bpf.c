@@ -13,6 +13,8 @@ struct ivb_layout_anchor {
 	struct ivb_port_key port_key;
 	struct ivb_port port;
 	struct ivb_addr_key addr_key;
+	struct ivb_addr4_key addr4_key;
+	struct ivb_addr6_key addr6_key;
 	struct ivb_addr_owner addr_owner;
 	struct ivb_slave_key slave_key;
 	struct ivb_slave slave;
@@ -31,7 +33,7 @@ struct ivb_layout_anchor {
 	struct ivb_guard_key guard_key;
 	struct ivb_guard_entry guard_entry;
 	enum ivb_direction direction;
-	struct ivb_counter_key counter_key;
+	enum ivb_counter_row counter_row;
 	struct ivb_counter counter;
 	struct ivb_settings settings;
 	struct ivb_layout_id layout_id;

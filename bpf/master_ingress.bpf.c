@@ -24,20 +24,9 @@
  * slave's source address is our own slave's frame reflected by the switch;
  * it was already copied to the slaves when sent.
  */
-static __always_inline int ivb_is_reflected_own(struct __sk_buff *skb, const struct ivb_port *port,
-						const struct ivb_frame *f)
+static __always_inline int ivb_is_reflected_own(const struct ivb_frame *f)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-
-	if ((void *)(eth + 1) > data_end)
-		return 0;
-	if (!ivb_mac_equal(eth->h_source, port->master_mac))
-		return 0;
-	if (!f->has_key)
-		return 0;
-	return ivb_owner_up(&f->src) != 0;
+	return f->src_is_master && f->has_key && ivb_owner_up(&f->src) != 0;
 }
 
 /*
@@ -63,40 +52,13 @@ static __always_inline int ivb_from_master(const struct ivb_frame *f)
 	return f->has_key && bpf_map_lookup_elem(&ivb_local_addrs, &f->src) != NULL;
 }
 
-/*
- * A unicast frame the master's NIC let through for another host's MAC
- * (promiscuous NIC, bridge port master): eth_type_trans() on the master made
- * it PACKET_OTHERHOST and the kernel's slave inherits that and ignores it.
- * bpf_redirect_peer scrubs the packet to PACKET_HOST, so the slave would
- * take it as its own: such frames are not delivered.
- */
-static __always_inline int ivb_is_other_host(struct __sk_buff *skb, const struct ivb_port *port)
-{
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-
-	if ((void *)(eth + 1) > data_end)
-		return 0;
-	return !ivb_mac_equal(eth->h_dest, port->master_mac);
-}
-
-/* Our own slave's (or the master's) frame, reflected by a hairpinning switch: it carries the shared MAC. */
-static __always_inline int ivb_reflected(struct __sk_buff *skb, const struct ivb_port *port)
-{
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-
-	return (void *)(eth + 1) <= data_end && ivb_mac_equal(eth->h_source, port->master_mac);
-}
 
 SEC("tc")
 int ivb_master_ingress(struct __sk_buff *skb)
 {
 	struct ivb_port *port = ivb_port_get(ivb_port_id);
 	struct ivb_frame f;
-	struct ivb_slave *owner;
+	struct ivb_owner_ref owner;
 	__u32 peer, why;
 
 	ivb_trace_reset();
@@ -106,7 +68,7 @@ int ivb_master_ingress(struct __sk_buff *skb)
 	if (skb->vlan_present)
 		return IVB_PASS(skb, IVB_DROP_NONE);
 	ivb_pull_headers(skb);
-	if (ivb_parse(skb, ivb_port_id, &f) < 0)
+	if (ivb_parse(skb, ivb_port_id, port->master_mac, &f) < 0)
 		return IVB_PASS(skb, IVB_DROP_NONE);
 	if (f.proto == IVB_ETH_P_8021Q || f.proto == IVB_ETH_P_8021AD)
 		return IVB_PASS(skb, IVB_DROP_NONE);
@@ -114,7 +76,7 @@ int ivb_master_ingress(struct __sk_buff *skb)
 	if (f.mcast_dst) {
 		if (port->mode == IVB_MODE_L2) {
 			/* every up slave gets a copy, the master the original */
-			if (!ivb_is_reflected_own(skb, port, &f))
+			if (!ivb_is_reflected_own(&f))
 				ivb_fanout(skb, ivb_port_id, port->nr_slaves, 0);
 			return IVB_PASS(skb, IVB_DROP_NONE);
 		}
@@ -133,11 +95,17 @@ int ivb_master_ingress(struct __sk_buff *skb)
 		return IVB_PASS(skb, IVB_DROP_NONE);
 	peer = ivb_owner(&f.dst, &owner, &why);
 	if (!peer) {
-		if (port->mode == IVB_MODE_L2 && !f.mcast_dst && (f.proto == IVB_ETH_P_ARP || ivb_reflected(skb, port)))
+		if (port->mode == IVB_MODE_L2 && !f.mcast_dst && (f.proto == IVB_ETH_P_ARP || f.src_is_master))
 			ivb_copy_unknown_from_wire(skb, &f.dst);
 		return IVB_PASS(skb, why);
 	}
-	if (!f.mcast_dst && ivb_is_other_host(skb, port))
+	/*
+	 * unicast for another host's MAC (promiscuous NIC, bridge port master):
+	 * eth_type_trans() on the master made it PACKET_OTHERHOST and the
+	 * kernel's slave inherits that and ignores it; bpf_redirect_peer would
+	 * scrub it to PACKET_HOST and the slave take it as its own
+	 */
+	if (!f.mcast_dst && !f.dst_is_master)
 		return IVB_DROP(skb, IVB_DROP_OTHER_HOST);
 	if (port->mode == IVB_MODE_L3S && ivb_l3s_routed(&f) && !ivb_from_master(&f))
 		/*
@@ -147,8 +115,8 @@ int ivb_master_ingress(struct __sk_buff *skb)
 		 * see it, conntrack and NAT work both ways (the kernel's l3s
 		 * reaches the same hooks, with INPUT in place of FORWARD)
 		 */
-		return ivb_verdict(skb, IVB_TC_ACT_OK, IVB_ACT_ROUTE, peer, IVB_DROP_NONE);
-	return ivb_deliver(skb, owner, peer, 0);
+		return IVB_VERDICT(skb, IVB_TC_ACT_OK, IVB_ACT_ROUTE, peer, IVB_DROP_NONE);
+	return ivb_deliver(skb, &owner, peer, 0);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -35,14 +35,14 @@ static __always_inline void ivb_copy_unknown_dest(struct __sk_buff *skb, const s
 	if (why != IVB_DROP_NO_OWNER && why != IVB_DROP_SLAVE_DOWN)
 		return;
 	if (!src_owner)
-		src_owner = bpf_map_lookup_elem(&ivb_addrs, &f->src);
+		src_owner = ivb_addr_lookup(&f->src);
 	if (ivb_dest_worth_holding(f, src_owner, self))
 		ivb_copy_to_agent(skb, &f->dst, self);
 }
 
 static __always_inline int ivb_to_wire(struct __sk_buff *skb, const struct ivb_port *port)
 {
-	return ivb_verdict(skb, bpf_redirect(port->master_ifindex, 0), IVB_ACT_TO_WIRE, port->master_ifindex,
+	return IVB_VERDICT(skb, bpf_redirect(port->master_ifindex, 0), IVB_ACT_TO_WIRE, port->master_ifindex,
 			   IVB_DROP_NONE);
 }
 
@@ -50,7 +50,7 @@ static __always_inline int ivb_to_wire(struct __sk_buff *skb, const struct ivb_p
 static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_port *port,
 				       const struct ivb_frame *f, __u32 self)
 {
-	struct ivb_slave *owner;
+	struct ivb_owner_ref owner;
 	__u32 peer, why;
 
 	if (!(port->flags & IVB_F_VEPA) && f->mac_local) {
@@ -59,7 +59,7 @@ static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_p
 		if (peer) {
 			if (port->flags & IVB_F_PRIVATE)
 				return IVB_DROP(skb, IVB_DROP_PRIVATE);
-			return ivb_deliver(skb, owner, peer, 1);
+			return ivb_deliver(skb, &owner, peer, 1);
 		}
 		if (f->has_key) {
 			int held = ivb_hold_local_dest(skb, f, why, self);
@@ -67,12 +67,12 @@ static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_p
 			if (held >= 0)
 				return held;
 		}
-		return ivb_verdict(skb, bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
+		return IVB_VERDICT(skb, bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
 				   port->master_ifindex, IVB_DROP_NONE);
 	}
 	if ((port->flags & IVB_F_VEPA) && f->mac_local && f->has_key && ivb_owner_up(&f->dst))
 		/* for a sibling: out for the switch to reflect (counted as a hairpin) */
-		return ivb_verdict(skb, bpf_redirect(port->master_ifindex, 0), IVB_ACT_TO_WIRE,
+		return IVB_VERDICT(skb, bpf_redirect(port->master_ifindex, 0), IVB_ACT_TO_WIRE,
 				   port->master_ifindex, IVB_DROP_VEPA_HAIRPIN);
 	if (f->mcast_dst) {
 		/* siblings get copies whatever the flags; the master's stack never does */
@@ -86,7 +86,7 @@ static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_p
 static __always_inline int ivb_xmit_l3(struct __sk_buff *skb, const struct ivb_port *port,
 				       const struct ivb_frame *f, __u32 self)
 {
-	struct ivb_slave *owner;
+	struct ivb_owner_ref owner;
 	__u32 peer, why;
 
 	if (!(port->flags & IVB_F_VEPA) && f->has_key) {
@@ -94,7 +94,7 @@ static __always_inline int ivb_xmit_l3(struct __sk_buff *skb, const struct ivb_p
 		if (peer) {
 			if (port->flags & IVB_F_PRIVATE)
 				return IVB_DROP(skb, IVB_DROP_PRIVATE);
-			return ivb_deliver(skb, owner, peer, 1);
+			return ivb_deliver(skb, &owner, peer, 1);
 		}
 		if (!f->mcast_dst && ivb_local_in_master_ns_v6(skb, f)) {
 			int held = ivb_hold_local_dest(skb, f, why, self);
@@ -112,20 +112,27 @@ SEC("tc")
 int ivb_slave_egress(struct __sk_buff *skb)
 {
 	struct ivb_port *port = ivb_port_get(ivb_port_id);
+	/* whose counter block: the sender's, known once its source is looked up */
+	__u32 *sender_index = ivb_counters_enabled ? ivb_sender_index_get() : NULL;
 	__u32 self = skb->ingress_ifindex;
 	struct ivb_frame f;
 	int ret;
 
 	ivb_trace_reset();
+	if (sender_index)
+		*sender_index = 0;
 	/* a slave without a port has no way out: never leak into the host peer's stack */
 	if (!port)
 		return IVB_DROP(skb, IVB_DROP_NO_PORT);
 	ivb_pull_headers(skb);
-	if (ivb_parse(skb, ivb_port_id, &f) < 0)
+	if (ivb_parse(skb, ivb_port_id, port->master_mac, &f) < 0)
 		return IVB_DROP(skb, IVB_DROP_MALFORMED);
-	/* the sender's entry, for source validation */
-	if (f.has_key && (port->options & IVB_OPT_SOURCE_VALIDATION))
-		f.src_owner = bpf_map_lookup_elem(&ivb_addrs, &f.src);
+	/* the sender's entry: source validation, the slow path's subnet test, and its counter block */
+	if (f.has_key) {
+		f.src_owner = ivb_addr_lookup(&f.src);
+		if (sender_index && f.src_owner && f.src_owner->peer_ifindex == self)
+			*sender_index = f.src_owner->slave;
+	}
 	ret = ivb_check_sender(skb, port, &f, self);
 	if (ret >= 0)
 		return ret;

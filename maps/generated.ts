@@ -9,6 +9,7 @@ export const IvbSize = {
   FANOUT_PER_PORT: 256, // IVB_SIZE_FANOUT_PER_PORT
   SLAVES: 65536, // IVB_SIZE_SLAVES
   MC_FILTER_BITS: 256, // IVB_SIZE_MC_FILTER_BITS
+  COUNTER_ROWS: 37, // IVB_SIZE_COUNTER_ROWS
 } as const;
 export type IvbSize = (typeof IvbSize)[keyof typeof IvbSize];
 
@@ -96,6 +97,48 @@ export const IvbDirection = {
 } as const;
 export type IvbDirection = (typeof IvbDirection)[keyof typeof IvbDirection];
 
+/** enum ivb_counter_row */
+export const IvbCounterRow = {
+  WIRE__PASS__NONE: 0, // IVB_ROW_WIRE__PASS__NONE
+  WIRE__PASS__NO_OWNER: 1, // IVB_ROW_WIRE__PASS__NO_OWNER
+  WIRE__PASS__SLAVE_DOWN: 2, // IVB_ROW_WIRE__PASS__SLAVE_DOWN
+  WIRE__PASS__SLAVE_GONE: 3, // IVB_ROW_WIRE__PASS__SLAVE_GONE
+  WIRE__DROP__OTHER_HOST: 4, // IVB_ROW_WIRE__DROP__OTHER_HOST
+  WIRE__DROP__SLAVE_GONE: 5, // IVB_ROW_WIRE__DROP__SLAVE_GONE
+  WIRE__ROUTE__NONE: 6, // IVB_ROW_WIRE__ROUTE__NONE
+  WIRE__DELIVER__NONE: 7, // IVB_ROW_WIRE__DELIVER__NONE
+  WIRE__FANOUT_COPY__NONE: 8, // IVB_ROW_WIRE__FANOUT_COPY__NONE
+  SLAVE__DELIVER__NONE: 9, // IVB_ROW_SLAVE__DELIVER__NONE
+  SLAVE__FANOUT_COPY__NONE: 10, // IVB_ROW_SLAVE__FANOUT_COPY__NONE
+  SLAVE__TO_WIRE__NONE: 11, // IVB_ROW_SLAVE__TO_WIRE__NONE
+  SLAVE__TO_WIRE__VEPA_HAIRPIN: 12, // IVB_ROW_SLAVE__TO_WIRE__VEPA_HAIRPIN
+  SLAVE__TO_MASTER__NONE: 13, // IVB_ROW_SLAVE__TO_MASTER__NONE
+  SLAVE__ROUTE__NONE: 14, // IVB_ROW_SLAVE__ROUTE__NONE
+  SLAVE__ROUTE_PINNED__NONE: 15, // IVB_ROW_SLAVE__ROUTE_PINNED__NONE
+  SLAVE__HELD__UNKNOWN_SOURCE: 16, // IVB_ROW_SLAVE__HELD__UNKNOWN_SOURCE
+  SLAVE__HELD__UNKNOWN_LOCAL_DEST: 17, // IVB_ROW_SLAVE__HELD__UNKNOWN_LOCAL_DEST
+  SLAVE__DROP__NO_PORT: 18, // IVB_ROW_SLAVE__DROP__NO_PORT
+  SLAVE__DROP__MALFORMED: 19, // IVB_ROW_SLAVE__DROP__MALFORMED
+  SLAVE__DROP__PRIVATE: 20, // IVB_ROW_SLAVE__DROP__PRIVATE
+  SLAVE__DROP__L3_MULTICAST: 21, // IVB_ROW_SLAVE__DROP__L3_MULTICAST
+  SLAVE__DROP__L3_BROADCAST: 22, // IVB_ROW_SLAVE__DROP__L3_BROADCAST
+  SLAVE__DROP__L3_PROTOCOL: 23, // IVB_ROW_SLAVE__DROP__L3_PROTOCOL
+  SLAVE__DROP__NO_ROUTE: 24, // IVB_ROW_SLAVE__DROP__NO_ROUTE
+  SLAVE__DROP__TOO_BIG: 25, // IVB_ROW_SLAVE__DROP__TOO_BIG
+  SLAVE__DROP__SLAVE_GONE: 26, // IVB_ROW_SLAVE__DROP__SLAVE_GONE
+  SLAVE__DROP__SPOOFED_MAC: 27, // IVB_ROW_SLAVE__DROP__SPOOFED_MAC
+  SLAVE__DROP__SPOOFED_SOURCE: 28, // IVB_ROW_SLAVE__DROP__SPOOFED_SOURCE
+  SLAVE__DROP__NO_NEIGH: 29, // IVB_ROW_SLAVE__DROP__NO_NEIGH
+  SLAVE__DROP__VLAN_TAGGED: 30, // IVB_ROW_SLAVE__DROP__VLAN_TAGGED
+  SLAVE__DROP__SLOWPATH_FULL: 31, // IVB_ROW_SLAVE__DROP__SLOWPATH_FULL
+  SIBLING__DELIVER__NONE: 32, // IVB_ROW_SIBLING__DELIVER__NONE
+  SIBLING__FANOUT_COPY__NONE: 33, // IVB_ROW_SIBLING__FANOUT_COPY__NONE
+  WIRE__OTHER: 34, // IVB_ROW_WIRE__OTHER
+  SLAVE__OTHER: 35, // IVB_ROW_SLAVE__OTHER
+  SIBLING__OTHER: 36, // IVB_ROW_SIBLING__OTHER
+} as const;
+export type IvbCounterRow = (typeof IvbCounterRow)[keyof typeof IvbCounterRow];
+
 /** struct ivb_port_key (4 bytes) */
 export interface IvbPortKey {
   /** __u32 port_id */
@@ -179,10 +222,10 @@ export function decodeIvbPort(b: Buffer, offset = 0): IvbPort {
 
 /** struct ivb_addr_key (24 bytes) */
 export interface IvbAddrKey {
-  /** __u32 port_id */
-  portId: number;
   /** __u8 family */
   family: number;
+  /** __u32 port_id */
+  portId: number;
   /** __u8 addr[16], exactly 16 bytes */
   addr: Buffer;
 }
@@ -191,9 +234,9 @@ export const IvbAddrKeyLayout = {
   name: 'ivb_addr_key',
   size: 24,
   fields: {
-    portId: { offset: 0, size: 4, kind: 'u32' },
-    family: { offset: 4, size: 1, kind: 'u8' },
-    pad: { offset: 5, size: 3, kind: 'pad' },
+    family: { offset: 0, size: 1, kind: 'u8' },
+    pad: { offset: 1, size: 3, kind: 'pad' },
+    portId: { offset: 4, size: 4, kind: 'u32' },
     addr: { offset: 8, size: 16, kind: 'bytes' },
   },
 } as const satisfies StructLayout;
@@ -201,8 +244,8 @@ export const IvbAddrKeyLayout = {
 export function encodeIvbAddrKey(v: IvbAddrKey): Buffer {
   // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
   const b = Buffer.alloc(24);
-  b.writeUInt32LE(v.portId, 0);
-  b.writeUInt8(v.family, 4);
+  b.writeUInt8(v.family, 0);
+  b.writeUInt32LE(v.portId, 4);
   b.set(requireLength('IvbAddrKey.addr', v.addr, 16), 8);
   return b;
 }
@@ -210,9 +253,75 @@ export function encodeIvbAddrKey(v: IvbAddrKey): Buffer {
 export function decodeIvbAddrKey(b: Buffer, offset = 0): IvbAddrKey {
   requireSpan('IvbAddrKey', b, offset, 24);
   return {
-    portId: b.readUInt32LE(offset),
-    family: b.readUInt8(offset + 4),
+    family: b.readUInt8(offset),
+    portId: b.readUInt32LE(offset + 4),
     addr: copyBytes(b, offset + 8, 16),
+  };
+}
+
+/** struct ivb_addr4_key (8 bytes) */
+export interface IvbAddr4Key {
+  /** __u32 port_id */
+  portId: number;
+  /** __u8 addr[4], exactly 4 bytes */
+  addr: Buffer;
+}
+
+export const IvbAddr4KeyLayout = {
+  name: 'ivb_addr4_key',
+  size: 8,
+  fields: {
+    portId: { offset: 0, size: 4, kind: 'u32' },
+    addr: { offset: 4, size: 4, kind: 'bytes' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbAddr4Key(v: IvbAddr4Key): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(v.portId, 0);
+  b.set(requireLength('IvbAddr4Key.addr', v.addr, 4), 4);
+  return b;
+}
+
+export function decodeIvbAddr4Key(b: Buffer, offset = 0): IvbAddr4Key {
+  requireSpan('IvbAddr4Key', b, offset, 8);
+  return {
+    portId: b.readUInt32LE(offset),
+    addr: copyBytes(b, offset + 4, 4),
+  };
+}
+
+/** struct ivb_addr6_key (20 bytes) */
+export interface IvbAddr6Key {
+  /** __u32 port_id */
+  portId: number;
+  /** __u8 addr[16], exactly 16 bytes */
+  addr: Buffer;
+}
+
+export const IvbAddr6KeyLayout = {
+  name: 'ivb_addr6_key',
+  size: 20,
+  fields: {
+    portId: { offset: 0, size: 4, kind: 'u32' },
+    addr: { offset: 4, size: 16, kind: 'bytes' },
+  },
+} as const satisfies StructLayout;
+
+export function encodeIvbAddr6Key(v: IvbAddr6Key): Buffer {
+  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
+  const b = Buffer.alloc(20);
+  b.writeUInt32LE(v.portId, 0);
+  b.set(requireLength('IvbAddr6Key.addr', v.addr, 16), 4);
+  return b;
+}
+
+export function decodeIvbAddr6Key(b: Buffer, offset = 0): IvbAddr6Key {
+  requireSpan('IvbAddr6Key', b, offset, 20);
+  return {
+    portId: b.readUInt32LE(offset),
+    addr: copyBytes(b, offset + 4, 16),
   };
 }
 
@@ -544,55 +653,6 @@ export function decodeIvbGuardEntry(b: Buffer, offset = 0): IvbGuardEntry {
   return {
     portId: b.readUInt32LE(offset),
     peerIfindex: b.readUInt32LE(offset + 4),
-  };
-}
-
-/** struct ivb_counter_key (12 bytes) */
-export interface IvbCounterKey {
-  /** __u32 port_id */
-  portId: number;
-  /** __u32 ifindex */
-  ifindex: number;
-  /** __u8 direction */
-  direction: number;
-  /** __u8 action */
-  action: number;
-  /** __u8 reason */
-  reason: number;
-}
-
-export const IvbCounterKeyLayout = {
-  name: 'ivb_counter_key',
-  size: 12,
-  fields: {
-    portId: { offset: 0, size: 4, kind: 'u32' },
-    ifindex: { offset: 4, size: 4, kind: 'u32' },
-    direction: { offset: 8, size: 1, kind: 'u8' },
-    action: { offset: 9, size: 1, kind: 'u8' },
-    reason: { offset: 10, size: 1, kind: 'u8' },
-    pad: { offset: 11, size: 1, kind: 'pad' },
-  },
-} as const satisfies StructLayout;
-
-export function encodeIvbCounterKey(v: IvbCounterKey): Buffer {
-  // zero-filled: pad members go out as 0, and the kernel compares keys byte for byte
-  const b = Buffer.alloc(12);
-  b.writeUInt32LE(v.portId, 0);
-  b.writeUInt32LE(v.ifindex, 4);
-  b.writeUInt8(v.direction, 8);
-  b.writeUInt8(v.action, 9);
-  b.writeUInt8(v.reason, 10);
-  return b;
-}
-
-export function decodeIvbCounterKey(b: Buffer, offset = 0): IvbCounterKey {
-  requireSpan('IvbCounterKey', b, offset, 12);
-  return {
-    portId: b.readUInt32LE(offset),
-    ifindex: b.readUInt32LE(offset + 4),
-    direction: b.readUInt8(offset + 8),
-    action: b.readUInt8(offset + 9),
-    reason: b.readUInt8(offset + 10),
   };
 }
 

@@ -26,6 +26,7 @@ enum ivb_size {
 	IVB_SIZE_FANOUT_PER_PORT = 256, /* fan-out slots of one port in ivb_fanout_slots */
 	IVB_SIZE_SLAVES = 65536,        /* ivb_slaves entries: slave indexes 1..65535 (__u16) */
 	IVB_SIZE_MC_FILTER_BITS = 256,  /* bits of a slave's multicast filter (IPVLAN_MAC_FILTER_SIZE) */
+	IVB_SIZE_COUNTER_ROWS = 37,     /* rows of a device's counter block: the lines of maps/counter_rows.def */
 };
 
 /* ipvlan's own numbers (include/uapi/linux/if_link.h: IPVLAN_MODE_*) */
@@ -84,15 +85,38 @@ struct ivb_port {
 	__u32 options;        /* enum ivb_port_options */
 };
 
-/* key of ivb_addrs: an address learned on a slave, per port */
+/*
+ * An address of a port, either family: the datapath's parsed key, and the
+ * key of ivb_local_addrs and ivb_unknown. Its tail from port_id on is the
+ * compact key of the demux table of its family (ivb_addrs4: 8 bytes,
+ * ivb_addrs6: 20), so a frame's key is looked up where it lies, uncopied.
+ */
 struct ivb_addr_key {
-	__u32 port_id;
 	__u8 family; /* enum ivb_family */
 	__u8 pad[3];
+	__u32 port_id;
 	__u8 addr[16]; /* IPv4 in the first 4 bytes, network order */
 };
 
-/* value of ivb_addrs: who owns it */
+/* key of ivb_addrs4: an IPv4 address learned on a slave, per port (the tail of an ivb_addr_key) */
+struct ivb_addr4_key {
+	__u32 port_id;
+	__u8 addr[4]; /* network order */
+};
+
+/* key of ivb_addrs6: an IPv6 address learned on a slave, per port (the tail of an ivb_addr_key) */
+struct ivb_addr6_key {
+	__u32 port_id;
+	__u8 addr[16];
+};
+
+_Static_assert(__builtin_offsetof(struct ivb_addr_key, port_id) == 4 &&
+		       __builtin_offsetof(struct ivb_addr_key, addr) == 4 + __builtin_offsetof(struct ivb_addr4_key, addr) &&
+		       __builtin_offsetof(struct ivb_addr4_key, addr) == __builtin_offsetof(struct ivb_addr6_key, addr) &&
+		       sizeof(struct ivb_addr4_key) == 8 && sizeof(struct ivb_addr6_key) == 20,
+	       "the compact address keys are the tail of struct ivb_addr_key");
+
+/* value of ivb_addrs4 and ivb_addrs6: who owns it */
 struct ivb_addr_owner {
 	__u32 peer_ifindex; /* the slave's host-side veth peer, in the master's namespace */
 	__u8 prefixlen;     /* as configured on the slave (shown by link show) */
@@ -190,17 +214,36 @@ enum ivb_direction {
 	IVB_DIR_FROM_SIBLING = 2,
 };
 
-/* key of ivb_counters (per-CPU): one row per (port, device, direction, action, reason) */
-struct ivb_counter_key {
-	__u32 port_id;
-	__u32 ifindex;   /* the slave's host-side peer; 0 for the master itself */
-	__u8 direction;  /* enum ivb_direction */
-	__u8 action;     /* enum ivb_action */
-	__u8 reason;     /* enum ivb_drop_reason */
-	__u8 pad;
+/*
+ * ivb_counters is a PERCPU_ARRAY of counter blocks, one per device, indexed
+ * by the device's slot: a master's is its port id (0..IVB_SIZE_PORTS-1), a
+ * slave's IVB_SIZE_PORTS + its slave index; the last IVB_SIZE_PORTS blocks
+ * are, per port id, the sums of its deleted slaves' blocks (so that a port's
+ * totals never go back when a slave goes; the control plane adds them). A block is IVB_SIZE_COUNTER_ROWS
+ * struct ivb_counter rows, one per (direction, action, reason) of
+ * maps/counter_rows.def (enum ivb_counter_row).
+ */
+enum ivb_counter_row {
+#define IVB_COUNTER_ROW(row, dir, act, reason) IVB_ROW_##dir##__##act##__##reason = row,
+#define IVB_COUNTER_OTHER(row, dir) IVB_ROW_##dir##__OTHER = row,
+#include "counter_rows.def"
+#undef IVB_COUNTER_ROW
+#undef IVB_COUNTER_OTHER
 };
 
-/* value of ivb_counters */
+/* every row of the table has its place in a block, and every place a row */
+enum ivb_counter_rows_listed {
+	IVB_COUNTER_ROWS_LISTED = 0
+#define IVB_COUNTER_ROW(row, dir, act, reason) +1
+#define IVB_COUNTER_OTHER(row, dir) +1
+#include "counter_rows.def"
+#undef IVB_COUNTER_ROW
+#undef IVB_COUNTER_OTHER
+};
+_Static_assert(IVB_COUNTER_ROWS_LISTED == IVB_SIZE_COUNTER_ROWS,
+	       "maps/counter_rows.def and IVB_SIZE_COUNTER_ROWS disagree");
+
+/* a row of a counter block (value of ivb_counters: IVB_SIZE_COUNTER_ROWS of them) */
 struct ivb_counter {
 	__u64 packets;
 	__u64 bytes;
@@ -216,7 +259,7 @@ struct ivb_settings {
 struct ivb_event {
 	__u64 ts_ns;      /* bpf_ktime_get_ns */
 	__u32 port_id;
-	__u32 ifindex;    /* as in ivb_counter_key */
+	__u32 ifindex;    /* the device the decision is counted on: a slave's host-side peer, 0 for the master */
 	__u32 target;     /* target ifindex of the decision */
 	__u32 len;        /* frame length */
 	__u8 direction;
@@ -250,7 +293,7 @@ struct ivb_punt {
 	__u8 reason;   /* IVB_DROP_UNKNOWN_SOURCE or IVB_DROP_UNKNOWN_DEST */
 	__u8 family;   /* of addr: enum ivb_family */
 	__u8 pad[2];
-	__u8 addr[16]; /* the address no slave was known to own (its ivb_addr_key with port_id) */
+	__u8 addr[16]; /* the address no slave was known to own (with port_id and family: its ivb_addr_key) */
 	__u8 frame[IVB_PUNT_MAX_FRAME];
 };
 

@@ -55,6 +55,7 @@ const f = {
 	map_key_size: lib.func('uint32_t bpf_map__key_size(void *map)'),
 	map_value_size: lib.func('uint32_t bpf_map__value_size(void *map)'),
 	map_set_max_entries: lib.func('int bpf_map__set_max_entries(void *map, uint32_t n)'),
+	map_max_entries: lib.func('uint32_t bpf_map__max_entries(void *map)'),
 	map_initial_value: lib.func('void *bpf_map__initial_value(void *map, void *psize)'),
 	btf_find_by_name_kind: lib.func('int32_t btf__find_by_name_kind(void *btf, const char *name, uint32_t kind)'),
 	btf_type_by_id: lib.func('void *btf__type_by_id(void *btf, uint32_t id)'),
@@ -329,6 +330,11 @@ export class BpfObject {
 	setMaxEntries(mapName: string, n: number): void {
 		this.#beforeLoad(`setMaxEntries(${mapName})`);
 		check(f.map_set_max_entries(this.#map(mapName, 'setMaxEntries'), n) as number, `bpf_map__set_max_entries(${mapName}, ${n})`);
+	}
+
+	/** bpf_map__max_entries: as declared, or as set (setMaxEntries) before load. */
+	maxEntries(mapName: string): number {
+		return f.map_max_entries(this.#map(mapName, 'maxEntries')) as number;
 	}
 
 	/** Programs declared SEC("?...") are not loaded unless turned on here (before load). */

@@ -12,7 +12,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { BpfObject, mapUpdate, progTestRun } from '../native/libbpf.js';
-import { encodeIvbAddrKey, encodeIvbAddrOwner, encodeIvbGuardEntry, encodeIvbGuardKey } from '../maps/generated.js';
+import { addrKeyOf } from '../controller/src/bpf/addr-key.js';
+import { encodeIvbAddrOwner, encodeIvbGuardEntry, encodeIvbGuardKey } from '../maps/generated.js';
 import { makePinRoot, removePinRoot, repoRoot } from './lib/bpfprog.js';
 
 const RTM_NEWLINK = 16;
@@ -145,14 +146,14 @@ describe('netlink guard rules (BPF_PROG_TEST_RUN of lib/guard_rules.h)', () => {
     }
     const any = judges.get(NS_MASTER)!.obj;
     const guard = any.mapFd('ivb_guard');
-    const addrs = any.mapFd('ivb_addrs');
     mapUpdate(guard, encodeIvbGuardKey({ netnsIno: NS_MASTER, ifindex: MASTER_IFINDEX }), encodeIvbGuardEntry({ portId: PORT, peerIfindex: 0 }));
     mapUpdate(guard, encodeIvbGuardKey({ netnsIno: NS_S1, ifindex: SLAVE_IFINDEX }), encodeIvbGuardEntry({ portId: PORT, peerIfindex: S1_PEER }));
     mapUpdate(guard, encodeIvbGuardKey({ netnsIno: NS_S2, ifindex: SLAVE_IFINDEX }), encodeIvbGuardEntry({ portId: PORT, peerIfindex: S2_PEER }));
     for (const [family, a] of [[4, S1_V4], [6, S1_V6]] as const) {
       const addr = Buffer.alloc(16);
       a.copy(addr);
-      mapUpdate(addrs, encodeIvbAddrKey({ portId: PORT, family, addr }), encodeIvbAddrOwner({ peerIfindex: S1_PEER, prefixlen: family === 4 ? 24 : 64 }));
+      const k = addrKeyOf(PORT, family, addr);
+      mapUpdate(any.mapFd(k.map), k.key, encodeIvbAddrOwner({ peerIfindex: S1_PEER, prefixlen: family === 4 ? 24 : 64 }));
     }
   });
 

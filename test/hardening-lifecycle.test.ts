@@ -23,7 +23,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { closeFd, mapInfo, mapKeys, mapLookup, mapLookupBatch, mapUpdate, objGet } from '../native/libbpf.js';
-import { decodeIvbSlave, encodeIvbAddrKey, encodeIvbAddrOwner, encodeIvbSlave, encodeIvbSlaveKey, IvbAddrKeyLayout, IvbSlaveLayout, type IvbSlave } from '../maps/generated.js';
+import { decodeIvbSlave, encodeIvbAddrOwner, encodeIvbSlave, encodeIvbSlaveKey, IvbSlaveLayout, type IvbSlave } from '../maps/generated.js';
+import { ADDR_KEY_SIZE, addrKeyOf } from '../controller/src/bpf/addr-key.js';
 import { TestEnv, buildWire, configureSlave, ip, ipTry, linkNames, linkOf, must, ping, run, sleep, waitUntil, type Agent, type Wire } from './lib/topo.js';
 import { libCall, pingFlow, startAgentPatient } from './lib/hard-topo.js';
 
@@ -187,7 +188,7 @@ describe('cleanup', () => {
     mkdirSync(join(env.pinDir, 'ports', String(GHOST)), { recursive: true });
     const addr = Buffer.alloc(16);
     addr.set([198, 18, 0, 77]);
-    withPinnedMap(env, 'ivb_addrs', (fd) => mapUpdate(fd, encodeIvbAddrKey({ portId: UNKNOWN, family: 4, addr }), encodeIvbAddrOwner({ peerIfindex: 999, prefixlen: 24, slave: GHOST_SLAVE })));
+    withPinnedMap(env, 'ivb_addrs4', (fd) => mapUpdate(fd, addrKeyOf(UNKNOWN, 4, addr).key, encodeIvbAddrOwner({ peerIfindex: 999, prefixlen: 24, slave: GHOST_SLAVE })));
     // ivb_slaves is an array by slave index: a used slot of the unknown port, and its index entry
     withPinnedMap(env, 'ivb_slaves', (fd) => mapUpdate(fd, u32(GHOST_SLAVE), encodeIvbSlave({ devId: 1, flags: 1, mtu: 1500, peerIfindex: 999, portId: UNKNOWN })));
     withPinnedMap(env, 'ivb_slave_ids', (fd) => mapUpdate(fd, encodeIvbSlaveKey({ portId: UNKNOWN, peerIfindex: 999 }), u32(GHOST_SLAVE)));
@@ -216,7 +217,7 @@ describe('cleanup', () => {
     const removed = (JSON.parse(r.stdout.trim().split('\n').pop()!) as { removed: string[] }).removed;
     console.log(`gc removed:\n  ${removed.join('\n  ')}`);
     expect(removed).toContain(`pins of port ${GHOST} (no record)`);
-    expect(removed.some((x) => /ivb_addrs entr(y|ies) of unknown ports/.test(x))).toBe(true);
+    expect(removed.some((x) => /ivb_addrs4 entr(y|ies) of unknown ports/.test(x))).toBe(true);
     expect(removed.some((x) => /ivb_slaves entr(y|ies) of unknown ports/.test(x))).toBe(true);
     expect(removed.some((x) => x.startsWith(`orphan peer ivb${GHOST}x1`))).toBe(true);
     expect(removed.some((x) => x.includes(`ivb${GHOST}x2`))).toBe(false);
@@ -252,7 +253,7 @@ describe('cleanup', () => {
     expect(linkNames(w.host).filter((n) => /^ivb\d+x\d+$/.test(n))).toEqual([]);
     expect(env.pinFiles().filter((f) => f.startsWith('ports/'))).toEqual([]);
     expect(env.stateFiles().filter((f) => f.startsWith('ports/'))).toEqual([]);
-    const left = withPinnedMap(env, 'ivb_addrs', (fd) => mapKeys(fd, IvbAddrKeyLayout.size).length);
+    const left = withPinnedMap(env, 'ivb_addrs4', (fd) => mapKeys(fd, ADDR_KEY_SIZE[4]).length);
     expect(left).toBe(0);
   }, 60_000);
 });
@@ -287,9 +288,10 @@ describe('capacity', () => {
 
   it('IPVLAN_BPF_MAX_ADDRS=4: the address after the 4th is refused with a clear log line, nothing partial', async () => {
     firstSlave();
-    const max = withPinnedMap(cap, 'ivb_addrs', (fd) => mapInfo(fd).maxEntries);
+    // IPv4 fills its own table (ivb_addrs4; IPv6, the link-local too, is in ivb_addrs6 of the same capacity)
+    const max = withPinnedMap(cap, 'ivb_addrs4', (fd) => mapInfo(fd).maxEntries);
     expect(max).toBe(4);
-    const entries = (): number => withPinnedMap(cap, 'ivb_addrs', (fd) => mapKeys(fd, IvbAddrKeyLayout.size).length);
+    const entries = (): number => withPinnedMap(cap, 'ivb_addrs4', (fd) => mapKeys(fd, ADDR_KEY_SIZE[4]).length);
     ip(cns, 'link', 'set', 'dev', 'ipvl0', 'up');
     // fill the table to its capacity (the slave's link-local, and whatever else the port learns, count)
     let i = 0;

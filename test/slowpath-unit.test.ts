@@ -30,6 +30,7 @@ import {
 	encodeIvbUnknownEntry,
 	type IvbPunt,
 } from '../maps/generated.js';
+import { addrKeyOf } from '../controller/src/bpf/addr-key.js';
 import { ProgInstance, TC_ACT_SHOT, TestNetns, makePinRoot, removePinRoot, repoRoot } from './lib/bpfprog.js';
 import { ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, arp, eth, ip4, ip6, ipv4, ipv6, mac, udp } from './lib/frames.js';
 import path from 'node:path';
@@ -47,7 +48,7 @@ let explainObj: BpfObject | null = null;
 let ring: RingBuffer;
 const held: IvbPunt[] = [];
 const ifx = { m0: 0, p1: 0, p2: 0 };
-const fd = { ports: 0, addrs: 0, slaves: 0, state: 0, unknown: 0, budget: 0 };
+const fd = { ports: 0, addrs4: 0, addrs6: 0, slaves: 0, state: 0, unknown: 0, budget: 0 };
 
 /* ivb_slaves is an array by slave index; here slave N (dev_id N) has index N */
 function slaveIndex(n: number): Buffer {
@@ -103,7 +104,8 @@ beforeAll(() => {
 	prog = ProgInstance.load('slave_egress', { pinRoot, portId: PORT, trace: true });
 	ingress = ProgInstance.load('master_ingress', { pinRoot, portId: PORT, trace: true });
 	fd.ports = prog.obj.mapFd('ivb_ports');
-	fd.addrs = prog.obj.mapFd('ivb_addrs');
+	fd.addrs4 = prog.obj.mapFd('ivb_addrs4');
+	fd.addrs6 = prog.obj.mapFd('ivb_addrs6');
 	fd.slaves = prog.obj.mapFd('ivb_slaves');
 	fd.state = prog.obj.mapFd('ivb_slowpath_state');
 	fd.unknown = prog.obj.mapFd('ivb_unknown');
@@ -113,7 +115,7 @@ beforeAll(() => {
 		mapUpdate(fd.slaves, slaveIndex(devId), encodeIvbSlave({ devId, flags: IvbSlaveFlags.UP, mtu: 1500, peerIfindex: peer, portId: PORT }));
 	}
 	for (const [a, peer, index] of [[A4, ifx.p1, 1], [B4, ifx.p2, 2]] as const) {
-		mapUpdate(fd.addrs, encodeIvbAddrKey({ portId: PORT, family: 4, addr: addr16(a) }), encodeIvbAddrOwner({ peerIfindex: peer, prefixlen: 24, slave: index }));
+		mapUpdate(fd.addrs4, addrKeyOf(PORT, 4, a).key, encodeIvbAddrOwner({ peerIfindex: peer, prefixlen: 24, slave: index }));
 	}
 });
 
@@ -176,7 +178,7 @@ describe("held where the ordinary way ends in the master namespace's stack, whic
 	const fromA6 = (dst: Buffer): Buffer => eth(MASTER_MAC, MASTER_MAC, ETH_P_IPV6, ipv6({ src: A6, dst, payload: udp(40000, 9) }));
 
 	beforeAll(() => {
-		mapUpdate(fd.addrs, encodeIvbAddrKey({ portId: PORT, family: 6, addr: A6 }), encodeIvbAddrOwner({ peerIfindex: ifx.p1, prefixlen: 64 }));
+		mapUpdate(fd.addrs6, addrKeyOf(PORT, 6, A6).key, encodeIvbAddrOwner({ peerIfindex: ifx.p1, prefixlen: 64 }));
 		netns.ip('addr', 'add', '2001:db8:1::99/128', 'dev', 's2', 'nodad');
 		// the subnet is on the master's link: the namespace forwards to it
 		netns.ip('addr', 'add', '2001:db8:1::1/64', 'dev', 'm0', 'nodad');

@@ -175,3 +175,19 @@ describe('output forms', () => {
     expect(total).toBeLessThanOrEqual(11);
   });
 });
+
+describe('a slave that goes', () => {
+  // last: s1 is deleted
+  it("leaves what it counted in its master's totals (they never go back)", async () => {
+    sendRaw(t.wire, 'wp0', echoReplyFrame(A_MAC, WIRE0_MAC, IP.wire0, IP.s1, 98), 5);
+    const before = dev(statsJson(env, DIRECT), 'eth0m');
+    env.cliOk('-n', t.ns.s1, 'link', 'del', 's1');
+    const after = statsJson(env, DIRECT);
+    expect(after.some((d) => d.ifname === 's1')).toBe(false);
+    const m = dev(after, 'eth0m');
+    expect(m.stats64.rx.packets).toBe(before.stats64.rx.packets);
+    expect(m.stats64.rx.bytes).toBe(before.stats64.rx.bytes);
+    expect(m.stats64.tx.packets).toBe(before.stats64.tx.packets);
+    expect(m.ipvlan_bpf.sibling_tx).toBe(before.ipvlan_bpf.sibling_tx);
+  });
+});

@@ -27,11 +27,6 @@
 /* a slave's multicast filter: the kernel's IPVLAN_MAC_FILTER_SIZE (an 8-bit hash) */
 #define IVB_MC_FILTER_BITS IVB_SIZE_MC_FILTER_BITS
 
-/*
- * Counter rows: one per (port, device, direction, action, reason) seen; a
- * port with 256 slaves using a dozen rows each stays far below.
- */
-#define IVB_MAX_COUNTER_ROWS 65536
 /* monitor ring: 1 MiB holds ~10k events between two reads */
 #define IVB_EVENTS_RING_BYTES (1 << 20)
 

@@ -50,8 +50,8 @@ static long ivb_fanout_slot(__u64 slot, void *data)
 	/* egress of the host-side peer: veth hands it to the slave end */
 	if (!ivb_dry_run)
 		bpf_clone_redirect(w->skb, e->peer_ifindex, 0);
-	ivb_count(w->skb, IVB_ACT_FANOUT_COPY, e->peer_ifindex, IVB_DROP_NONE);
-	ivb_count_sibling_rx(w->skb, e->peer_ifindex, IVB_ACT_FANOUT_COPY);
+	ivb_count(w->skb, IVB_ACT_FANOUT_COPY, IVB_DROP_NONE, e->slave);
+	ivb_count_sibling_rx(w->skb, e->slave, IVB_ACT_FANOUT_COPY);
 	w->copies++;
 	return 0;
 }

@@ -157,7 +157,7 @@ static __always_inline int ivb_check_newaddr(__u32 netns_ino, const unsigned cha
 	else
 		bpf_probe_read_kernel(key.addr, 16, data + at + sizeof(struct ivb_nlattr_hdr));
 	key.port_id = g->port_id;
-	owner = bpf_map_lookup_elem(&ivb_addrs, &key);
+	owner = ivb_addr_lookup(&key);
 	if (owner && owner->peer_ifindex != g->peer_ifindex)
 		return -IVB_EADDRINUSE;
 	return 0;

@@ -15,25 +15,13 @@
 
 #define IVB_NDISC_NEIGHBOUR_ADVERTISEMENT 136
 
-/* The kernel builds every slave frame with the master's MAC (ipvlan_hard_header). */
-static __always_inline int ivb_mac_spoofed(struct __sk_buff *skb, const struct ivb_port *port,
-					   const struct ivb_frame *f)
+/*
+ * The kernel builds every slave frame with the master's MAC
+ * (ipvlan_hard_header): as the source, and as an ARP sender's address.
+ */
+static __always_inline int ivb_mac_spoofed(const struct ivb_frame *f)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-
-	if ((void *)(eth + 1) > data_end)
-		return 1;
-	if (!ivb_mac_equal(eth->h_source, port->master_mac))
-		return 1;
-	if (f->proto == IVB_ETH_P_ARP) {
-		struct ivb_arp_eth_ipv4 *arp = (void *)(eth + 1);
-
-		if ((void *)(arp + 1) <= data_end && !ivb_mac_equal(arp->ar_sha, port->master_mac))
-			return 1;
-	}
-	return 0;
+	return !f->src_is_master || !f->arp_sha_is_master;
 }
 
 static __always_inline int ivb_addr_is_zero(const __u8 *a, int len)
@@ -49,7 +37,7 @@ static __always_inline int ivb_addr_is_zero(const __u8 *a, int len)
 /* The address is the sender's own (learned on it, up or not). */
 static __always_inline int ivb_owned_by(const struct ivb_addr_key *k, __u32 self)
 {
-	struct ivb_addr_owner *o = bpf_map_lookup_elem(&ivb_addrs, k);
+	struct ivb_addr_owner *o = ivb_addr_lookup(k);
 
 	return o && o->peer_ifindex == self;
 }
@@ -99,7 +87,7 @@ static __always_inline int ivb_check_sender(struct __sk_buff *skb, const struct 
 		return IVB_DROP(skb, IVB_DROP_VLAN_TAGGED);
 	if ((f->proto == IVB_ETH_P_IP || f->proto == IVB_ETH_P_IPV6 || f->proto == IVB_ETH_P_ARP) && !f->l3_ok)
 		return IVB_DROP(skb, IVB_DROP_MALFORMED);
-	if (ivb_mac_spoofed(skb, port, f))
+	if (ivb_mac_spoofed(f))
 		return IVB_DROP(skb, IVB_DROP_SPOOFED_MAC);
 	if (port->options & IVB_OPT_SOURCE_VALIDATION) {
 		int spoofed = ivb_source_spoofed(skb, f, self), ret;

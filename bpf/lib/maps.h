@@ -33,15 +33,48 @@ static __always_inline struct ivb_port *ivb_port_get(__u32 port_id)
 	return port && port->master_ifindex ? port : NULL;
 }
 
-/* (port, address) -> owning slave: the demux table (the kernel's port hash) */
+/*
+ * (port, address) -> owning slave: the demux table (the kernel's port hash),
+ * one per family so that an IPv4 key is 8 bytes (hashed as two words,
+ * compared as one u64) rather than the 24 an IPv6 one needs
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, IVB_MAX_ADDRS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct ivb_addr_key);
+	__type(key, struct ivb_addr4_key);
 	__type(value, struct ivb_addr_owner);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ivb_addrs SEC(".maps");
+} ivb_addrs4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, IVB_MAX_ADDRS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ivb_addr6_key);
+	__type(value, struct ivb_addr_owner);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ivb_addrs6 SEC(".maps");
+
+/*
+ * The owner entry of an address, from the table of its family: one lookup,
+ * the key where it lies. The two lookups must stay two calls: merged into
+ * one call with the map chosen at run time (clang sinks calls that differ
+ * only in their operands), the verifier can no longer inline the lookup and
+ * every frame pays the helper's indirect call (~8 ns in test-run). An empty
+ * asm after one of them leaves the two branches different to their ends.
+ */
+static __always_inline struct ivb_addr_owner *ivb_addr_lookup(const struct ivb_addr_key *k)
+{
+	struct ivb_addr_owner *o;
+
+	if (k->family == IVB_AF_INET) {
+		o = bpf_map_lookup_elem(&ivb_addrs4, &k->port_id);
+		asm volatile("" : "+r"(o));
+		return o;
+	}
+	return bpf_map_lookup_elem(&ivb_addrs6, &k->port_id);
+}
 
 /*
  * (port, address) -> the master's own addresses (kept by the agent): what
@@ -59,7 +92,7 @@ struct {
 
 /*
  * slave index -> slave state. The index is the control plane's (stable for
- * the slave's life, carried in each of its ivb_addrs entries and fan-out
+ * the slave's life, carried in each of its ivb_addrs4/ivb_addrs6 entries and fan-out
  * slots), so an ARRAY: one inlined lookup, no hashing per frame.
  */
 struct {
@@ -117,13 +150,24 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ivb_guard SEC(".maps");
 
-/* (port, device, direction, action, reason) -> packets, bytes; per CPU, summed by the controller */
+/* a device's counters: one row per (direction, action, reason) of maps/counter_rows.def */
+struct ivb_counter_block {
+	struct ivb_counter row[IVB_SIZE_COUNTER_ROWS];
+};
+
+/*
+ * device slot (maps/layout.h: a master's port id, IVB_SIZE_PORTS + a
+ * slave's index) -> its counter block, per CPU, summed by the controller;
+ * the last IVB_SIZE_PORTS blocks hold, per port, what its deleted slaves
+ * counted (the control plane's, never written here). An array: the
+ * verifier inlines the lookup, no hashing per decision. The controller
+ * sizes it with ivb_slaves when it creates the maps.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, IVB_MAX_COUNTER_ROWS);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct ivb_counter_key);
-	__type(value, struct ivb_counter);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, IVB_MAX_PORTS + IVB_MAX_SLAVES + IVB_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct ivb_counter_block);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ivb_counters SEC(".maps");
 

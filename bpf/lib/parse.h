@@ -45,6 +45,15 @@ struct ivb_frame {
 	__u8 mcast_dst;   /* destination MAC is multicast/broadcast */
 	__u8 mac_local;   /* destination MAC == source MAC (the kernel's "local" test) */
 	__u8 l3_ok;       /* an IPv4/IPv6/ARP header the kernel's parser accepts */
+	/*
+	 * the port's MAC (the one all slaves share) as the frame's Ethernet
+	 * source, as its destination, as an ARP sender's hardware address (1
+	 * when not ARP): compared here once, read by every check after
+	 */
+	__u8 src_is_master;
+	__u8 dst_is_master;
+	__u8 arp_sha_is_master;
+	__u8 pad;
 	struct ivb_addr_key dst; /* key "by destination" */
 	struct ivb_addr_key src; /* key "by source" */
 	/*
@@ -86,11 +95,13 @@ static __always_inline int ivb_ipv6_is_unspecified(const struct in6_addr *a)
 }
 
 /*
- * Parses the Ethernet header and the L3 demux keys. Returns 0 when the frame
- * has an Ethernet header (even without an L3 key), -1 when it is too short.
- * The caller must have pulled enough of a non-linear skb into the head.
+ * Parses the Ethernet header, its MACs against the port's (`master_mac`)
+ * and the L3 demux keys. Returns 0 when the frame has an Ethernet header
+ * (even without an L3 key), -1 when it is too short. The caller must have
+ * pulled enough of a non-linear skb into the head.
  */
-static __always_inline int ivb_parse(struct __sk_buff *skb, __u32 port_id, struct ivb_frame *f)
+static __always_inline int ivb_parse(struct __sk_buff *skb, __u32 port_id, const __u8 *master_mac,
+				     struct ivb_frame *f)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -102,6 +113,9 @@ static __always_inline int ivb_parse(struct __sk_buff *skb, __u32 port_id, struc
 	f->proto = bpf_ntohs(eth->h_proto);
 	f->mcast_dst = ivb_mac_is_multicast(eth->h_dest);
 	f->mac_local = ivb_mac_equal(eth->h_dest, eth->h_source);
+	f->src_is_master = ivb_mac_equal(eth->h_source, master_mac);
+	f->dst_is_master = ivb_mac_equal(eth->h_dest, master_mac);
+	f->arp_sha_is_master = 1;
 
 	if (f->proto == IVB_ETH_P_ARP) {
 		struct ivb_arp_eth_ipv4 *arp = (void *)(eth + 1);
@@ -113,6 +127,7 @@ static __always_inline int ivb_parse(struct __sk_buff *skb, __u32 port_id, struc
 		 */
 		if ((void *)(arp + 1) > data_end)
 			return 0;
+		f->arp_sha_is_master = ivb_mac_equal(arp->ar_sha, master_mac);
 		f->l3_ok = 1;
 		ivb_key_v4(&f->dst, port_id, arp->ar_tip);
 		ivb_key_v4(&f->src, port_id, arp->ar_sip);

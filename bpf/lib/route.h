@@ -93,7 +93,7 @@ static __always_inline int ivb_to_master_stack(struct __sk_buff *skb, __u16 prot
 {
 	if (!ivb_sender_is_shim(skb))
 		ivb_ttl_compensate(skb, proto);
-	return ivb_verdict(skb, IVB_TC_ACT_OK, IVB_ACT_ROUTE, 0, IVB_DROP_NONE);
+	return IVB_VERDICT(skb, IVB_TC_ACT_OK, IVB_ACT_ROUTE, 0, IVB_DROP_NONE);
 }
 
 /* An address of the master device itself (ivb_local_addrs, kept by the agent). */
@@ -105,7 +105,7 @@ static __always_inline int ivb_is_master_addr(const struct ivb_frame *f, const s
 /* Out of the master with the kernel's oif-pinned route and neighbour lookup. */
 static __always_inline int ivb_redirect_pinned(struct __sk_buff *skb, const struct ivb_port *port)
 {
-	return ivb_verdict(skb, bpf_redirect_neigh(port->master_ifindex, NULL, 0, 0), IVB_ACT_ROUTE_PINNED,
+	return IVB_VERDICT(skb, bpf_redirect_neigh(port->master_ifindex, NULL, 0, 0), IVB_ACT_ROUTE_PINNED,
 			   port->master_ifindex, IVB_DROP_NONE);
 }
 
@@ -211,7 +211,7 @@ static __always_inline int ivb_route_v6(struct __sk_buff *skb, const struct ivb_
 		return ivb_to_master_stack(skb, IVB_ETH_P_IPV6);
 	/* link-local: the master is the only link the kernel's lookup would use */
 	if (ivb_is_master_linklocal(port, dst) || (f->has_key && ivb_is_master_addr(f, &f->dst)))
-		return ivb_verdict(skb, bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
+		return IVB_VERDICT(skb, bpf_redirect(port->master_ifindex, BPF_F_INGRESS), IVB_ACT_TO_MASTER,
 				   port->master_ifindex, IVB_DROP_NONE);
 	return ivb_redirect_pinned(skb, port);
 }

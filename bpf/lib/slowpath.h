@@ -126,7 +126,7 @@ static __always_inline int ivb_hold(struct __sk_buff *skb, const struct ivb_addr
 {
 	switch (ivb_to_agent(skb, addr, reason, skb->ingress_ifindex)) {
 	case IVB_TO_AGENT_QUEUED:
-		return ivb_verdict(skb, IVB_TC_ACT_SHOT, IVB_ACT_HELD, 0, reason);
+		return IVB_VERDICT(skb, IVB_TC_ACT_SHOT, IVB_ACT_HELD, 0, reason);
 	case IVB_TO_AGENT_FULL:
 		return IVB_DROP(skb, IVB_DROP_SLOWPATH_FULL);
 	default:
@@ -225,7 +225,7 @@ static __always_inline int ivb_hold_local_dest(struct __sk_buff *skb, const stru
 	if (why != IVB_DROP_NO_OWNER && why != IVB_DROP_SLAVE_DOWN)
 		return -1;
 	if (!src_owner)
-		src_owner = bpf_map_lookup_elem(&ivb_addrs, &f->src);
+		src_owner = ivb_addr_lookup(&f->src);
 	if (!ivb_dest_worth_holding(f, src_owner, self))
 		return -1;
 	return ivb_hold(skb, &f->dst, IVB_DROP_UNKNOWN_LOCAL_DEST);

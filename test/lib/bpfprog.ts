@@ -5,7 +5,7 @@
  *
  * Instances are loaded the way the controller loads them (same object, same
  * .rodata knobs) but with a private pin root, so the pinned maps they share
- * (ivb_ports, ivb_addrs, ivb_slaves, ivb_fanout_slots) belong to the test
+ * (ivb_ports, ivb_addrs4, ivb_addrs6, ivb_slaves, ivb_fanout_slots) belong to the test
  * alone. ivb_trace is not pinned: each instance has its own, which is where
  * the decision of the last run is read from.
  */
@@ -37,6 +37,7 @@ import {
 	encodeIvbSlave,
 	type IvbDecision,
 } from '../../maps/generated.js';
+import { ADDR_KEY_SIZE, addrKeyOf } from '../../controller/src/bpf/addr-key.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -180,7 +181,8 @@ export interface PortState {
 /** File descriptors of the shared (pinned) maps, taken from any loaded instance. */
 export class SharedMaps {
 	readonly ports: number;
-	readonly addrs: number;
+	readonly addrs4: number;
+	readonly addrs6: number;
 	readonly slaves: number;
 	readonly fanout: number;
 	readonly localAddrs: number;
@@ -194,7 +196,8 @@ export class SharedMaps {
 
 	constructor(from: ProgInstance) {
 		this.ports = from.obj.mapFd('ivb_ports');
-		this.addrs = from.obj.mapFd('ivb_addrs');
+		this.addrs4 = from.obj.mapFd('ivb_addrs4');
+		this.addrs6 = from.obj.mapFd('ivb_addrs6');
 		this.slaves = from.obj.mapFd('ivb_slaves');
 		this.fanout = from.obj.mapFd('ivb_fanout_slots');
 		this.localAddrs = from.obj.mapFd('ivb_local_addrs');
@@ -204,7 +207,8 @@ export class SharedMaps {
 		for (const [fd, k, size] of this.#written.splice(0)) mapUpdate(fd, k, Buffer.alloc(size));
 		this.#slaveIndex.clear();
 		for (const [fd, keySize] of [
-			[this.addrs, IvbAddrKeyLayout.size],
+			[this.addrs4, ADDR_KEY_SIZE[4]],
+			[this.addrs6, ADDR_KEY_SIZE[6]],
 			[this.localAddrs, IvbAddrKeyLayout.size],
 		] as const) {
 			for (const k of mapKeys(fd, keySize)) mapDelete(fd, k);
@@ -247,8 +251,8 @@ export class SharedMaps {
 			const addr = Buffer.alloc(16);
 			addr.set(a.addr, 0);
 			mapUpdate(
-				this.addrs,
-				encodeIvbAddrKey({ portId: s.portId, family: a.family, addr }),
+				a.family === 4 ? this.addrs4 : this.addrs6,
+				addrKeyOf(s.portId, a.family, addr).key,
 				encodeIvbAddrOwner({ peerIfindex: a.peerIfindex, prefixlen: a.prefixlen, slave: this.slaveIndexOf(s.portId, a.peerIfindex) }),
 			);
 		}

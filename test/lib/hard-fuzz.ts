@@ -15,9 +15,9 @@
  *    the oracle for "who may receive this" and "is this malformed".
  */
 import koffi from 'koffi';
-import { BpfObject, mapDelete, mapKeys } from '../../native/libbpf.js';
-import { IvbCounterKeyLayout, IvbDecisionLayout } from '../../maps/generated.js';
-import { readCounterRowsFd, type CounterRow } from '../../controller/src/stats/counters.js';
+import { BpfObject } from '../../native/libbpf.js';
+import { IvbDecisionLayout, IvbSize } from '../../maps/generated.js';
+import { clearCounterSlot, readCounterRowsFds, slaveCounterSlot, type CounterMaps, type CounterRow } from '../../controller/src/stats/counters.js';
 
 const lib = koffi.load('libbpf.so.1');
 const testRun = lib.func('int bpf_prog_test_run_opts(int prog_fd, void *opts)');
@@ -78,7 +78,7 @@ export class FastRunner {
 }
 
 /** Loads one datapath program with trace and counters on, maps pinned under pinRoot. */
-export function loadInstance(kind: 'master_ingress' | 'slave_egress', objPath: string, pinRoot: string, portId: number): { obj: BpfObject; prog: number; trace: number; counters: number } {
+export function loadInstance(kind: 'master_ingress' | 'slave_egress', objPath: string, pinRoot: string, portId: number): { obj: BpfObject; prog: number; trace: number; counters: CounterMaps } {
 	const obj = BpfObject.open(objPath, { pinRoot });
 	const u32 = (n: number): Buffer => {
 		const b = Buffer.alloc(4);
@@ -90,7 +90,12 @@ export function loadInstance(kind: 'master_ingress' | 'slave_egress', objPath: s
 		obj.setRodata('ivb_trace_enabled', u32(1));
 		obj.setRodata('ivb_counters_enabled', u32(1));
 		obj.load();
-		return { obj, prog: obj.programFd(`ivb_${kind}`), trace: obj.mapFd('ivb_trace'), counters: obj.mapFd('ivb_counters') };
+		return {
+			obj,
+			prog: obj.programFd(`ivb_${kind}`),
+			trace: obj.mapFd('ivb_trace'),
+			counters: { counters: obj.mapFd('ivb_counters'), ports: obj.mapFd('ivb_ports'), slaves: obj.mapFd('ivb_slaves') },
+		};
 	} catch (e) {
 		obj.close();
 		throw e;
@@ -99,13 +104,15 @@ export function loadInstance(kind: 'master_ingress' | 'slave_egress', objPath: s
 
 export type { CounterRow } from '../../controller/src/stats/counters.js';
 
-/** Every row of a (per-CPU) ivb_counters map, summed over CPUs: the controller's own reader. */
-export function readCounters(fd: number): CounterRow[] {
-	return readCounterRowsFd(fd);
+/** Every row of the devices in use, summed over CPUs: the controller's own reader. */
+export function readCounters(m: CounterMaps): CounterRow[] {
+	return readCounterRowsFds(m);
 }
 
-export function clearCounters(fd: number): void {
-	for (const k of mapKeys(fd, IvbCounterKeyLayout.size)) mapDelete(fd, k);
+/** Zeroes every master's block and the blocks of the first `slaves` slave indexes. */
+export function clearCounters(m: CounterMaps, slaves = 16): void {
+	for (let slot = 0; slot < IvbSize.PORTS; slot++) clearCounterSlot(m.counters, slot);
+	for (let index = 1; index <= slaves; index++) clearCounterSlot(m.counters, slaveCounterSlot(index));
 }
 
 // ---------------------------------------------------------------------------

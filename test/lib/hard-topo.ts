@@ -10,9 +10,8 @@
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { closeFd, objGet } from '../../native/libbpf.js';
 import { IvbDropReason } from '../../maps/generated.js';
-import { readCounters, type CounterRow } from './hard-fuzz.js';
+import { readCounterRows, type CounterRow } from '../../controller/src/stats/counters.js';
 import { Agent, REPO, must, run, type Result, type TestEnv } from './topo.js';
 
 export { IvbDropReason };
@@ -150,12 +149,7 @@ export function sendRaw(ns: string, dev: string, frame: Buffer, count = 1): void
 
 /** Rows of the private state's pinned ivb_counters (summed over CPUs). */
 export function counters(env: TestEnv): CounterRow[] {
-  const fd = objGet(join(env.pinDir, 'maps', 'ivb_counters'));
-  try {
-    return readCounters(fd);
-  } finally {
-    closeFd(fd);
-  }
+  return readCounterRows(join(env.pinDir, 'maps'));
 }
 
 /** Drops of REASON counted for the slave whose host-side peer is PEERIFINDEX. */

@@ -390,7 +390,8 @@ export class TestEnv {
 
   /** The address map's pin, read with bpftool (null when the map is not pinned). */
   addrMapHas(addr: string): boolean | null {
-    const pin = join(this.pinDir, 'maps', 'ivb_addrs');
+    // the demux table of the address's family (IPv4: ivb_addrs4, IPv6: ivb_addrs6)
+    const pin = join(this.pinDir, 'maps', addr.includes(':') ? 'ivb_addrs6' : 'ivb_addrs4');
     if (!existsSync(pin)) return null;
     const r = run('bpftool', ['-j', 'map', 'dump', 'pinned', pin]);
     if (r.status !== 0) return null;

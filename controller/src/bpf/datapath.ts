@@ -31,6 +31,8 @@ import {
   mapUpdate,
   objGet,
   objPin,
+  perCpuValueSize,
+  possibleCpus,
   withNetns,
 } from '../../../native/libbpf.js';
 import {
@@ -40,7 +42,6 @@ import {
   decodeIvbSlave,
   decodeIvbSlaveKey,
   decodeIvbFanoutEntry,
-  decodeIvbCounterKey,
   encodeIvbAddrKey,
   encodeIvbAddrOwner,
   encodeIvbFanoutEntry,
@@ -58,9 +59,11 @@ import {
   encodeIvbUnknownEntry,
   IvbGuardKeyLayout,
   IvbGuardEntryLayout,
-  IvbCounterKeyLayout,
   IvbAddrKeyLayout,
+  IvbAddr4KeyLayout,
+  IvbAddr6KeyLayout,
   IvbAddrOwnerLayout,
+  IvbCounterLayout,
   IvbPortLayout,
   IvbSlaveLayout,
   IvbSlaveFlags,
@@ -75,6 +78,17 @@ import {
 } from '../../../maps/generated.js';
 import { bpfObjectPath, ensureDir, mapsPinDir, pinRoot, portPinDir } from '../paths.js';
 import { initNetnsPath, netnsPath } from '../netlink/netns.js';
+import {
+  COUNTER_BLOCK_SIZE,
+  COUNTER_ROW_MEANING,
+  UNLISTED,
+  clearCounterSlot,
+  masterCounterSlot,
+  retireCounterSlot,
+  retiredCounterSlot,
+  slaveCounterSlot,
+} from '../stats/counters.js';
+import { ADDR_KEY_SIZE, ADDR_MAP, addrKeyOf, decodeAddrKey, type AddrFamily } from './addr-key.js';
 import type { Mode, PortFlag, PortRecord } from '../state.js';
 
 export const MODE_NUM: Record<Mode, number> = { l2: IvbMode.L2, l3: IvbMode.L3, l3s: IvbMode.L3S };
@@ -109,7 +123,9 @@ export { addrBytes, bytesToAddr } from '../netlink/addr.js';
 /** The maps, opened from their pins (kept open for the life of the process). */
 export interface Maps {
   ports: number;
-  addrs: number;
+  /** the demux tables by family (addr-key.ts) */
+  addrs4: number;
+  addrs6: number;
   slaves: number;
   slaveIds: number;
   fanout: number;
@@ -125,7 +141,8 @@ let openMaps: Maps | null = null;
 
 const MAP_PINS = {
   ports: 'ivb_ports',
-  addrs: 'ivb_addrs',
+  addrs4: ADDR_MAP[4],
+  addrs6: ADDR_MAP[6],
   slaves: 'ivb_slaves',
   slaveIds: 'ivb_slave_ids',
   fanout: 'ivb_fanout_slots',
@@ -137,6 +154,15 @@ const MAP_PINS = {
   slowpathState: 'ivb_slowpath_state',
   unknown: 'ivb_unknown',
 } as const;
+
+/**
+ * Slaves the maps have room for unless IPVLAN_BPF_MAX_SLAVES says otherwise
+ * (up to 65 535): every slave index has a counter block in ivb_counters on
+ * every CPU (IvbSize.COUNTER_ROWS x 16 = 592 bytes), 5.8 MiB per CPU for
+ * 8 191 slaves and the ports' 2 x 1 024 blocks, where the 65 535 the index
+ * allows would take 38 MiB per CPU.
+ */
+const DEFAULT_SLAVES = 8191;
 
 /**
  * Creates and pins any missing map: the object is loaded with none of its
@@ -152,11 +178,15 @@ function createPinnedMaps(keep: { slaves?: number } = {}): void {
     matchPinnedSizes(obj);
     // capacities are fixed when a map is created: configurable here, never later
     for (const [env, map, max] of [
-      ['IPVLAN_BPF_MAX_ADDRS', 'ivb_addrs', 1 << 24],
+      // each family's table gets this capacity
+      ['IPVLAN_BPF_MAX_ADDRS', 'ivb_addrs4', 1 << 24],
       // a slave's index is a __u16 in each address entry; index 0 is never used
       ['IPVLAN_BPF_MAX_SLAVES', 'ivb_slaves', IvbSize.SLAVES - 1],
     ] as const) {
-      const v = map === 'ivb_slaves' && keep.slaves !== undefined ? String(keep.slaves) : process.env[env];
+      const v =
+        map === 'ivb_slaves'
+          ? String(keep.slaves ?? process.env[env] ?? DEFAULT_SLAVES)
+          : process.env[env];
       if (v === undefined || existsSync(join(mapsPinDir(), map))) continue;
       const n = Number(v);
       if (!Number.isInteger(n) || n < 1 || n > max) {
@@ -167,9 +197,12 @@ function createPinnedMaps(keep: { slaves?: number } = {}): void {
         obj.setMaxEntries('ivb_slave_ids', n);
         obj.setMaxEntries('ivb_mc_filters', n + 1);
       } else {
-        obj.setMaxEntries(map, n);
+        obj.setMaxEntries(ADDR_MAP[4], n);
+        obj.setMaxEntries(ADDR_MAP[6], n);
       }
     }
+    // a counter block per port, per slave index and per port's deleted slaves (per CPU, IvbSize.COUNTER_ROWS x 16 bytes each)
+    if (!existsSync(join(mapsPinDir(), 'ivb_counters'))) obj.setMaxEntries('ivb_counters', IvbSize.PORTS + obj.maxEntries('ivb_slaves') + IvbSize.PORTS);
     obj.load();
   } finally {
     obj.close();
@@ -212,8 +245,8 @@ export function layoutFingerprint(): Buffer {
 const KNOWN_LAYOUTS: Record<string, string> = {
   // cb51093 and before (issue 12 changed it): ports, slaves and fan-out slots were hash maps
   '003ffcfe8c05895af6a64d289adafb41d2cdd1f6a2518c3baa394225ee2c2c79': 'hash-v1',
-  // issue 13's landing (71cac1c): every map of this build but ivb_mc_filters (issue 14), which is added empty
-  '97c81d2d4092974b2c221a735608561a418d45e377b5e747ad171ee52445f53b': 'no-mc-filters',
+  // 04f7cd0 and before: counters a per-CPU hash of rows, one address table for both families (REPLACED says what changed)
+  '97c81d2d4092974b2c221a735608561a418d45e377b5e747ad171ee52445f53b': 'array-v2',
 };
 
 function pinnedFingerprint(dir: string): Buffer | null {
@@ -265,7 +298,8 @@ export function maps(): Maps {
   checkLayout(dir);
   openMaps = {
     ports: objGet(join(dir, MAP_PINS.ports)),
-    addrs: objGet(join(dir, MAP_PINS.addrs)),
+    addrs4: objGet(join(dir, MAP_PINS.addrs4)),
+    addrs6: objGet(join(dir, MAP_PINS.addrs6)),
     slaves: objGet(join(dir, MAP_PINS.slaves)),
     slaveIds: objGet(join(dir, MAP_PINS.slaveIds)),
     fanout: objGet(join(dir, MAP_PINS.fanout)),
@@ -496,8 +530,11 @@ export function destroyPortDatapath(portId: number): void {
   const m = maps();
   // (a pin folder of a port id ivb_ports cannot hold had no entry there)
   if (portId < mapInfo(m.ports).maxEntries) mapUpdate(m.ports, encodeIvbPortKey({ portId }), Buffer.alloc(IvbPortLayout.size), BPF_ANY);
-  for (const key of mapKeys(m.addrs, IvbAddrKeyLayout.size)) {
-    if (decodeIvbAddrKey(key).portId === portId) mapDelete(m.addrs, key);
+  for (const family of [4, 6] as const) {
+    const fd = addrsFd(family);
+    for (const key of mapKeys(fd, ADDR_KEY_SIZE[family])) {
+      if (decodeAddrKey(family, key).portId === portId) mapDelete(fd, key);
+    }
   }
   for (const key of mapKeys(m.slaveIds, IvbSlaveKeyLayout.size)) {
     const k = decodeIvbSlaveKey(key);
@@ -508,8 +545,10 @@ export function destroyPortDatapath(portId: number): void {
   for (const key of mapKeys(m.localAddrs, IvbAddrKeyLayout.size)) {
     if (decodeIvbAddrKey(key).portId === portId) mapDelete(m.localAddrs, key);
   }
-  for (const key of mapKeys(m.counters, IvbCounterKeyLayout.size)) {
-    if (decodeIvbCounterKey(key).portId === portId) mapDelete(m.counters, key);
+  // the slaves' blocks are zeroed when their indexes are given again (slaveIndex)
+  if (portId < IvbSize.PORTS) {
+    clearCounterSlot(m.counters, masterCounterSlot(portId));
+    clearCounterSlot(m.counters, retiredCounterSlot(mapInfo(m.counters).maxEntries, portId));
   }
 }
 
@@ -570,6 +609,8 @@ export function slaveIndex(portId: number, peerIfindex: number, create: boolean)
   if (index >= cap) {
     throw new IvbError('IPVLAN_E_STATE', `slave table full (${cap - 1} slaves, IPVLAN_BPF_MAX_SLAVES)`);
   }
+  // counts of the index's earlier owner are not this slave's
+  clearCounterSlot(m.counters, slaveCounterSlot(index));
   mapUpdate(m.slaves, u32(index), encodeIvbSlave({ devId: 0, flags: 0, mtu: 0, peerIfindex, portId }), BPF_ANY);
   // a reused index starts with no filter kept: every copy, until the agent reads the new slave's list
   clearMcFilter(index);
@@ -603,6 +644,8 @@ export function deleteSlaveEntry(portId: number, peerIfindex: number): void {
   mapUpdate(maps().slaves, u32(index), Buffer.alloc(IvbSlaveLayout.size), BPF_ANY);
   clearMcFilter(index);
   mapDelete(maps().slaveIds, encodeIvbSlaveKey({ portId, peerIfindex }));
+  // what it counted stays in its port's totals
+  retireCounterSlot(maps().counters, slaveCounterSlot(index), portId);
 }
 
 function clearMcFilter(index: number): void {
@@ -688,15 +731,20 @@ export function sweepUnknownPorts(known: ReadonlySet<number>): string[] {
     const id = k.readUInt32LE(0);
     if (!known.has(id) && decodeIvbPort(ports.values[i]!).masterIfindex !== 0) {
       mapUpdate(m.ports, k, Buffer.alloc(IvbPortLayout.size), BPF_ANY);
+      clearCounterSlot(m.counters, masterCounterSlot(id));
+      clearCounterSlot(m.counters, retiredCounterSlot(mapInfo(m.counters).maxEntries, id));
       n++;
     }
   });
   note(n, 'ivb_ports');
-  n = 0;
-  for (const key of mapKeys(m.addrs, IvbAddrKeyLayout.size)) {
-    if (!known.has(decodeIvbAddrKey(key).portId)) n += Number(mapDelete(m.addrs, key));
+  for (const family of [4, 6] as const) {
+    n = 0;
+    const fd = addrsFd(family);
+    for (const key of mapKeys(fd, ADDR_KEY_SIZE[family])) {
+      if (!known.has(decodeAddrKey(family, key).portId)) n += Number(mapDelete(fd, key));
+    }
+    note(n, ADDR_MAP[family]);
   }
-  note(n, 'ivb_addrs');
   // slaves through their index entries (a hash of a few entries), not the 64k-slot array
   n = 0;
   for (const key of mapKeys(m.slaveIds, IvbSlaveKeyLayout.size)) {
@@ -716,25 +764,33 @@ export function sweepUnknownPorts(known: ReadonlySet<number>): string[] {
     clearFanout(port);
   }
   note(n, 'ivb_fanout_slots');
-  n = 0;
-  for (const key of mapKeys(m.counters, IvbCounterKeyLayout.size)) {
-    if (!known.has(decodeIvbCounterKey(key).portId)) n += Number(mapDelete(m.counters, key));
-  }
-  note(n, 'ivb_counters');
+  // ivb_counters: the blocks of the ports and slaves above were zeroed with them
   return removed;
 }
 
+/** The demux table of a family (addr-key.ts). */
+function addrsFd(family: AddrFamily): number {
+  return family === 4 ? maps().addrs4 : maps().addrs6;
+}
+
+/** An address's table and key there. */
+function demuxKey(portId: number, a: { family: Family; addr: string }): { fd: number; key: Buffer } {
+  return { fd: addrsFd(a.family), key: addrKeyOf(portId, a.family, addrBytes(a.family, a.addr)).key };
+}
+
+/** The generic key (both families) of ivb_local_addrs and ivb_unknown. */
 function addrKey(portId: number, a: { family: Family; addr: string }): Buffer {
   return encodeIvbAddrKey({ portId, family: a.family, addr: addrBytes(a.family, a.addr) });
 }
 
 /** Owner (host-side peer ifindex) of an address of the port, or null. */
 export function addrOwner(portId: number, a: { family: Family; addr: string }): number | null {
-  const b = mapLookup(maps().addrs, addrKey(portId, a), IvbAddrOwnerLayout.size);
+  const k = demuxKey(portId, a);
+  const b = mapLookup(k.fd, k.key, IvbAddrOwnerLayout.size);
   return b ? decodeIvbAddrOwner(b).peerIfindex : null;
 }
 
-/** An ivb_addrs value: the owner's peer and its slave index (given it now if it has none yet). */
+/** An address entry's value: the owner's peer and its slave index (given it now if it has none yet). */
 function ownerEntry(portId: number, peerIfindex: number, prefixlen: number): Buffer {
   return encodeIvbAddrOwner({ peerIfindex, prefixlen, slave: slaveIndex(portId, peerIfindex, true) });
 }
@@ -742,11 +798,12 @@ function ownerEntry(portId: number, peerIfindex: number, prefixlen: number): Buf
 export function learnAddr(portId: number, peerIfindex: number, a: LearnedAddr): void {
   // a slave's now: no longer "checked, nobody's"
   mapDelete(maps().unknown, addrKey(portId, a));
+  const k = demuxKey(portId, a);
   try {
-    mapUpdate(maps().addrs, addrKey(portId, a), ownerEntry(portId, peerIfindex, a.prefixlen), BPF_ANY);
+    mapUpdate(k.fd, k.key, ownerEntry(portId, peerIfindex, a.prefixlen), BPF_ANY);
   } catch (e) {
     if (isFull(e)) {
-      throw new IvbError('IPVLAN_E_STATE', `address table full (${mapInfo(maps().addrs).maxEntries} entries): ${a.addr} not learned`);
+      throw new IvbError('IPVLAN_E_STATE', `address table full (${mapInfo(k.fd).maxEntries} entries): ${a.addr} not learned`);
     }
     throw e;
   }
@@ -754,8 +811,9 @@ export function learnAddr(portId: number, peerIfindex: number, a: LearnedAddr): 
 
 /** learnAddr, except that a full table is not an error: false then (the agent learns it when there is room). */
 export function learnAddrIfRoom(portId: number, peerIfindex: number, a: LearnedAddr): boolean {
+  const k = demuxKey(portId, a);
   try {
-    mapUpdate(maps().addrs, addrKey(portId, a), ownerEntry(portId, peerIfindex, a.prefixlen), BPF_ANY);
+    mapUpdate(k.fd, k.key, ownerEntry(portId, peerIfindex, a.prefixlen), BPF_ANY);
     return true;
   } catch (e) {
     if (isFull(e)) return false;
@@ -764,7 +822,8 @@ export function learnAddrIfRoom(portId: number, peerIfindex: number, a: LearnedA
 }
 
 export function unlearnAddr(portId: number, a: { family: Family; addr: string }): void {
-  mapDelete(maps().addrs, addrKey(portId, a));
+  const k = demuxKey(portId, a);
+  mapDelete(k.fd, k.key);
 }
 
 /**
@@ -825,20 +884,20 @@ export function forgetUnowned(portId: number): void {
  * entry's port read in place (only the port's own entries are decoded).
  */
 export function portAddrs(portId: number): Array<LearnedAddr & { peerIfindex: number }> {
-  const m = maps();
   const out: Array<LearnedAddr & { peerIfindex: number }> = [];
-  const ks = IvbAddrKeyLayout.size;
   const vs = IvbAddrOwnerLayout.size;
-  const portAt = IvbAddrKeyLayout.fields.portId.offset;
-  mapLookupBatchEach(m.addrs, ks, vs, (keys, values, n) => {
-    for (let i = 0; i < n; i++) {
-      if (keys.readUInt32LE(i * ks + portAt) !== portId) continue;
-      const k = decodeIvbAddrKey(keys.subarray(i * ks, (i + 1) * ks));
-      const o = decodeIvbAddrOwner(values.subarray(i * vs, (i + 1) * vs));
-      const family = k.family === 4 ? 4 : 6;
-      out.push({ family, addr: bytesToAddr(family, Buffer.from(k.addr)), prefixlen: o.prefixlen, peerIfindex: o.peerIfindex });
-    }
-  });
+  for (const family of [4, 6] as const) {
+    const ks = ADDR_KEY_SIZE[family];
+    const portAt = (family === 4 ? IvbAddr4KeyLayout : IvbAddr6KeyLayout).fields.portId.offset;
+    mapLookupBatchEach(addrsFd(family), ks, vs, (keys, values, n) => {
+      for (let i = 0; i < n; i++) {
+        if (keys.readUInt32LE(i * ks + portAt) !== portId) continue;
+        const k = decodeAddrKey(family, keys.subarray(i * ks, (i + 1) * ks));
+        const o = decodeIvbAddrOwner(values.subarray(i * vs, (i + 1) * vs));
+        out.push({ family, addr: bytesToAddr(family, Buffer.from(k.addr)), prefixlen: o.prefixlen, peerIfindex: o.peerIfindex });
+      }
+    });
+  }
   return out;
 }
 
@@ -889,37 +948,60 @@ export function upgradePorts(ports: Array<{ portId: number; master: { netns: str
   return done;
 }
 
-/** Maps whose kind the hash-v1 layout had otherwise (the rest are reused as they are). */
-const V1_REPLACED = ['ivb_ports', 'ivb_slaves', 'ivb_fanout_slots'] as const;
+/**
+ * The pinned maps each earlier layout had otherwise than this build: they
+ * are set aside and made anew (the rest are reused as they are).
+ *  - hash-v1 (cb51093): ports, slaves and fan-out slots were hash maps; no
+ *    ivb_slave_ids; address values had no slave index;
+ *  - array-v2 (04f7cd0), and hash-v1 too: the counters were a per-CPU hash
+ *    of rows keyed {port, ifindex, direction, action, reason}; both families
+ *    of addresses were in one table (ivb_addrs) under a 24-byte key
+ *    {port, family, pad, addr[16]}, the key ivb_local_addrs and ivb_unknown
+ *    still had (now {family, pad, port, addr[16]}).
+ */
+const REPLACED: Record<string, readonly string[]> = {
+  'hash-v1': ['ivb_ports', 'ivb_slaves', 'ivb_fanout_slots', 'ivb_counters', 'ivb_addrs', 'ivb_local_addrs', 'ivb_unknown'],
+  'array-v2': ['ivb_counters', 'ivb_addrs', 'ivb_local_addrs', 'ivb_unknown'],
+};
+
+/** Every entry of a pinned map (hash maps: what is there). */
+function pinnedEntries(pin: string, valueSize?: number): Array<{ key: Buffer; value: Buffer }> {
+  if (!existsSync(pin)) return [];
+  const fd = objGet(pin);
+  try {
+    const info = mapInfo(fd);
+    const size = valueSize ?? info.valueSize;
+    return mapKeys(fd, info.keySize).flatMap((key) => {
+      const value = mapLookup(fd, key, size);
+      return value ? [{ key, value }] : [];
+    });
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/** An address key of the earlier layouts: {port_id u32, family u8, pad[3], addr[16]}. */
+function decodeOldAddrKey(key: Buffer): { portId: number; family: Family; addr: Buffer } {
+  return { portId: key.readUInt32LE(0), family: key[4] === 4 ? 4 : 6, addr: key.subarray(8, 24) };
+}
 
 /**
  * Moves the pinned maps of an earlier build (KNOWN_LAYOUTS) to this build's
- * layout, entries included, before the programs are replaced: the maps whose
- * kind changed are created anew next to the old ones (which the running
- * programs keep using until bpf_link_update gives them the new programs),
- * the rest are kept and, where a value gained a field, filled in place
- * (fields the old programs read keep their bytes). null when the maps are
- * this build's already, or none exist; an unknown layout is left for
- * maps() to refuse.
+ * layout, entries included, before the programs are replaced: the maps that
+ * changed (REPLACED) are set aside under a folder of the layout's name, which
+ * the running programs keep using until bpf_link_update gives them the new
+ * programs, and are made anew next to them and filled; the rest are kept.
+ * Counter rows become rows of their device's block (a row of a slave no
+ * longer there goes to its port's deleted-slaves sums). null when the maps are this build's
+ * already, or none exist; an unknown layout is left for maps() to refuse.
  */
 function migrateMaps(): { note: string; dropOld: () => void } | null {
   const dir = mapsPinDir();
   const have = pinnedFingerprint(dir);
-  if (!have || have.equals(layoutFingerprint())) return null;
-  if (KNOWN_LAYOUTS[have.toString('hex')] === 'no-mc-filters') return addMcFilters(dir, have);
-  if (KNOWN_LAYOUTS[have.toString('hex')] !== 'hash-v1') return null;
-  const old = (name: string): Array<{ key: Buffer; value: Buffer }> => {
-    const fd = objGet(join(dir, name));
-    try {
-      const info = mapInfo(fd);
-      return mapKeys(fd, info.keySize).flatMap((key) => {
-        const value = mapLookup(fd, key, info.valueSize);
-        return value ? [{ key, value }] : [];
-      });
-    } finally {
-      closeFd(fd);
-    }
-  };
+  const layout = have ? KNOWN_LAYOUTS[have.toString('hex')] : undefined;
+  if (!have || have.equals(layoutFingerprint()) || layout === undefined) return null;
+  const replaced = REPLACED[layout]!;
+  const v1 = layout === 'hash-v1';
   const oldCapacity = (name: string): number => {
     const fd = objGet(join(dir, name));
     try {
@@ -929,19 +1011,24 @@ function migrateMaps(): { note: string; dropOld: () => void } | null {
     }
   };
   // hash-v1: ports u32 -> ivb_port; slaves {port, peer} -> {dev_id, flags, mtu, pad}; fan-out {port, slot} -> {peer, pad}
-  const ports = old('ivb_ports').map((e) => ({ portId: e.key.readUInt32LE(0), port: decodeIvbPort(e.value) }));
-  const slaves = old('ivb_slaves').map((e) => ({
-    portId: e.key.readUInt32LE(0),
-    peerIfindex: e.key.readUInt32LE(4),
-    state: { devId: e.value.readUInt32LE(0), flags: e.value.readUInt32LE(4), mtu: e.value.readUInt32LE(8) },
-  }));
-  const fanout = old('ivb_fanout_slots').map((e) => ({ portId: e.key.readUInt32LE(0), slot: e.key.readUInt32LE(4), peerIfindex: e.value.readUInt32LE(0) }));
-  const slaveCapacity = Math.min(oldCapacity('ivb_slaves'), IvbSize.SLAVES - 1);
-  // set aside in a folder of their own (bpffs allows no '.' in a pin name)
-  const aside = join(dir, 'hash-v1');
+  const ports = v1 ? pinnedEntries(join(dir, 'ivb_ports')).map((e) => ({ portId: e.key.readUInt32LE(0), port: decodeIvbPort(e.value) })) : [];
+  const slaves = v1
+    ? pinnedEntries(join(dir, 'ivb_slaves')).map((e) => ({
+        portId: e.key.readUInt32LE(0),
+        peerIfindex: e.key.readUInt32LE(4),
+        state: { devId: e.value.readUInt32LE(0), flags: e.value.readUInt32LE(4), mtu: e.value.readUInt32LE(8) },
+      }))
+    : [];
+  const fanout = v1 ? pinnedEntries(join(dir, 'ivb_fanout_slots')).map((e) => ({ portId: e.key.readUInt32LE(0), slot: e.key.readUInt32LE(4), peerIfindex: e.value.readUInt32LE(0) })) : [];
+  const addrs = pinnedEntries(join(dir, 'ivb_addrs')).map((e) => ({ ...decodeOldAddrKey(e.key), owner: decodeIvbAddrOwner(e.value) }));
+  const localAddrs = pinnedEntries(join(dir, 'ivb_local_addrs')).map((e) => ({ key: decodeOldAddrKey(e.key), value: e.value }));
+  // the per-CPU rows: {port u32, ifindex u32, direction u8, action u8, reason u8, pad} -> {packets, bytes} per CPU
+  const counterRows = pinnedEntries(join(dir, 'ivb_counters'), perCpuValueSize(IvbCounterLayout.size));
+  const slaveCapacity = Math.min(oldCapacity('ivb_slaves') - (v1 ? 0 : 1), IvbSize.SLAVES - 1);
+  const aside = join(dir, layout);
   const moved = (name: string): string => join(aside, name);
   ensureDir(aside);
-  for (const name of V1_REPLACED) movePin(join(dir, name), moved(name));
+  for (const name of replaced) if (existsSync(join(dir, name))) movePin(join(dir, name), moved(name));
   closeOpenMaps();
   try {
     createPinnedMaps({ slaves: slaveCapacity });
@@ -949,27 +1036,29 @@ function migrateMaps(): { note: string; dropOld: () => void } | null {
     for (const p of ports) writePortEntry(p.portId, p.port);
     for (const sl of slaves) writeSlaveEntry(sl.portId, sl.peerIfindex, sl.state);
     for (const f of fanout) writeFanoutSlot(f.portId, f.slot, f.peerIfindex);
-    // ivb_addrs keeps its kind: each owner entry gets its slave's index (old programs ignore those bytes)
-    let addrs = 0;
-    const m = maps();
-    for (const key of mapKeys(m.addrs, IvbAddrKeyLayout.size)) {
-      const v = mapLookup(m.addrs, key, IvbAddrOwnerLayout.size);
-      if (!v) continue;
-      const o = decodeIvbAddrOwner(v);
-      const slave = slaveIndex(decodeIvbAddrKey(key).portId, o.peerIfindex, false);
+    let withIndex = 0;
+    for (const a of addrs) {
+      // hash-v1's entries had no slave index: the slave's, now that every slave has one
+      const slave = a.owner.slave || slaveIndex(a.portId, a.owner.peerIfindex, false);
       if (slave === null) continue;
-      mapUpdate(m.addrs, key, encodeIvbAddrOwner({ ...o, slave }), BPF_ANY);
-      addrs++;
+      if (!a.owner.slave) withIndex++;
+      const k = addrKeyOf(a.portId, a.family, a.addr);
+      mapUpdate(addrsFd(a.family), k.key, encodeIvbAddrOwner({ ...a.owner, slave }), BPF_ANY);
     }
+    for (const l of localAddrs) mapUpdate(maps().localAddrs, encodeIvbAddrKey({ portId: l.key.portId, family: l.key.family, addr: l.key.addr }), l.value, BPF_ANY);
+    const counted = migrateCounterRows(counterRows);
+    const parts = v1 ? [`${ports.length} port(s), ${slaves.length} slave(s), ${fanout.length} fan-out slot(s) into arrays`] : [];
+    parts.push(`${addrs.length} address(es) into ivb_addrs4/ivb_addrs6${v1 ? ` (${withIndex} given their slave index)` : ''}`);
+    parts.push(`${counted} counter row(s) into device blocks`);
     return {
-      note: `maps: migrated from layout ${have.toString('hex').slice(0, 12)} (hash-v1): ${ports.length} port(s), ${slaves.length} slave(s), ${fanout.length} fan-out slot(s) into arrays; ${addrs} address(es) given their slave index`,
+      note: `maps: migrated from layout ${have.toString('hex').slice(0, 12)} (${layout}): ${parts.join('; ')}`,
       dropOld: () => rmSync(aside, { recursive: true, force: true }),
     };
   } catch (e) {
     // back to the earlier build's maps, as they were
     closeOpenMaps();
-    for (const name of [...V1_REPLACED, 'ivb_slave_ids']) rmSync(join(dir, name), { force: true });
-    for (const name of V1_REPLACED) movePin(moved(name), join(dir, name));
+    for (const name of [...replaced, ADDR_MAP[4], ADDR_MAP[6], ...(v1 ? ['ivb_slave_ids'] : [])]) rmSync(join(dir, name), { force: true });
+    for (const name of replaced) if (existsSync(moved(name))) movePin(moved(name), join(dir, name));
     rmSync(aside, { recursive: true, force: true });
     const fd = objGet(join(dir, 'ivb_layout'));
     try {
@@ -981,23 +1070,36 @@ function migrateMaps(): { note: string; dropOld: () => void } | null {
   }
 }
 
-/**
- * From a build without multicast filters: every other map is this build's, so
- * only ivb_mc_filters is created (empty: no filter kept, every slave gets
- * every copy as before, until the agent reads the lists) and the fingerprint
- * stamped. Nothing to drop afterwards.
- */
-function addMcFilters(dir: string, have: Buffer): { note: string; dropOld: () => void } {
-  closeOpenMaps();
-  try {
-    // (its size is the build's 64k: filters beyond a smaller ivb_slaves are never used)
-    createPinnedMaps();
-    stampLayout(dir);
-  } catch (e) {
-    rmSync(join(dir, 'ivb_mc_filters'), { force: true });
-    throw e;
+/** Adds the earlier layouts' counter rows (per CPU) into the blocks of their devices; returns the rows placed. */
+function migrateCounterRows(rows: Array<{ key: Buffer; value: Buffer }>): number {
+  const cpus = possibleCpus();
+  const blockSize = perCpuValueSize(COUNTER_BLOCK_SIZE);
+  const stride = blockSize / cpus;
+  const blocks = new Map<number, Buffer>();
+  let placed = 0;
+  for (const { key, value } of rows) {
+    const portId = key.readUInt32LE(0);
+    const ifindex = key.readUInt32LE(4);
+    const [direction, action, reason] = [key[8]!, key[9]!, key[10]!];
+    const index = ifindex === 0 ? null : slaveIndex(portId, ifindex, false);
+    // a row of a slave no longer there: in its port's deleted-slaves sums, as the old reader counted it
+    const slot =
+      ifindex === 0 ? masterCounterSlot(portId) : index === null ? retiredCounterSlot(mapInfo(maps().counters).maxEntries, portId) : slaveCounterSlot(index);
+    let row = COUNTER_ROW_MEANING.findIndex((m) => m.direction === direction && m.action === action && m.reason === reason);
+    if (row < 0) row = COUNTER_ROW_MEANING.findIndex((m) => m.direction === direction && m.action === UNLISTED);
+    if (row < 0 || portId >= IvbSize.PORTS) continue;
+    let block = blocks.get(slot);
+    if (!block) blocks.set(slot, (block = Buffer.alloc(blockSize)));
+    for (let c = 0; c < cpus; c++) {
+      const from = c * Math.ceil(IvbCounterLayout.size / 8) * 8;
+      const to = c * stride + row * IvbCounterLayout.size;
+      block.writeBigUInt64LE(block.readBigUInt64LE(to) + value.readBigUInt64LE(from), to);
+      block.writeBigUInt64LE(block.readBigUInt64LE(to + 8) + value.readBigUInt64LE(from + 8), to + 8);
+    }
+    placed++;
   }
-  return { note: `maps: layout ${have.toString('hex').slice(0, 12)} (no-mc-filters) given ivb_mc_filters`, dropOld: () => undefined };
+  for (const [slot, block] of blocks) mapUpdate(maps().counters, u32(slot), block, BPF_ANY);
+  return placed;
 }
 
 /** Pins the object of `from` at `to` and unpins `from` (bpffs refuses rename(2) of pins). */
