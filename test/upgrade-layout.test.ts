@@ -278,6 +278,8 @@ async function upgradeFrom(layout: Layout): Promise<void> {
   expect(withMap('ivb_counters', (fd) => mapInfo(fd).type)).toBe(BPF_MAP_TYPE_PERCPU_ARRAY);
   expect(withMap('ivb_slave_ids', (fd) => mapKeys(fd, 8).length)).toBe(2);
   expect(existsSync(pin('ivb_addrs'))).toBe(false);
+  // the multicast filters (issue 14) are new too, and empty: every slave gets every copy until the agent reads its groups
+  expect(withMap('ivb_mc_filters', (fd) => mapInfo(fd).type)).toBe(BPF_MAP_TYPE_ARRAY);
   const owners = ([4, 6] as const).flatMap((f) => withMap(`ivb_addrs${f}`, (fd) => mapKeys(fd, ADDR_KEY_SIZE[f]).map((k) => decodeIvbAddrOwner(mapLookup(fd, k, IvbAddrOwnerLayout.size)!))));
   expect(owners.length).toBe(shared.addrs);
   expect(owners.every((o) => o.slave !== 0)).toBe(true);

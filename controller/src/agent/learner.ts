@@ -648,10 +648,12 @@ export class Learner {
     }
     if (where.state === 'unreachable') {
       if (TRACE) this.log(`trace: port ${port.portId}: master unreachable (${JSON.stringify(where).slice(0, 200)})`);
-      if (!recordedNetnsReachable(port) && w.listening && this.running) {
-        // its namespace was deleted, yet our own monitor, which lives in it,
-        // keeps it (and the master) alive: let go and look again
+      if (!recordedNetnsReachable(port) && this.running && (w.listening || this.multicast.holdsMaster(port.portId))) {
+        // its namespace was deleted, yet our own sockets in it (the
+        // rtnetlink monitor, the packet socket holding the master's groups)
+        // keep it, and the master, alive: let go and look again
         this.unwatch(w);
+        this.multicast.releaseMaster(port.portId);
         this.scheduleResync(w, 200);
         return;
       }

@@ -178,6 +178,20 @@ export class MulticastSync {
     this.ports.delete(portId);
   }
 
+  /** Whether a socket of ours holds memberships on the port's master (and with it the master's namespace). */
+  holdsMaster(portId: number): boolean {
+    return (this.ports.get(portId)?.fd ?? null) !== null;
+  }
+
+  /**
+   * Lets the master's namespace go (it was deleted: a socket in it keeps it,
+   * and the master, alive); the slaves' lists are kept for when it is found.
+   */
+  releaseMaster(portId: number): void {
+    const p = this.ports.get(portId);
+    if (p) this.closeSocket(p);
+  }
+
   stop(): void {
     for (const id of [...this.ports.keys()]) this.dropPort(id);
   }
