@@ -71,6 +71,7 @@ import {
   type IvbSlave,
 } from '../../../maps/generated.js';
 import { bpfObjectPath, ensureDir, mapsPinDir, pinRoot, portPinDir } from '../paths.js';
+import { recordedFingerprint } from './fingerprint-cache.js';
 import { initNetnsPath, netnsPath } from '../netlink/netns.js';
 import type { Mode, PortFlag, PortRecord } from '../state.js';
 
@@ -192,7 +193,10 @@ function mapDefsOfBuild(): Array<{ name: string; type: number; keySize: number; 
  * becomes an ARRAY keeps its value layout): two builds with the same
  * fingerprint agree on every map, key and value byte.
  */
-export function layoutFingerprint(): Buffer {
+export function layoutFingerprint(fresh = false): Buffer {
+  // as the build recorded it, while its inputs are unchanged (fingerprint-cache.ts)
+  const recorded = fresh ? null : recordedFingerprint();
+  if (recorded) return recorded;
   const layouts = Object.entries(generated)
     .filter(([name]) => name.endsWith('Layout'))
     .sort(([a], [b]) => a.localeCompare(b));
