@@ -84,12 +84,12 @@ function fakeAddrs(n: number): { keys: Buffer; values: Buffer } {
   return { keys, values };
 }
 
-async function agentStart(): Promise<{ startMs: number; rssMiB: number; hwmMiB: number }> {
+async function agentStart(): Promise<{ startMs: number; sweptMs: number | null; rssMiB: number; hwmMiB: number }> {
   const t0 = performance.now();
   const a = spawn(process.execPath, [CLI, 'agent'], { env: env(), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   try {
+    let out = '';
     const startMs = await new Promise<number>((resolve, reject) => {
-      let out = '';
       const t = setTimeout(() => reject(new Error(`agent did not start in 60 s: ${out}`)), 60_000);
       a.stdout.on('data', (b: Buffer) => {
         out += b.toString();
@@ -102,7 +102,19 @@ async function agentStart(): Promise<{ startMs: number; rssMiB: number; hwmMiB: 
     await new Promise((r) => setTimeout(r, 500));
     const st = readFileSync(`/proc/${a.pid}/status`, 'utf8');
     const mib = (k: string): number => Number(new RegExp(`${k}:\\s*(\\d+)`).exec(st)?.[1] ?? NaN) / 1024;
-    return { startMs, rssMiB: mib('VmRSS'), hwmMiB: mib('VmHWM') };
+    // the first resync's walk of the whole table runs after "started", between events (learner.ts sweepTable)
+    const sweptMs = await new Promise<number | null>((resolve) => {
+      const t = setTimeout(() => resolve(null), 10_000);
+      const check = (): void => {
+        if (/address table swept/.test(out)) {
+          clearTimeout(t);
+          resolve(performance.now() - t0);
+        }
+      };
+      a.stdout.on('data', check);
+      check();
+    });
+    return { startMs, sweptMs, rssMiB: mib('VmRSS'), hwmMiB: mib('VmHWM') };
   } finally {
     const exited = new Promise((r) => a.once('exit', r));
     process.kill(a.pid!, 'SIGTERM');
@@ -156,7 +168,7 @@ async function main(): Promise<number> {
     const fd = objGet(join(PIN_DIR, 'maps', 'ivb_addrs'));
     const { keys, values } = fakeAddrs(ADDRS);
     mapUpdateBatch(fd, keys, values, ADDRS, BPF_ANY);
-    const agent: Array<{ startMs: number; rssMiB: number; hwmMiB: number }> = [];
+    const agent: Array<{ startMs: number; sweptMs: number | null; rssMiB: number; hwmMiB: number }> = [];
     try {
       for (let i = 0; i < 3; i++) agent.push(await agentStart());
     } finally {
@@ -178,7 +190,11 @@ async function main(): Promise<number> {
         versionOverNode: stat(versionMs).median / node.median,
       },
       dumps: { rtnlLinkMs: stat(rtnlLinkMs), ipLinkMs: stat(ipLinkMs), rtnlAddrMs: stat(rtnlAddrMs), ipAddrMs: stat(ipAddrMs) },
-      agent: { addrs: ADDRS, startMs: stat(agent.map((a) => a.startMs)), rssMiB: stat(agent.map((a) => a.rssMiB)), hwmMiB: stat(agent.map((a) => a.hwmMiB)) },
+      agent: {
+        addrs: ADDRS,
+        startMs: stat(agent.map((a) => a.startMs)),
+        sweptMs: stat(agent.flatMap((a) => (a.sweptMs === null ? [] : [a.sweptMs]))),
+        rssMiB: stat(agent.map((a) => a.rssMiB)), hwmMiB: stat(agent.map((a) => a.hwmMiB)) },
     };
     mkdirSync(OUT, { recursive: true });
     const stamp = started.toISOString().slice(0, 19).replace(/:/g, '-');
@@ -199,7 +215,8 @@ async function main(): Promise<number> {
       `| link dump, \`ip -j -d link show\` | ${f(result.dumps.ipLinkMs)} | |`,
       `| address dump, rtnetlink in process | ${f(result.dumps.rtnlAddrMs)} | |`,
       `| address dump, \`ip -j addr show\` | ${f(result.dumps.ipAddrMs)} | |`,
-      `| agent start with ${ADDRS} addresses (to "started", first resync included) | ${f(result.agent.startMs)} | ≤ 1000 ms |`,
+      `| agent start with ${ADDRS} addresses (to "started": listening, every slave's addresses learned) | ${f(result.agent.startMs)} | ≤ 1000 ms |`,
+      `| agent start to the end of its first walk of the table (stale entries removed; runs between events) | ${f(result.agent.sweptMs)} | |`,
       `| agent VmRSS MiB, 0.5 s after start | ${f(result.agent.rssMiB)} | ≤ 150 MiB |`,
       `| agent VmHWM MiB | ${f(result.agent.hwmMiB)} | |`,
       '',

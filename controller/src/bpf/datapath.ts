@@ -26,6 +26,7 @@ import {
   mapDelete,
   mapKeys,
   mapLookupBatchEach,
+  mapLookupBatchEachAsync,
   mapLookup,
   mapLookupBatch,
   mapUpdate,
@@ -700,6 +701,14 @@ export function addrOwner(portId: number, a: { family: Family; addr: string }): 
   return b ? decodeIvbAddrOwner(b).peerIfindex : null;
 }
 
+/** The owner and prefix length recorded for one address, or null. */
+export function addrEntry(portId: number, a: { family: Family; addr: string }): { peerIfindex: number; prefixlen: number } | null {
+  const b = mapLookup(maps().addrs, addrKey(portId, a), IvbAddrOwnerLayout.size);
+  if (!b) return null;
+  const o = decodeIvbAddrOwner(b);
+  return { peerIfindex: o.peerIfindex, prefixlen: o.prefixlen };
+}
+
 /** An ivb_addrs value: the owner's peer and its slave index (given it now if it has none yet). */
 function ownerEntry(portId: number, peerIfindex: number, prefixlen: number): Buffer {
   return encodeIvbAddrOwner({ peerIfindex, prefixlen, slave: slaveIndex(portId, peerIfindex, true) });
@@ -791,12 +800,24 @@ export function forgetUnowned(portId: number): void {
  * entry's port read in place (only the port's own entries are decoded).
  */
 export function portAddrs(portId: number): Array<LearnedAddr & { peerIfindex: number }> {
-  const m = maps();
   const out: Array<LearnedAddr & { peerIfindex: number }> = [];
+  mapLookupBatchEach(maps().addrs, IvbAddrKeyLayout.size, IvbAddrOwnerLayout.size, portAddrsOf(portId, out));
+  return out;
+}
+
+/** portAddrs without holding the event loop for the walk (mapLookupBatchEachAsync). */
+export async function portAddrsAsync(portId: number, cancelled?: () => boolean): Promise<Array<LearnedAddr & { peerIfindex: number }>> {
+  const out: Array<LearnedAddr & { peerIfindex: number }> = [];
+  await mapLookupBatchEachAsync(maps().addrs, IvbAddrKeyLayout.size, IvbAddrOwnerLayout.size, portAddrsOf(portId, out), cancelled);
+  return out;
+}
+
+/** A batch consumer that keeps the entries of PORTID (into OUT). */
+function portAddrsOf(portId: number, out: Array<LearnedAddr & { peerIfindex: number }>): (keys: Buffer, values: Buffer, n: number) => void {
   const ks = IvbAddrKeyLayout.size;
   const vs = IvbAddrOwnerLayout.size;
   const portAt = IvbAddrKeyLayout.fields.portId.offset;
-  mapLookupBatchEach(m.addrs, ks, vs, (keys, values, n) => {
+  return (keys, values, n) => {
     for (let i = 0; i < n; i++) {
       if (keys.readUInt32LE(i * ks + portAt) !== portId) continue;
       const k = decodeIvbAddrKey(keys.subarray(i * ks, (i + 1) * ks));
@@ -804,8 +825,7 @@ export function portAddrs(portId: number): Array<LearnedAddr & { peerIfindex: nu
       const family = k.family === 4 ? 4 : 6;
       out.push({ family, addr: bytesToAddr(family, Buffer.from(k.addr)), prefixlen: o.prefixlen, peerIfindex: o.peerIfindex });
     }
-  });
-  return out;
+  };
 }
 
 /**
