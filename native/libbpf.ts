@@ -572,7 +572,7 @@ export function mapLookupBatchEach(fd: number, keySize: number, valueSize: numbe
  * batch of up to 4096 entries per turn): a walk of a million entries takes
  * ~0.7 s in the kernel, which an agent's event path must not wait for. The
  * walk is not a snapshot (nor is the synchronous one): entries changed
- * meanwhile may be seen or not.
+ * meanwhile may be seen or not. Resolves to the number of entries walked.
  */
 export async function mapLookupBatchEachAsync(
 	fd: number,
@@ -580,7 +580,7 @@ export async function mapLookupBatchEachAsync(
 	valueSize: number,
 	fn: (keys: Buffer, values: Buffer, n: number) => void,
 	cancelled: () => boolean = () => false,
-): Promise<void> {
+): Promise<number> {
 	const maxEntries = Math.max(1, mapInfo(fd).maxEntries);
 	let chunk = Math.min(maxEntries, 4096);
 	let inBatch: Buffer | null = null;
@@ -589,6 +589,7 @@ export async function mapLookupBatchEachAsync(
 	const opts = batchOpts(0);
 	let kbuf = Buffer.alloc(keySize * chunk);
 	let vbuf = Buffer.alloc(valueSize * chunk);
+	let walked = 0;
 	for (;;) {
 		countBuf.writeUInt32LE(chunk, 0);
 		const ret = f.map_lookup_batch(fd, inBatch, outBatch, kbuf, vbuf, countBuf, opts) as number;
@@ -603,11 +604,12 @@ export async function mapLookupBatchEachAsync(
 			check(ret, `bpf_map_lookup_batch(fd ${fd})`);
 		}
 		if (n > 0) fn(kbuf, vbuf, n);
-		if (ret === -ENOENT) return;
+		walked += n;
+		if (ret === -ENOENT) return walked;
 		inBatch = copyBuf(outBatch);
 		await new Promise<void>((resolve) => setImmediate(resolve));
 		// (a walk nobody waits for any more ends here: what it found is not used)
-		if (cancelled()) return;
+		if (cancelled()) return walked;
 	}
 }
 

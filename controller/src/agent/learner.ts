@@ -51,6 +51,8 @@ export type Log = (line: string) => void;
 /** IPVLAN_BPF_LEARNER_TRACE=1: a log line per notification batch and per resync (what was read, what changed) */
 const TRACE = process.env.IPVLAN_BPF_LEARNER_TRACE === '1';
 
+/** A walk of the address table over this many entries (of all ports) logs how long it took. */
+const SWEEP_LOG_ENTRIES = 100_000;
 /** The slow path re-reads one slave, or resyncs one port, at most this often (a hostile slave cannot keep the agent busy). */
 const REREAD_INTERVAL_NS = 5_000_000n;
 
@@ -784,15 +786,17 @@ export class Learner {
     const touched = w.touched;
     const superseded = (): boolean => this.stopped || w.sweep !== sweep || this.watches.get(portId) !== w;
     portAddrsAsync(portId, superseded).then(
-      (walked) => {
+      ({ addrs, walked }) => {
         // superseded by a newer resync, or the port is no longer watched
         if (superseded()) return;
         w.touched = null;
         const ms = performance.now() - began;
-        // a long walk (a big table) is worth a line: learning went on meanwhile
-        if (ms >= 200 || TRACE) this.log(`port ${w.port.master.name}: address table swept in ${ms.toFixed(0)} ms (${walked.length} entries of the port)`);
+        // a walk of a big table is worth a line: learning went on meanwhile
+        if (walked >= SWEEP_LOG_ENTRIES || TRACE) {
+          this.log(`port ${w.port.master.name}: address table swept in ${ms.toFixed(0)} ms (${walked} entries, ${addrs.length} of the port)`);
+        }
         try {
-          this.finishSweep(w, walked, claimed, unreadable, touched);
+          this.finishSweep(w, addrs, claimed, unreadable, touched);
         } catch (e) {
           this.log(`sweep of ${w.port.master.name}'s addresses failed: ${errorLine(e)}`);
         }

@@ -805,11 +805,14 @@ export function portAddrs(portId: number): Array<LearnedAddr & { peerIfindex: nu
   return out;
 }
 
-/** portAddrs without holding the event loop for the walk (mapLookupBatchEachAsync). */
-export async function portAddrsAsync(portId: number, cancelled?: () => boolean): Promise<Array<LearnedAddr & { peerIfindex: number }>> {
-  const out: Array<LearnedAddr & { peerIfindex: number }> = [];
-  await mapLookupBatchEachAsync(maps().addrs, IvbAddrKeyLayout.size, IvbAddrOwnerLayout.size, portAddrsOf(portId, out), cancelled);
-  return out;
+/** portAddrs without holding the event loop for the walk (mapLookupBatchEachAsync); also how many entries of all ports it walked. */
+export async function portAddrsAsync(
+  portId: number,
+  cancelled?: () => boolean,
+): Promise<{ addrs: Array<LearnedAddr & { peerIfindex: number }>; walked: number }> {
+  const addrs: Array<LearnedAddr & { peerIfindex: number }> = [];
+  const walked = await mapLookupBatchEachAsync(maps().addrs, IvbAddrKeyLayout.size, IvbAddrOwnerLayout.size, portAddrsOf(portId, addrs), cancelled);
+  return { addrs, walked };
 }
 
 /** A batch consumer that keeps the entries of PORTID (into OUT). */
