@@ -197,6 +197,14 @@ export function netlinkRecv(fd: number, buf: Buffer): number {
 
 const SOL_NETLINK = 270;
 const NETLINK_LISTEN_ALL_NSID = 8;
+const NETLINK_EXT_ACK = 11;
+
+/** Asks the kernel for its extended ack (the reason text a refusal carries, as iproute2 prints it). */
+export function setNetlinkExtAck(fd: number): void {
+	const one = Buffer.alloc(4);
+	one.writeInt32LE(1, 0);
+	if ((c.setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, one, 4) as number) < 0) throw new LibcError('setsockopt(NETLINK_EXT_ACK)', lastErrno());
+}
 const MSG_DONTWAIT = 0x40;
 
 /**

@@ -292,6 +292,20 @@ describe('address learning with the agent', () => {
     expect(ping(w.wire, '198.18.0.50')).toBe(false);
   });
 
+  it('forgets, once it restarts, an address deleted while it was down (the walk of the table after start)', async () => {
+    ip(nsC, 'addr', 'add', '198.18.0.51/24', 'dev', 'ipvl0');
+    env.cliOk('sync');
+    expect(env.learned('ipvl0')).toContain('198.18.0.51');
+    // deleted with no agent running: only the agent's walk of the table can find the entry stale
+    ip(nsC, 'addr', 'del', '198.18.0.51/24', 'dev', 'ipvl0');
+    await sleep(200);
+    expect(env.learned('ipvl0')).toContain('198.18.0.51');
+    agent = await env.startAgent();
+    await waitLearned('ipvl0', '198.18.0.51', false);
+    expect(ping(w.wire, '198.18.0.51')).toBe(false);
+    await agent.stop();
+  });
+
   it("deleting a slave's namespace removes the slave: link show, pins and map entries", async () => {
     agent = await env.startAgent();
     const s0 = env.slave('ipvl0')!;

@@ -7,12 +7,20 @@
  * addrgenmode none, a device down) and every address (IPv4, IPv6 nodad,
  * IPv6 tentative) must be what `ip -j -d link show` / `ip -j addr show` say.
  * A namespace that does not exist fails as `ip -n` does.
+ * The writes `link add` makes (RtnlWriter) give what iproute2 would show,
+ * and a refusal names the operation, the device and the kernel's reason.
+ * The nftables read (netlink/nftables.ts) agrees with `nft -j list ruleset`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestEnv, ip, ipJson } from './lib/topo.js';
 import { rtnlAddrs, rtnlLinks } from '../controller/src/netlink/rtnl.js';
 import type { IpAddrLink, IpLink } from '../controller/src/netlink/links.js';
 import { LibcError, closeFd, netlinkRecv, netlinkSocket, setRecvTimeout } from '../native/libc.js';
+import { IFF_NOARP, IFF_UP, namespaceFile, withRtnl } from '../controller/src/netlink/rtnl.js';
+import { nftRuleset } from '../controller/src/netlink/nftables.js';
+import { addrBytes } from '../controller/src/netlink/addr.js';
+import { IvbError } from '../controller/src/errors.js';
+import { execFileSync } from 'node:child_process';
 
 const env = new TestEnv('rtnl', 'ivbrn');
 let a: string;
@@ -108,5 +116,79 @@ describe('rtnetlink reads agree with iproute2', () => {
     } finally {
       closeFd(fd);
     }
+  });
+});
+
+describe('rtnetlink writes (link add without ip)', () => {
+  it('a veth pair with its peer made straight in another namespace, then alias, flags, addrgenmode and a nodad address', () => {
+    withRtnl(a, (w) => w.addVeth('wa', { mtu: 9000, mac: '02:00:00:00:0a:01' }, { name: 'wb', mtu: 1300, mac: '02:00:00:00:0a:02', netnsPath: namespaceFile(b) }));
+    withRtnl(a, (w) => w.setLink('wa', { alias: 'peer-alias', flags: IFF_NOARP | IFF_UP, mask: IFF_NOARP | IFF_UP, addrGenModeNone: true }));
+    withRtnl(b, (w) => w.setLink('wb', { alias: 'slave-alias', flags: IFF_NOARP, mask: IFF_NOARP }));
+    const wb = ipJson<IpLink[]>(b, '-d', 'link', 'show', 'dev', 'wb')[0]!;
+    withRtnl(b, (w) => {
+      w.setLink('wb', { addrGenModeNone: true });
+      w.addAddr(wb.ifindex, 6, addrBytes(6, 'fe80::1:2'), 64, { nodad: true, linkScope: true, what: 'addr add fe80::1:2/64 dev wb' });
+    });
+    const wa = ipJson<IpLink[]>(a, '-d', 'link', 'show', 'dev', 'wa')[0]!;
+    expect({ mtu: wa.mtu, address: wa.address, alias: wa.ifalias, gen: wa.inet6_addr_gen_mode }).toEqual({ mtu: 9000, address: '02:00:00:00:0a:01', alias: 'peer-alias', gen: 'none' });
+    expect(wa.flags).toEqual(expect.arrayContaining(['NOARP', 'UP']));
+    const wb2 = ipJson<IpLink[]>(b, '-d', 'link', 'show', 'dev', 'wb')[0]!;
+    expect({ mtu: wb2.mtu, address: wb2.address, alias: wb2.ifalias, gen: wb2.inet6_addr_gen_mode }).toEqual({ mtu: 1300, address: '02:00:00:00:0a:02', alias: 'slave-alias', gen: 'none' });
+    expect(wb2.flags).toContain('NOARP');
+    expect(wb2.flags).not.toContain('UP');
+    expect(addrView(ipJson<IpAddrLink[]>(b, 'addr', 'show', 'dev', 'wb'))).toEqual([`${wb2.ifindex} inet6 fe80::1:2/64`]);
+    // a veth is deleted with its peer, wherever that is
+    withRtnl(a, (w) => w.delLink('wa'));
+    expect(ipJson<IpLink[]>(b, 'link', 'show').some((l) => l.ifname === 'wb')).toBe(false);
+  });
+
+  it('a refusal names the operation and the device, with the kernel reason and errno', () => {
+    let err: unknown = null;
+    try {
+      withRtnl(a, (w) => w.addVeth('va', { mtu: 1500, mac: '02:00:00:00:0b:01' }, { name: 'vnew', mtu: 1500, mac: '02:00:00:00:0b:02' }));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(IvbError);
+    expect((err as IvbError).errno).toBe(17);
+    expect((err as IvbError).message).toMatch(/^link add va type veth peer vnew: .*(File exists|exists)/);
+    // nothing half-made: the peer name was not created either
+    expect(ipJson<IpLink[]>(a, 'link', 'show').some((l) => l.ifname === 'vnew')).toBe(false);
+    expect(() => withRtnl(a, (w) => w.delLink('nosuch9'))).toThrow(/link del nosuch9: /);
+  });
+});
+
+describe('nftables read over netlink agrees with nft -j', () => {
+  it('chains (hook, policy) and rules (handle, comment)', () => {
+    expect(nftRuleset(a)).toEqual([]);
+    const nft = (cmd: string): void => {
+      execFileSync('ip', ['netns', 'exec', a, 'nft', '-f', '-'], { input: `${cmd}\n` });
+    };
+    nft('add table inet tf');
+    nft('add chain inet tf fchain { type filter hook forward priority 0; policy drop; }');
+    nft('add chain inet tf inp { type filter hook input priority 0; policy accept; }');
+    nft('add chain inet tf plain');
+    nft('add rule inet tf fchain iifname "x1" counter accept comment "ipvlan-bpf:test:x1"');
+    nft('add rule inet tf fchain oifname "x1" counter accept');
+    nft('add table ip t4');
+    nft('add chain ip t4 fchain4 { type filter hook forward priority 0; policy accept; }');
+    const theirs = (JSON.parse(execFileSync('ip', ['netns', 'exec', a, 'nft', '-j', 'list', 'ruleset'], { encoding: 'utf8' })) as {
+      nftables: Array<{ chain?: Record<string, unknown>; rule?: Record<string, unknown> }>;
+    }).nftables;
+    const view = (items: Array<{ chain?: Record<string, unknown>; rule?: Record<string, unknown> }>): string[] =>
+      items
+        .flatMap((i) =>
+          i.chain
+            ? [`chain ${i.chain.family} ${i.chain.table} ${i.chain.name} ${i.chain.hook ?? '-'} ${i.chain.policy ?? '-'}`]
+            : i.rule
+              ? [`rule ${i.rule.family} ${i.rule.table} ${i.rule.chain} ${i.rule.handle} ${i.rule.comment ?? '-'}`]
+              : [],
+        )
+        .sort();
+    const ours = view((nftRuleset(a) ?? []) as Array<{ chain?: Record<string, unknown>; rule?: Record<string, unknown> }>);
+    expect(ours).toEqual(view(theirs));
+    expect(ours.filter((l) => l.startsWith('rule'))).toHaveLength(2);
+    expect(ours).toContain('chain inet tf fchain forward drop');
+    expect(nftRuleset(`${env.prefix}nope`)).toBeNull();
   });
 });

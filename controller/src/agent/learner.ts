@@ -20,6 +20,7 @@ import { listAddrs, type IpAddrLink, type IpLink } from '../netlink/links.js';
 import { NETNS_RUN_DIR, initNetnsInode, netnsExists, netnsInodeOfPath, netnsPath, nsidNames } from '../netlink/netns.js';
 import { listPorts, readPort, withLock, writePort, type PortRecord } from '../state.js';
 import {
+  addrEntry,
   addrOwner,
   clearGuard,
   portEntryOf,
@@ -30,6 +31,7 @@ import {
   learnAddr,
   setGuard,
   portAddrs,
+  portAddrsAsync,
   readSlaveEntry,
   SLAVE_UP,
   SLAVE_SAME_NETNS,
@@ -50,6 +52,8 @@ export type Log = (line: string) => void;
 /** IPVLAN_BPF_LEARNER_TRACE=1: a log line per notification batch and per resync (what was read, what changed) */
 const TRACE = process.env.IPVLAN_BPF_LEARNER_TRACE === '1';
 
+/** A walk of the address table over this many entries (of all ports) logs how long it took. */
+const SWEEP_LOG_ENTRIES = 100_000;
 /** The slow path re-reads one slave, or resyncs one port, at most this often (a hostile slave cannot keep the agent busy). */
 const REREAD_INTERVAL_NS = 5_000_000n;
 
@@ -74,6 +78,10 @@ interface PortWatch {
   routeBusy: boolean;
   /** since when the master lives where we cannot look (an unnamed namespace), 0 when it does not */
   unreachableSince: number;
+  /** addresses applied by events while a table sweep walks (sweepTable): the walk's view of them is stale */
+  touched: Set<string> | null;
+  /** the sweep in flight: a newer resync's supersedes it */
+  sweep: number;
 }
 
 function newWatch(port: PortRecord): PortWatch {
@@ -91,6 +99,8 @@ function newWatch(port: PortRecord): PortWatch {
     routeQueue: [],
     routeBusy: false,
     unreachableSince: 0,
+    touched: null,
+    sweep: 0,
   };
 }
 
@@ -549,6 +559,7 @@ export class Learner {
     const portId = w.port.portId;
     const owner = addrOwner(portId, a);
     const key = `${a.family}:${a.addr}`;
+    w.touched?.add(key);
     if (deleted) {
       if (w.tableFull) {
         // room again: the resync learns what was refused
@@ -757,11 +768,14 @@ export class Learner {
     w.bySlaveKey = bySlaveKey;
     w.peers = peers;
     if (TRACE) this.log(`trace: port ${port.portId} slaves ${[...bySlaveKey].map(([k, l]) => `${k}=${l.record.peerName}`).join(' ')} claims ${[...claims.keys()].join(' ')} unreadable ${[...unreadable].join(' ')}`);
-    // one walk of the address table per resync (at a million entries it is
-    // the resync's cost): the table after it is derived, not read again
+    // what the table holds for the claimed addresses, by one lookup each; the
+    // rest of the port's entries (stale ones, from events missed while no
+    // agent ran) is found by a walk of the whole table (sweepTable)
     const current = new Map<string, { family: Family; addr: string; peerIfindex: number; prefixlen: number }>();
-    for (const a of portAddrs(port.portId)) current.set(`${a.family}:${a.addr}`, a);
-    const after = new Map(current);
+    for (const [k, list] of claims) {
+      const e = addrEntry(port.portId, list[0]!);
+      if (e) current.set(k, { family: list[0]!.family, addr: list[0]!.addr, ...e });
+    }
     for (const [k, list] of claims) {
       const cur = current.get(k);
       const keep = cur ? list.find((c) => c.loc.record.peerIfindex === cur.peerIfindex) : undefined;
@@ -769,20 +783,87 @@ export class Learner {
       if (!cur || cur.peerIfindex !== winner.loc.record.peerIfindex || cur.prefixlen !== winner.prefixlen) {
         try {
           learnAddr(port.portId, winner.loc.record.peerIfindex, winner);
-          after.set(k, { family: winner.family, addr: winner.addr, peerIfindex: winner.loc.record.peerIfindex, prefixlen: winner.prefixlen });
         } catch (e) {
           this.tableRefusal(w, winner.loc, winner.addr, e);
         }
       }
       for (const c of list) if (c !== winner) this.refuse(w, c.loc, c.addr, winner.loc.record.peerIfindex);
-      current.delete(k);
     }
-    for (const [k, owner] of current) {
-      if (unreadable.has(owner.peerIfindex)) continue;
-      unlearnAddr(port.portId, owner);
-      after.delete(k);
-    }
+    // the slaves' multicast filters and the master's memberships, with the flags of the link dump just made
     this.multicast.syncPort(port, this.multicastPlaces(w, true), unreadable);
+    this.sweepTable(w, new Set(claims.keys()), unreadable);
+  }
+
+  /**
+   * The resync's second half: one walk of the address table for the port's
+   * entries, removing those no slave claims (unless their slave cannot be
+   * read), then the host's routes and rules for what remains. At a million
+   * entries the walk costs ~0.7 s in the kernel: a running agent walks in
+   * batches between events (start and the safety-net resync never hold the
+   * event path), and what events change meanwhile is judged by a fresh
+   * lookup instead of the walk's view. A one-shot sync walks at once.
+   */
+  private sweepTable(w: PortWatch, claimed: Set<string>, unreadable: Set<number>): void {
+    const portId = w.port.portId;
+    if (!this.running) {
+      this.finishSweep(w, portAddrs(portId), claimed, unreadable, new Set());
+      return;
+    }
+    const sweep = ++w.sweep;
+    const began = performance.now();
+    w.touched = new Set();
+    const touched = w.touched;
+    const superseded = (): boolean => this.stopped || w.sweep !== sweep || this.watches.get(portId) !== w;
+    portAddrsAsync(portId, superseded).then(
+      ({ addrs, walked }) => {
+        // superseded by a newer resync, or the port is no longer watched
+        if (superseded()) return;
+        w.touched = null;
+        const ms = performance.now() - began;
+        // a walk of a big table is worth a line: learning went on meanwhile
+        if (walked >= SWEEP_LOG_ENTRIES || TRACE) {
+          this.log(`port ${w.port.master.name}: address table swept in ${ms.toFixed(0)} ms (${walked} entries, ${addrs.length} of the port)`);
+        }
+        try {
+          this.finishSweep(w, addrs, claimed, unreadable, touched);
+        } catch (e) {
+          this.log(`sweep of ${w.port.master.name}'s addresses failed: ${errorLine(e)}`);
+        }
+      },
+      (e: unknown) => {
+        if (w.sweep === sweep) w.touched = null;
+        this.log(`sweep of ${w.port.master.name}'s addresses failed: ${errorLine(e)}`);
+      },
+    );
+  }
+
+  private finishSweep(
+    w: PortWatch,
+    walked: Array<{ family: Family; addr: string; peerIfindex: number; prefixlen: number }>,
+    claimed: Set<string>,
+    unreadable: Set<number>,
+    touched: Set<string>,
+  ): void {
+    const portId = w.port.portId;
+    const after = new Map<string, { family: Family; addr: string; peerIfindex: number }>();
+    const recheck = new Set([...claimed, ...touched]);
+    for (const a of walked) {
+      const k = `${a.family}:${a.addr}`;
+      if (recheck.has(k)) continue;
+      if (unreadable.has(a.peerIfindex)) {
+        after.set(k, a);
+        continue;
+      }
+      // as walked, still: nothing learned it meanwhile
+      if (addrOwner(portId, a) === a.peerIfindex) unlearnAddr(portId, a);
+    }
+    // claimed, or changed by events during the walk: as the table has them now
+    for (const k of recheck) {
+      const sep = k.indexOf(':');
+      const a = { family: (k.slice(0, sep) === '4' ? 4 : 6) as Family, addr: k.slice(sep + 1) };
+      const owner = addrOwner(portId, a);
+      if (owner !== null) after.set(k, { ...a, peerIfindex: owner });
+    }
     this.syncHostnet(w, [...after.values()]);
   }
 

@@ -26,6 +26,7 @@ import {
   mapDelete,
   mapKeys,
   mapLookupBatchEach,
+  mapLookupBatchEachAsync,
   mapLookup,
   mapLookupBatch,
   mapUpdate,
@@ -77,6 +78,7 @@ import {
   type IvbSlave,
 } from '../../../maps/generated.js';
 import { bpfObjectPath, ensureDir, mapsPinDir, pinRoot, portPinDir } from '../paths.js';
+import { recordedFingerprint } from './fingerprint-cache.js';
 import { initNetnsPath, netnsPath } from '../netlink/netns.js';
 import {
   COUNTER_BLOCK_SIZE,
@@ -231,7 +233,10 @@ function mapDefsOfBuild(): Array<{ name: string; type: number; keySize: number; 
  * becomes an ARRAY keeps its value layout): two builds with the same
  * fingerprint agree on every map, key and value byte.
  */
-export function layoutFingerprint(): Buffer {
+export function layoutFingerprint(fresh = false): Buffer {
+  // as the build recorded it, while its inputs are unchanged (fingerprint-cache.ts)
+  const recorded = fresh ? null : recordedFingerprint();
+  if (recorded) return recorded;
   const layouts = Object.entries(generated)
     .filter(([name]) => name.endsWith('Layout'))
     .sort(([a], [b]) => a.localeCompare(b));
@@ -790,6 +795,15 @@ export function addrOwner(portId: number, a: { family: Family; addr: string }): 
   return b ? decodeIvbAddrOwner(b).peerIfindex : null;
 }
 
+/** The owner and prefix length recorded for one address, or null. */
+export function addrEntry(portId: number, a: { family: Family; addr: string }): { peerIfindex: number; prefixlen: number } | null {
+  const k = demuxKey(portId, a);
+  const b = mapLookup(k.fd, k.key, IvbAddrOwnerLayout.size);
+  if (!b) return null;
+  const o = decodeIvbAddrOwner(b);
+  return { peerIfindex: o.peerIfindex, prefixlen: o.prefixlen };
+}
+
 /** An address entry's value: the owner's peer and its slave index (given it now if it has none yet). */
 function ownerEntry(portId: number, peerIfindex: number, prefixlen: number): Buffer {
   return encodeIvbAddrOwner({ peerIfindex, prefixlen, slave: slaveIndex(portId, peerIfindex, true) });
@@ -885,20 +899,39 @@ export function forgetUnowned(portId: number): void {
  */
 export function portAddrs(portId: number): Array<LearnedAddr & { peerIfindex: number }> {
   const out: Array<LearnedAddr & { peerIfindex: number }> = [];
-  const vs = IvbAddrOwnerLayout.size;
   for (const family of [4, 6] as const) {
-    const ks = ADDR_KEY_SIZE[family];
-    const portAt = (family === 4 ? IvbAddr4KeyLayout : IvbAddr6KeyLayout).fields.portId.offset;
-    mapLookupBatchEach(addrsFd(family), ks, vs, (keys, values, n) => {
-      for (let i = 0; i < n; i++) {
-        if (keys.readUInt32LE(i * ks + portAt) !== portId) continue;
-        const k = decodeAddrKey(family, keys.subarray(i * ks, (i + 1) * ks));
-        const o = decodeIvbAddrOwner(values.subarray(i * vs, (i + 1) * vs));
-        out.push({ family, addr: bytesToAddr(family, Buffer.from(k.addr)), prefixlen: o.prefixlen, peerIfindex: o.peerIfindex });
-      }
-    });
+    mapLookupBatchEach(addrsFd(family), ADDR_KEY_SIZE[family], IvbAddrOwnerLayout.size, portAddrsOf(portId, family, out));
   }
   return out;
+}
+
+/** portAddrs without holding the event loop for the walk (mapLookupBatchEachAsync); also how many entries of all ports it walked. */
+export async function portAddrsAsync(
+  portId: number,
+  cancelled?: () => boolean,
+): Promise<{ addrs: Array<LearnedAddr & { peerIfindex: number }>; walked: number }> {
+  const addrs: Array<LearnedAddr & { peerIfindex: number }> = [];
+  let walked = 0;
+  for (const family of [4, 6] as const) {
+    if (cancelled?.()) break;
+    walked += await mapLookupBatchEachAsync(addrsFd(family), ADDR_KEY_SIZE[family], IvbAddrOwnerLayout.size, portAddrsOf(portId, family, addrs), cancelled);
+  }
+  return { addrs, walked };
+}
+
+/** A batch consumer of one family's table that keeps the entries of PORTID (into OUT). */
+function portAddrsOf(portId: number, family: AddrFamily, out: Array<LearnedAddr & { peerIfindex: number }>): (keys: Buffer, values: Buffer, n: number) => void {
+  const ks = ADDR_KEY_SIZE[family];
+  const vs = IvbAddrOwnerLayout.size;
+  const portAt = (family === 4 ? IvbAddr4KeyLayout : IvbAddr6KeyLayout).fields.portId.offset;
+  return (keys, values, n) => {
+    for (let i = 0; i < n; i++) {
+      if (keys.readUInt32LE(i * ks + portAt) !== portId) continue;
+      const k = decodeAddrKey(family, keys.subarray(i * ks, (i + 1) * ks));
+      const o = decodeIvbAddrOwner(values.subarray(i * vs, (i + 1) * vs));
+      out.push({ family, addr: bytesToAddr(family, Buffer.from(k.addr)), prefixlen: o.prefixlen, peerIfindex: o.peerIfindex });
+    }
+  };
 }
 
 /**

@@ -30,6 +30,7 @@ import { sysctlRead, sysctlWrite } from '../netlink/sysctl.js';
 import { netnsExists } from '../netlink/netns.js';
 import { run, ip, ipJson, ipTry } from '../netlink/exec.js';
 import { pinRoot } from '../paths.js';
+import { nftRuleset, type NftChain, type NftItem, type NftRule } from '../netlink/nftables.js';
 import type { L3sSaved, PortRecord } from '../state.js';
 import type { Family } from '../netlink/addr.js';
 
@@ -168,37 +169,9 @@ function acceptPrefix(): string {
   return `ipvlan-bpf:${basename(pinRoot())}:`;
 }
 
+/** nft(8) for the changes (reads: nftables.ts, over netlink from the process) */
 function nft(args: readonly string[], netns: string | null): { status: number; stdout: string; stderr: string } {
   return netns ? run('ip', ['netns', 'exec', netns, 'nft', ...args]) : run('nft', args);
-}
-
-interface NftChain {
-  family: string;
-  table: string;
-  name: string;
-  hook?: string;
-  policy?: string;
-}
-
-interface NftRule {
-  family: string;
-  table: string;
-  chain: string;
-  handle: number;
-  comment?: string;
-}
-
-type NftItem = { chain?: NftChain; rule?: NftRule };
-
-function nftRuleset(netns: string | null): NftItem[] | null {
-  const r = nft(['-j', 'list', 'ruleset'], netns);
-  if (r.status !== 0) return null; // no nft here: nothing to accept in, nothing of ours to find
-  try {
-    return (JSON.parse(r.stdout) as { nftables: NftItem[] }).nftables;
-  } catch (e) {
-    if (!(e instanceof SyntaxError)) throw e;
-    throw new IvbError('IPVLAN_E_IPROUTE', `nft -j list ruleset${netns ? ` (netns ${netns})` : ''}: output is not JSON`);
-  }
 }
 
 /** Forward base chains that drop what no rule accepts (families that see IP). */

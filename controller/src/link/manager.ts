@@ -8,9 +8,11 @@
  * command leaves no veth, map entry or pin behind.
  */
 import { basename } from 'node:path';
-import { IvbError, EBUSY, EEXIST, EINVAL, ENODEV, errorLine } from '../errors.js';
+import { IvbError, EBUSY, EEXIST, EINVAL, ENODEV, errorLine, isIvbError } from '../errors.js';
 import { pinRoot } from '../paths.js';
-import { ip, ipBatchTry, ipJson, ipTry, run } from '../netlink/exec.js';
+import { ip, ipJson, run } from '../netlink/exec.js';
+import { IFF_NOARP, IFF_UP, namespaceFile, withRtnl } from '../netlink/rtnl.js';
+import { addrBytes } from '../netlink/addr.js';
 import { sysctlWrite as sysctlSet } from '../netlink/sysctl.js';
 import { getLink, listAddrs, type IpLink } from '../netlink/links.js';
 import { netnsExists, netnsInodeOfPath, netnsPath, initNetnsInode } from '../netlink/netns.js';
@@ -190,12 +192,35 @@ export function masterLinkLocal(mac: string): string {
   return `fe80::${g.map((x) => x.toString(16)).join(':')}`;
 }
 
+/**
+ * Deletes link NAME of NETNS through rtnetlink; one that is gone already (or
+ * whose namespace is) is no error: what was to be removed is not there.
+ */
+export function deleteLinkIfThere(name: string, netns: string | null): void {
+  try {
+    withRtnl(netns, (w) => w.delLink(name));
+  } catch (e) {
+    if (isIvbError(e, 'IPVLAN_E_IPROUTE') && (e.errno === ENODEV || /Cannot open network namespace/.test(e.message))) return;
+    throw e;
+  }
+}
+
+/** The NOARP bit a slave has in MODE, as the kernel sets it: on in l3/l3s, off in l2. */
+function noarpFlags(mode: Mode): { flags: number; mask: number } {
+  return { flags: mode === 'l2' ? 0 : IFF_NOARP, mask: IFF_NOARP };
+}
+
 /** Sets NOARP on slaves as the kernel does per mode: on in l3/l3s, off in l2. */
 function applyNoarp(port: PortRecord, locs: SlaveLocation[]): void {
-  const arp = port.mode === 'l2' ? 'on' : 'off';
   for (const loc of locs) {
     if (loc.netns === undefined || !loc.link) continue;
-    ipTry(['link', 'set', 'dev', loc.link.ifname, 'arp', arp], loc.netns);
+    const name = loc.link.ifname;
+    try {
+      withRtnl(loc.netns, (w) => w.setLink(name, noarpFlags(port.mode)));
+    } catch (e) {
+      // a slave deleted or moved meanwhile: the next resync finds it where it is
+      if (!isIvbError(e, 'IPVLAN_E_IPROUTE')) throw e;
+    }
   }
 }
 
@@ -244,12 +269,30 @@ function setupPeer(peerName: string, netns: string | null): void {
     sysctlSet('net.ipv6.conf.all.forwarding', '1', netns);
   }
   sysctlSet(`net.ipv6.conf.${peerName}.accept_ra`, '0', netns);
-  // one command: our alias (gc knows its peers by it); routed to (l3s
+  // one request: our alias (gc knows its peers by it); routed to (l3s
   // ingress) without ARP/ND: the slave is NOARP, the peer's own MAC (the
   // master's) is the slave's; up even when the master has no carrier:
   // without the agent nothing would bring it up again; the agent mirrors the
   // master's carrier (learner.ts)
-  ip(['link', 'set', 'dev', peerName, 'alias', peerAlias(), 'arp', 'off', 'addrgenmode', 'none', 'up'], netns);
+  withRtnl(netns, (w) => w.setLink(peerName, { alias: peerAlias(), flags: IFF_NOARP | IFF_UP, mask: IFF_NOARP | IFF_UP, addrGenModeNone: true }));
+}
+
+/**
+ * No address generation on the slave and LINKLOCAL/64 (nodad) instead; false
+ * where the kernel refuses (IPv6 disabled in that namespace: the slave goes
+ * without).
+ */
+function giveLinkLocal(name: string, ifindex: number, linkLocal: string, netns: string | null): boolean {
+  try {
+    withRtnl(netns, (w) => {
+      w.setLink(name, { addrGenModeNone: true });
+      w.addAddr(ifindex, 6, addrBytes(6, linkLocal), 64, { nodad: true, linkScope: true, what: `addr add ${linkLocal}/64 dev ${name}` });
+    });
+    return true;
+  } catch (e) {
+    if (isIvbError(e, 'IPVLAN_E_IPROUTE')) return false;
+    throw e;
+  }
 }
 
 export interface LinkAddResult {
@@ -306,14 +349,18 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       const p = port;
       const devId = nextDevId(p);
       const peerName = `ivb${p.portId}x${devId}`;
-      if (getLink(peerName, p.master.netns)) ipTry(['link', 'del', peerName], p.master.netns);
+      if (getLink(peerName, p.master.netns)) deleteLinkIfThere(peerName, p.master.netns);
       const mtu = o.mtu ?? p.master.mtu;
       const masterMac = p.master.mac;
-      // create both ends in the master's namespace, then move the slave end where the command runs
-      ip(['link', 'add', 'name', peerName, 'mtu', '65535', 'address', masterMac, 'type', 'veth',
-        'peer', 'name', o.name, 'mtu', String(mtu), 'address', masterMac,
-        ...(o.netns !== p.master.netns ? ['netns', o.netns ?? '1'] : [])], p.master.netns);
-      undo.push(() => ipTry(['link', 'del', peerName], p.master.netns));
+      // both ends by one request in the master's namespace, the slave's created straight where the command runs
+      withRtnl(p.master.netns, (w) =>
+        w.addVeth(
+          peerName,
+          { mtu: 65535, mac: masterMac },
+          { name: o.name, mtu, mac: masterMac, netnsPath: o.netns !== p.master.netns ? namespaceFile(o.netns) : undefined },
+        ),
+      );
+      undo.push(() => deleteLinkIfThere(peerName, p.master.netns));
       const peer = getLink(peerName, p.master.netns);
       if (!peer) throw new IvbError('IPVLAN_E_IPROUTE', `veth peer ${peerName} vanished`);
       setupPeer(peerName, p.master.netns);
@@ -324,14 +371,15 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       // (where IPv6 is disabled there is none to give: the slave goes without)
       const linkLocal = slaveLinkLocal(masterMac, devId);
       // the alias, and ARP as the port's mode wants it (link add always sets the mode: l3 unless given)
-      ip(['link', 'set', 'dev', o.name, 'alias', slaveAlias(p.portId, peerName), 'arp', (o.mode ?? 'l3') === 'l2' ? 'on' : 'off'], o.netns);
+      withRtnl(o.netns, (w) => w.setLink(o.name, { alias: slaveAlias(p.portId, peerName), ...noarpFlags(o.mode ?? 'l3') }));
+      const slaveLink = getLink(o.name, o.netns);
       if (
-        ipBatchTry([`link set dev ${o.name} addrgenmode none`, `addr add ${linkLocal}/64 dev ${o.name} nodad`], o.netns) &&
+        slaveLink &&
+        giveLinkLocal(o.name, slaveLink.ifindex, linkLocal, o.netns) &&
         learnAddrIfRoom(p.portId, peer.ifindex, { family: 6, addr: linkLocal, prefixlen: 64 })
       ) {
         undo.push(() => unlearnAddr(p.portId, { family: 6, addr: linkLocal }));
       }
-      const slaveLink = getLink(o.name, o.netns);
       if (ensureGuard()) setGuard(p.master.netnsIno, p.master.ifindex, p.portId, 0);
       if (slaveLink) setGuard(nsIno(o.netns), slaveLink.ifindex, p.portId, peer.ifindex);
       undo.push(() => clearGuard(p.portId, peer.ifindex));
@@ -417,9 +465,7 @@ export function linkDel(name: string, netns: string | null): void {
     if (!link) throw new IvbError('IPVLAN_E_NO_DEVICE', `Cannot find device "${name}"`, ENODEV);
     const found = identifySlave(name, netns, listPorts());
     if (!found) throw new IvbError('IPVLAN_E_NOT_IPVLAN', `${name} is not an ipvlan-bpf slave`, EINVAL);
-    removeSlave(found.port, found.record, () => {
-      ipTry(['link', 'del', 'dev', name], netns);
-    });
+    removeSlave(found.port, found.record, () => deleteLinkIfThere(name, netns));
   });
 }
 
@@ -438,7 +484,7 @@ export function portDelete(port: PortRecord): void {
       for (const loc of locateSlaves(fresh)) {
         removeSlave(fresh, loc.record, () => {
           // only our own peer (a recreated namespace may reuse the name)
-          if (loc.peer) ipTry(['link', 'del', loc.record.peerName], fresh.master.netns);
+          if (loc.peer) deleteLinkIfThere(loc.record.peerName, fresh.master.netns);
         });
       }
       teardownHostnet(fresh);
@@ -615,8 +661,6 @@ export function pruneSlave(portId: number, peerName: string): void {
     const port = readPort(portId);
     const rec = port?.slaves.find((s) => s.peerName === peerName);
     if (!port || !rec) return;
-    removeSlave(port, rec, () => {
-      ipTry(['link', 'del', peerName], port.master.netns);
-    });
+    removeSlave(port, rec, () => deleteLinkIfThere(peerName, port.master.netns));
   });
 }

@@ -4,7 +4,7 @@
  * (ip -j gives iproute2's JSON, which is also what our -j output mirrors);
  * every failure becomes an IvbError carrying the tool's own first line.
  */
-import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { IvbError, type IvbErrorCode } from '../errors.js';
 
 export interface RunResult {
@@ -13,8 +13,18 @@ export interface RunResult {
   stderr: string;
 }
 
+/**
+ * node:child_process, loaded on the first run: most commands (link add
+ * among them) start no process, and loading it costs ~5 ms of start-up.
+ */
+let childProcess: typeof import('node:child_process') | null = null;
+function spawnText(cmd: string, args: readonly string[], input?: string): import('node:child_process').SpawnSyncReturns<string> {
+  childProcess ??= createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
+  return childProcess.spawnSync(cmd, args, { encoding: 'utf8', input, maxBuffer: 256 * 1024 * 1024 });
+}
+
 export function run(cmd: string, args: readonly string[], input?: string): RunResult {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', input, maxBuffer: 256 * 1024 * 1024 });
+  const r = spawnText(cmd, args, input);
   if (r.error) throw new IvbError('IPVLAN_E_IPROUTE', `${cmd}: ${r.error.message}`);
   return { status: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
 }

@@ -1,28 +1,38 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /**
- * rtnetlink dumps from the process: links (RTM_GETLINK) and addresses
+ * rtnetlink from the process: dumps of links (RTM_GETLINK) and addresses
  * (RTM_GETADDR) of one namespace, decoded into the same shape iproute2's
- * `ip -j -d link show` / `ip -j addr show` give (links.ts), without a
- * process per read. A hand-written codec of the few messages and attributes
- * we read (include/uapi/linux/{netlink,rtnetlink,if_link,if_addr}.h): no
+ * `ip -j -d link show` / `ip -j addr show` give (links.ts), and the writes
+ * `link add` makes (a veth pair with its peer created straight in its
+ * namespace, link settings, an address, a link deleted), each acked by the
+ * kernel; without a process per read or write. A hand-written codec of the few messages and attributes
+ * we use (include/uapi/linux/{netlink,rtnetlink,if_link,if_addr,veth}.h): no
  * library covers exactly this (libnl-route would need a binding per getter,
  * the npm `netlink` package is unmaintained since 2020), and the
  * message format is a stable kernel ABI. The socket is opened inside the
  * namespace (setns on this thread) and closed before returning: nothing
  * holds the namespace afterwards.
  */
-import { LibcError, closeFd, netlinkRecv, netlinkSend, netlinkSocket, setRecvTimeout } from '../../../native/libc.js';
+import { LibcError, closeFd, describeErrno, netlinkRecv, netlinkSend, netlinkSocket, openRdonly, setNetlinkExtAck, setRecvTimeout } from '../../../native/libc.js';
 import { withNetns } from '../../../native/libbpf.js';
 import { IvbError } from '../errors.js';
-import { bytesToAddr } from './addr.js';
-import { netnsPath } from './netns.js';
+import { bytesToAddr, type Family } from './addr.js';
+import { initNetnsPath, netnsPath } from './netns.js';
 import type { IpAddrInfo, IpAddrLink, IpLink } from './links.js';
 
 const NETLINK_ROUTE = 0;
 const NLMSG_ERROR = 2;
 const NLMSG_DONE = 3;
 const NLM_F_REQUEST = 0x1;
+const NLM_F_ACK = 0x4;
 const NLM_F_DUMP = 0x300;
+const NLM_F_EXCL = 0x200;
+const NLM_F_CREATE = 0x400;
+/** in an ack: the request was not copied back (NLM_F_CAPPED) / extended-ack attributes follow (NLM_F_ACK_TLVS) */
+const NLM_F_CAPPED = 0x100;
+const NLM_F_ACK_TLVS = 0x200;
+const NLMSGERR_ATTR_MSG = 1;
+const NLA_F_NESTED = 0x8000;
 export const RTM_NEWLINK = 16;
 export const RTM_DELLINK = 17;
 const RTM_GETLINK = 18;
@@ -44,7 +54,10 @@ const IFLA_IFALIAS = 20;
 const IFLA_AF_SPEC = 26;
 const IFLA_EXT_MASK = 29;
 const IFLA_LINK_NETNSID = 37;
+const IFLA_NET_NS_FD = 28;
 const IFLA_INFO_KIND = 1;
+const IFLA_INFO_DATA = 2;
+const VETH_INFO_PEER = 1;
 const IFLA_INFO_SLAVE_KIND = 4;
 const IFLA_INET6_ADDR_GEN_MODE = 8;
 /** RTEXT_FILTER_SKIP_STATS: no per-link statistics in the dump (we read none) */
@@ -53,6 +66,10 @@ const RTEXT_FILTER_SKIP_STATS = 1 << 3;
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
 const IFA_FLAGS = 8;
+const IFA_F_NODAD = 0x02;
+const RT_SCOPE_LINK = 253;
+export const IFF_UP = 0x1;
+export const IFF_NOARP = 0x80;
 const IFA_F_DADFAILED = 0x08;
 const IFA_F_TENTATIVE = 0x40;
 
@@ -109,10 +126,13 @@ function mac(b: Buffer): string {
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
-/** Sends a dump request (HEADER: the family message after nlmsghdr) and returns every message part of the answer. */
-function dump(type: number, header: Buffer, netns: string | null): Array<{ type: number; body: Buffer }> {
+/**
+ * Sends a dump request (HEADER: the family message after nlmsghdr) on a
+ * netlink socket of PROTOCOL in NETNS and returns every message part of the answer.
+ */
+export function dump(type: number, header: Buffer, netns: string | null, protocol = NETLINK_ROUTE): Array<{ type: number; body: Buffer }> {
   const run = (): Array<{ type: number; body: Buffer }> => {
-    const fd = netlinkSocket(NETLINK_ROUTE);
+    const fd = netlinkSocket(protocol);
     try {
       // a dump the kernel does not finish must not hang the caller for ever
       setRecvTimeout(fd, DUMP_TIMEOUT_MS);
@@ -138,7 +158,7 @@ function dump(type: number, header: Buffer, netns: string | null): Array<{ type:
             if (mtype === NLMSG_ERROR) {
               const errno = -buf.readInt32LE(off + 16);
               if (errno === 0) return out;
-              throw new IvbError('IPVLAN_E_IPROUTE', `rtnetlink dump: errno ${errno}`);
+              throw new IvbError('IPVLAN_E_IPROUTE', `netlink dump: ${describeErrno(errno)}`, errno);
             }
             // a copy: the receive buffer is reused
             out.push({ type: mtype, body: Buffer.from(buf.subarray(off + 16, off + len)) });
@@ -167,9 +187,14 @@ function dump(type: number, header: Buffer, netns: string | null): Array<{ type:
       }
     }
   };
-  if (netns === null) return runTwice();
+  return inNamespace(netns, runTwice);
+}
+
+/** Runs FN on this thread in NETNS (null: where the process works, the init namespace: context.ts). */
+function inNamespace<T>(netns: string | null, fn: () => T): T {
+  if (netns === null) return fn();
   try {
-    return withNetns(netnsPath(netns), runTwice);
+    return withNetns(netnsPath(netns), fn);
   } catch (e) {
     // as `ip -n NAME` says it
     if ((e as { code?: unknown }).code === 'ENOENT') {
@@ -278,4 +303,196 @@ export function rtnlAddrs(netns: string | null, links: IpLink[] = rtnlLinks(netn
     if (d && owner) owner.addr_info.push(d.info);
   }
   return [...byIndex.values()];
+}
+
+// ---- writes ----
+
+function align4(n: number): number {
+  return (n + 3) & ~3;
+}
+
+/** One attribute (type, payload), padded to 4 bytes. */
+function attr(type: number, payload: Buffer): Buffer {
+  const out = Buffer.alloc(align4(4 + payload.length));
+  out.writeUInt16LE(4 + payload.length, 0);
+  out.writeUInt16LE(type, 2);
+  payload.copy(out, 4);
+  return out;
+}
+
+function nest(type: number, ...children: Buffer[]): Buffer {
+  return attr(type | NLA_F_NESTED, Buffer.concat(children));
+}
+
+function u32(type: number, v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v >>> 0, 0);
+  return attr(type, b);
+}
+
+function u8(type: number, v: number): Buffer {
+  return attr(type, Buffer.from([v]));
+}
+
+function str(type: number, v: string): Buffer {
+  return attr(type, Buffer.concat([Buffer.from(v, 'utf8'), Buffer.alloc(1)]));
+}
+
+function macAttr(type: number, text: string): Buffer {
+  const b = Buffer.from(text.split(':').map((x) => parseInt(x, 16)));
+  if (b.length !== 6 || [...b].some((x) => Number.isNaN(x))) throw new IvbError('IPVLAN_E_IPROUTE', `bad MAC address ${text}`);
+  return attr(type, b);
+}
+
+/** struct ifinfomsg: family, type, index, flags, change */
+function ifinfomsg(ifindex: number, flags = 0, change = 0): Buffer {
+  const b = Buffer.alloc(16);
+  b.writeInt32LE(ifindex, 4);
+  b.writeUInt32LE(flags >>> 0, 8);
+  b.writeUInt32LE(change >>> 0, 12);
+  return b;
+}
+
+/** A refused request: the kernel's extended-ack text where it gave one (as iproute2 prints it), else strerror. */
+function refusal(what: string, errno: number, extack: string | undefined): IvbError {
+  return new IvbError('IPVLAN_E_IPROUTE', `${what}: ${extack ? `Error: ${extack}` : describeErrno(errno)}`, errno);
+}
+
+/** The extended-ack message of an NLMSG_ERROR part (BUF[OFF..END]), if the kernel sent one. */
+function extackMessage(buf: Buffer, off: number, end: number): string | undefined {
+  const flags = buf.readUInt16LE(off + 6);
+  if (!(flags & NLM_F_ACK_TLVS)) return undefined;
+  // struct nlmsgerr: error i32, then the request's nlmsghdr (and its payload unless capped)
+  const reqLen = flags & NLM_F_CAPPED ? 16 : buf.readUInt32LE(off + 20);
+  const start = off + 16 + 4 + align4(reqLen);
+  return cstr(attrs(buf, start, end).get(NLMSGERR_ATTR_MSG));
+}
+
+/**
+ * Requests against one namespace over one rtnetlink socket: each is sent
+ * with NLM_F_ACK and waited for; a refusal throws an IvbError naming the
+ * operation and the device (`what`) with the kernel's reason and errno.
+ */
+export class RtnlWriter {
+  private readonly buf = Buffer.alloc(8192);
+
+  constructor(private readonly fd: number) {}
+
+  request(type: number, flags: number, body: Buffer, what: string): void {
+    const s = ++seq;
+    const msg = Buffer.alloc(16 + body.length);
+    msg.writeUInt32LE(msg.length, 0);
+    msg.writeUInt16LE(type, 4);
+    msg.writeUInt16LE(NLM_F_REQUEST | NLM_F_ACK | flags, 6);
+    msg.writeUInt32LE(s, 8);
+    body.copy(msg, 16);
+    netlinkSend(this.fd, msg);
+    for (;;) {
+      let n: number;
+      try {
+        n = netlinkRecv(this.fd, this.buf);
+      } catch (e) {
+        if (e instanceof LibcError && e.errno === EAGAIN) {
+          throw new IvbError('IPVLAN_E_IPROUTE', `${what}: no answer from the kernel in ${DUMP_TIMEOUT_MS} ms`);
+        }
+        throw e;
+      }
+      for (let off = 0; off + 16 <= n; ) {
+        const len = this.buf.readUInt32LE(off);
+        if (len < 16 || off + len > n) throw new IvbError('IPVLAN_E_IPROUTE', `${what}: truncated netlink answer`);
+        if (this.buf.readUInt32LE(off + 8) === s && this.buf.readUInt16LE(off + 4) === NLMSG_ERROR) {
+          const errno = -this.buf.readInt32LE(off + 16);
+          if (errno === 0) return;
+          throw refusal(what, errno, extackMessage(this.buf, off, off + len));
+        }
+        off += align4(len);
+      }
+    }
+  }
+
+  /**
+   * A veth pair: NAME here, its peer PEER.name in PEER.netnsPath (the
+   * namespace's file; absent: here), created by one request so that no half
+   * of it ever exists where it should not.
+   */
+  addVeth(
+    name: string,
+    self: { mtu: number; mac: string; flags?: number },
+    peer: { name: string; mtu: number; mac: string; flags?: number; netnsPath?: string },
+  ): void {
+    const nsFd = peer.netnsPath === undefined ? -1 : openRdonly(peer.netnsPath);
+    try {
+      const peerMsg = Buffer.concat([
+        ifinfomsg(0, peer.flags ?? 0, peer.flags ?? 0),
+        str(IFLA_IFNAME, peer.name),
+        u32(IFLA_MTU, peer.mtu),
+        macAttr(IFLA_ADDRESS, peer.mac),
+        ...(nsFd >= 0 ? [u32(IFLA_NET_NS_FD, nsFd)] : []),
+      ]);
+      const body = Buffer.concat([
+        ifinfomsg(0, self.flags ?? 0, self.flags ?? 0),
+        str(IFLA_IFNAME, name),
+        u32(IFLA_MTU, self.mtu),
+        macAttr(IFLA_ADDRESS, self.mac),
+        nest(IFLA_LINKINFO, str(IFLA_INFO_KIND, 'veth'), nest(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peerMsg))),
+      ]);
+      this.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, `link add ${name} type veth peer ${peer.name}`);
+    } finally {
+      if (nsFd >= 0) closeFd(nsFd);
+    }
+  }
+
+  /**
+   * Changes link NAME as `ip link set` would: the IFF_* bits of MASK to
+   * those of FLAGS (UP, NOARP), its alias, its IPv6 address generation mode
+   * (the kernel applies them in that order, as one `ip link set` line).
+   */
+  setLink(name: string, o: { flags?: number; mask?: number; alias?: string; addrGenModeNone?: boolean }): void {
+    const body = Buffer.concat([
+      ifinfomsg(0, o.flags ?? 0, o.mask ?? 0),
+      str(IFLA_IFNAME, name),
+      ...(o.alias !== undefined ? [str(IFLA_IFALIAS, o.alias)] : []),
+      ...(o.addrGenModeNone ? [nest(IFLA_AF_SPEC, nest(AF_INET6, u8(IFLA_INET6_ADDR_GEN_MODE, 1)))] : []),
+    ]);
+    const parts = [o.alias !== undefined ? 'alias' : '', o.mask ? 'flags' : '', o.addrGenModeNone ? 'addrgenmode none' : ''].filter(Boolean);
+    this.request(RTM_NEWLINK, 0, body, `link set dev ${name} ${parts.join(', ')}`);
+  }
+
+  /** Adds ADDR/PREFIXLEN to the link IFINDEX; NODAD: no duplicate detection (IPv6). */
+  addAddr(ifindex: number, family: Family, addr: Buffer, prefixlen: number, o: { nodad?: boolean; linkScope?: boolean; what: string }): void {
+    // struct ifaddrmsg: family, prefixlen, flags, scope, index
+    const head = Buffer.alloc(8);
+    head.writeUInt8(family === 4 ? AF_INET : AF_INET6, 0);
+    head.writeUInt8(prefixlen, 1);
+    head.writeUInt8(o.nodad ? IFA_F_NODAD : 0, 2);
+    head.writeUInt8(o.linkScope ? RT_SCOPE_LINK : 0, 3);
+    head.writeUInt32LE(ifindex, 4);
+    const bytes = addr.subarray(0, family === 4 ? 4 : 16);
+    const body = Buffer.concat([head, attr(IFA_LOCAL, bytes), attr(IFA_ADDRESS, bytes), ...(o.nodad ? [u32(IFA_FLAGS, IFA_F_NODAD)] : [])]);
+    this.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, o.what);
+  }
+
+  /** Deletes link NAME (a veth takes its peer with it). */
+  delLink(name: string): void {
+    this.request(RTM_DELLINK, 0, Buffer.concat([ifinfomsg(0), str(IFLA_IFNAME, name)]), `link del ${name}`);
+  }
+}
+
+/** Runs FN with a writer on an rtnetlink socket of NETNS (null: init); the socket is closed afterwards. */
+export function withRtnl<T>(netns: string | null, fn: (w: RtnlWriter) => T): T {
+  return inNamespace(netns, () => {
+    const fd = netlinkSocket(NETLINK_ROUTE);
+    try {
+      setRecvTimeout(fd, DUMP_TIMEOUT_MS);
+      setNetlinkExtAck(fd);
+      return fn(new RtnlWriter(fd));
+    } finally {
+      closeFd(fd);
+    }
+  });
+}
+
+/** The file a namespace is reached by: /run/netns/NAME, or the init namespace's through /proc. */
+export function namespaceFile(netns: string | null): string {
+  return netns === null ? initNetnsPath() : netnsPath(netns);
 }
