@@ -374,6 +374,11 @@ export class Learner {
         // its namespace went meanwhile: the resync judges the port, and watches again where it is
         w.listening = false;
         this.scheduleResync(w, 200);
+      } else if ('ready' in r) {
+        // the socket listens from now on; what changed between the port's
+        // first read and this moment (the thread's start takes a while) no
+        // event will tell: read it once more
+        this.scheduleResync(w, 0);
       } else if ('overflow' in r) {
         this.log(`port ${w.port.master.name}: ${r.overflow}: resyncing`);
         if (r.key === '*') {

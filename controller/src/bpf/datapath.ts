@@ -197,7 +197,8 @@ function createPinnedMaps(keep: { slaves?: number } = {}): void {
       if (map === 'ivb_slaves') {
         obj.setMaxEntries('ivb_slaves', n + 1);
         obj.setMaxEntries('ivb_slave_ids', n);
-        obj.setMaxEntries('ivb_mc_filters', n + 1);
+        // (a filter map made before, by an upgrade's first steps, keeps its size: an index beyond it has no filter, every copy)
+        if (!existsSync(join(mapsPinDir(), 'ivb_mc_filters'))) obj.setMaxEntries('ivb_mc_filters', n + 1);
       } else {
         obj.setMaxEntries(ADDR_MAP[4], n);
         obj.setMaxEntries(ADDR_MAP[6], n);
