@@ -81,7 +81,7 @@ describe.skipIf(!ACTIVE)('netlink guard on a kernel with BPF LSM', () => {
   });
 
   it('link add loaded the guard: an LSM program on netlink_send, pinned as guard_link', () => {
-    expect(existsSync(join(env.pinDir, 'guard_link'))).toBe(true);
+    expect(existsSync(join(env.pinDir, 'guard_link')), agent?.matching(/netlink guard/).join('\n')).toBe(true);
     const progs = JSON.parse(run('bpftool', ['-j', 'prog', 'show']).stdout) as Array<{ type: string; name: string }>;
     expect(progs.some((p) => p.type === 'lsm' && p.name === 'ivb_netlink_send')).toBe(true);
     expect(agent?.matching(/netlink guard unavailable/) ?? []).toHaveLength(0);

@@ -28,6 +28,7 @@ import {
   setMasterAddrs,
   writePortEntry,
   ensureGuard,
+  guardRefusalReason,
   learnAddr,
   setGuard,
   portAddrs,
@@ -291,7 +292,7 @@ export class Learner {
       this.guardChecked = true;
       if (!ensureGuard()) {
         this.log(
-          'netlink guard unavailable (this kernel refuses BPF LSM programs): duplicate addresses are refused by the learner only, slave MAC changes are not refused',
+          `netlink guard unavailable (${guardRefusalReason()}): duplicate addresses are refused by the learner only, slave MAC changes are not refused`,
         );
       }
     }

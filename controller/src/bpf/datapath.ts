@@ -411,6 +411,7 @@ function guardLinkPin(): string {
  * works, without the duplicate-address and MAC-change refusals.
  */
 let guardUnavailable = false;
+let guardRefusal: string | null = null;
 
 /**
  * Where a refused guard load is remembered (per kernel release), so each
@@ -424,12 +425,15 @@ export function ensureGuard(): boolean {
   if (existsSync(guardLinkPin())) return true;
   if (guardUnavailable) return false;
   try {
-    if (readFileSync(guardRefusedMarker(), 'utf8') === release()) {
+    const [rel, ...why] = readFileSync(guardRefusedMarker(), 'utf8').split('\n');
+    if (rel === release()) {
       guardUnavailable = true;
+      guardRefusal = why.join(' ').trim() || 'refused before on this kernel';
       return false;
     }
-  } catch {
-    /* never tried on this kernel */
+  } catch (e) {
+    // never tried on this kernel
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
   const obj = BpfObject.open(bpfObjectPath('guard.bpf.o'), { pinRoot: mapsPinDir() });
   try {
@@ -442,18 +446,26 @@ export function ensureGuard(): boolean {
       closeFd(link);
     }
     return true;
-  } catch {
-    // e.g. lockdown=integrity or a sandbox refusing LSM programs (EPERM)
+  } catch (e) {
+    // e.g. lockdown=integrity or a sandbox refusing LSM programs (EPERM);
+    // the reason goes with the refusal (guardRefusalReason), never lost
     guardUnavailable = true;
+    guardRefusal = (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
     try {
-      writeFileSync(guardRefusedMarker(), release());
-    } catch {
-      /* only a cache */
+      writeFileSync(guardRefusedMarker(), `${release()}\n${guardRefusal}\n`);
+    } catch (e2) {
+      // only a cache: the next command tries again
+      if (!['EACCES', 'EROFS', 'ENOSPC'].includes((e2 as NodeJS.ErrnoException).code ?? '')) throw e2;
     }
     return false;
   } finally {
     obj.close();
   }
+}
+
+/** Why the guard could not be loaded (after ensureGuard returned false). */
+export function guardRefusalReason(): string {
+  return guardRefusal ?? 'not tried';
 }
 
 /** Whether the netlink guard is attached (for status output and tests). */
