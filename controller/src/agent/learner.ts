@@ -933,6 +933,9 @@ export class Learner {
     if (before !== null || peers.length > 0) {
       this.log(`master ${w.port.master.name} ${carries ? 'is up with carrier' : 'is down or has no carrier'}: its slaves follow`);
     }
+    // the peers' routes in the port's table went when they went down: a
+    // resync puts them back now that they are up
+    if (carries && before === false) this.scheduleResync(w, 20);
   }
 
   /**

@@ -17,6 +17,7 @@ import { addrBytes, bytesToAddr, type Family } from '../netlink/addr.js';
 import { IvbError } from '../errors.js';
 import { join } from 'node:path';
 import {
+  BpfError,
   BpfObject,
   BPF_ANY,
   closeFd,
@@ -437,29 +438,46 @@ export function ensureGuard(): boolean {
   }
   const obj = BpfObject.open(bpfObjectPath('guard.bpf.o'), { pinRoot: mapsPinDir() });
   try {
-    matchPinnedSizes(obj);
-    obj.load();
-    const link = linkCreate(obj.programFd('ivb_netlink_send'), 0, 'lsm');
+    let link: number;
+    try {
+      matchPinnedSizes(obj);
+      obj.load();
+      link = linkCreate(obj.programFd('ivb_netlink_send'), 0, 'lsm');
+    } catch (e) {
+      refuseGuard(e);
+      return false;
+    }
     try {
       objPin(link, guardLinkPin());
+    } catch (e) {
+      // another command or the agent attached it a moment ago (both try at
+      // a port's first link add): theirs is the guard, ours goes with its fd
+      if (!(e instanceof BpfError && e.errno === 17 /* EEXIST */)) throw e;
     } finally {
       closeFd(link);
     }
     return true;
-  } catch (e) {
-    // e.g. lockdown=integrity or a sandbox refusing LSM programs (EPERM);
-    // the reason goes with the refusal (guardRefusalReason), never lost
-    guardUnavailable = true;
-    guardRefusal = (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
-    try {
-      writeFileSync(guardRefusedMarker(), `${release()}\n${guardRefusal}\n`);
-    } catch (e2) {
-      // only a cache: the next command tries again
-      if (!['EACCES', 'EROFS', 'ENOSPC'].includes((e2 as NodeJS.ErrnoException).code ?? '')) throw e2;
-    }
-    return false;
   } finally {
     obj.close();
+  }
+}
+
+/**
+ * The kernel refused the guard (the load or the attach): remembered with its
+ * reason for this kernel release. Only those: a pin that already exists
+ * (a concurrent attach) is not a refusal, and once cached as one every
+ * later command on this kernel went without the guard.
+ */
+function refuseGuard(e: unknown): void {
+  // e.g. lockdown=integrity or a sandbox refusing LSM programs (EPERM);
+  // the reason goes with the refusal (guardRefusalReason), never lost
+  guardUnavailable = true;
+  guardRefusal = (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
+  try {
+    writeFileSync(guardRefusedMarker(), `${release()}\n${guardRefusal}\n`);
+  } catch (e2) {
+    // only a cache: the next command tries again
+    if (!['EACCES', 'EROFS', 'ENOSPC'].includes((e2 as NodeJS.ErrnoException).code ?? '')) throw e2;
   }
 }
 

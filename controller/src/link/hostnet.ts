@@ -154,7 +154,15 @@ export function syncSlaveRoutes(port: PortRecord, addrs: Array<{ family: Family;
       if (want.get(dst) === r.dev) want.delete(dst);
       else ipTry([famFlag(f), 'route', 'del', hostPrefix(f, dst), 'table', table], ns);
     }
-    for (const [addr, dev] of want) ip([famFlag(f), 'route', 'replace', hostPrefix(f, addr), 'dev', dev, 'table', table], ns);
+    for (const [addr, dev] of want) {
+      const r = ipTry([famFlag(f), 'route', 'replace', hostPrefix(f, addr), 'dev', dev, 'table', table], ns);
+      // a peer that is down (its master has no carrier: the slaves follow)
+      // takes no route; the kernel flushed its routes when it went down, and
+      // the resync after the master's carrier comes back puts them in
+      if (r.status !== 0 && !/Device for nexthop is not up|Network is down/.test(r.stderr)) {
+        throw new IvbError('IPVLAN_E_IPROUTE', `ip route replace ${hostPrefix(f, addr)} dev ${dev} table ${table}: ${r.stderr.trim().split('\n')[0] ?? `exit ${r.status}`}`);
+      }
+    }
   }
 }
 
