@@ -248,23 +248,39 @@ export function netlinkAddMembership(fd: number, group: number): void {
 }
 
 /**
+ * Memory whose address the kernel is given inside another structure (an
+ * iovec, a msghdr's control buffer) must not move. V8 keeps small typed
+ * arrays (up to 64 bytes) on its own heap and moves them at the next
+ * scavenge: an address taken before an allocation could be stale by the
+ * call (the listener's recvmsg failed with EFAULT under load, and its
+ * batch of notifications was lost). An ArrayBuffer's store is never moved.
+ */
+function stableBuffer(size: number): Buffer {
+	return Buffer.from(new ArrayBuffer(size));
+}
+const recvIov = stableBuffer(16);
+const recvControl = stableBuffer(64);
+const recvMsg = stableBuffer(56);
+
+/**
  * One datagram without blocking: its length and the nsid it came from
  * (null: the socket's own namespace); null when nothing is waiting.
  * ENOBUFS (the kernel dropped messages: the reader was too slow) is thrown
  * as a LibcError for the caller to resync.
  */
 export function netlinkRecvNsid(fd: number, buf: Buffer): { length: number; nsid: number | null } | null {
-	const iov = Buffer.alloc(16);
+	const iov = recvIov;
+	const control = recvControl;
+	const msg = recvMsg;
 	iov.writeBigUInt64LE(koffi.address(buf), 0);
 	iov.writeBigUInt64LE(BigInt(buf.length), 8);
-	const control = Buffer.alloc(64);
 	// struct msghdr: name, namelen, iov, iovlen, control, controllen, flags
-	const msg = Buffer.alloc(56);
+	msg.fill(0);
 	msg.writeBigUInt64LE(koffi.address(iov), 16);
 	msg.writeBigUInt64LE(1n, 24);
 	msg.writeBigUInt64LE(koffi.address(control), 32);
-	msg.writeBigUInt64LE(BigInt(control.length), 40);
 	for (;;) {
+		msg.writeBigUInt64LE(BigInt(control.length), 40);
 		const n = Number(c.recvmsg(fd, msg, MSG_DONTWAIT) as number | bigint);
 		if (n < 0) {
 			const errno = lastErrno();
