@@ -540,11 +540,13 @@ export function mapLookupBatch(fd: number, keySize: number, valueSize: number): 
 }
 
 /**
- * bpf_map_lookup_batch over the whole map, handing each chunk's raw keys and
- * values (N entries, back to back, valid only during the call) to FN: a walk
- * of a large map without a Buffer per entry.
+ * The chunks of one bpf_map_lookup_batch walk over the whole map: each
+ * chunk's raw keys and values (N entries, back to back, valid until the next
+ * step). A hash bucket larger than the chunk is retried at the same cursor
+ * with room for it. The walk is not a snapshot: entries changed meanwhile
+ * may be seen or not.
  */
-export function mapLookupBatchEach(fd: number, keySize: number, valueSize: number, fn: (keys: Buffer, values: Buffer, n: number) => void): void {
+function* batchChunks(fd: number, keySize: number, valueSize: number): Generator<{ keys: Buffer; values: Buffer; n: number }> {
 	const maxEntries = Math.max(1, mapInfo(fd).maxEntries);
 	let chunk = Math.min(maxEntries, 4096);
 	let inBatch: Buffer | null = null;
@@ -558,7 +560,6 @@ export function mapLookupBatchEach(fd: number, keySize: number, valueSize: numbe
 		const ret = f.map_lookup_batch(fd, inBatch, outBatch, kbuf, vbuf, countBuf, opts) as number;
 		const n = countBuf.readUInt32LE(0);
 		if (ret < 0 && ret !== -ENOENT) {
-			// A hash bucket larger than the chunk: retry the same cursor with room for it.
 			if (ret === -ENOSPC && n === 0 && chunk < maxEntries * 2) {
 				chunk *= 2;
 				kbuf = Buffer.alloc(keySize * chunk);
@@ -567,18 +568,26 @@ export function mapLookupBatchEach(fd: number, keySize: number, valueSize: numbe
 			}
 			check(ret, `bpf_map_lookup_batch(fd ${fd})`);
 		}
-		if (n > 0) fn(kbuf, vbuf, n);
+		yield { keys: kbuf, values: vbuf, n };
 		if (ret === -ENOENT) return;
 		inBatch = copyBuf(outBatch);
 	}
 }
 
 /**
+ * bpf_map_lookup_batch over the whole map, handing each chunk's raw keys and
+ * values (N entries, back to back, valid only during the call) to FN: a walk
+ * of a large map without a Buffer per entry.
+ */
+export function mapLookupBatchEach(fd: number, keySize: number, valueSize: number, fn: (keys: Buffer, values: Buffer, n: number) => void): void {
+	for (const c of batchChunks(fd, keySize, valueSize)) if (c.n > 0) fn(c.keys, c.values, c.n);
+}
+
+/**
  * mapLookupBatchEach that gives the event loop back between batches (one
  * batch of up to 4096 entries per turn): a walk of a million entries takes
- * ~0.7 s in the kernel, which an agent's event path must not wait for. The
- * walk is not a snapshot (nor is the synchronous one): entries changed
- * meanwhile may be seen or not. Resolves to the number of entries walked.
+ * ~0.7 s in the kernel, which an agent's event path must not wait for.
+ * Resolves to the number of entries walked.
  */
 export async function mapLookupBatchEachAsync(
 	fd: number,
@@ -587,36 +596,15 @@ export async function mapLookupBatchEachAsync(
 	fn: (keys: Buffer, values: Buffer, n: number) => void,
 	cancelled: () => boolean = () => false,
 ): Promise<number> {
-	const maxEntries = Math.max(1, mapInfo(fd).maxEntries);
-	let chunk = Math.min(maxEntries, 4096);
-	let inBatch: Buffer | null = null;
-	const outBatch = Buffer.alloc(Math.max(keySize, 8));
-	const countBuf = Buffer.alloc(4);
-	const opts = batchOpts(0);
-	let kbuf = Buffer.alloc(keySize * chunk);
-	let vbuf = Buffer.alloc(valueSize * chunk);
 	let walked = 0;
-	for (;;) {
-		countBuf.writeUInt32LE(chunk, 0);
-		const ret = f.map_lookup_batch(fd, inBatch, outBatch, kbuf, vbuf, countBuf, opts) as number;
-		const n = countBuf.readUInt32LE(0);
-		if (ret < 0 && ret !== -ENOENT) {
-			if (ret === -ENOSPC && n === 0 && chunk < maxEntries * 2) {
-				chunk *= 2;
-				kbuf = Buffer.alloc(keySize * chunk);
-				vbuf = Buffer.alloc(valueSize * chunk);
-				continue;
-			}
-			check(ret, `bpf_map_lookup_batch(fd ${fd})`);
-		}
-		if (n > 0) fn(kbuf, vbuf, n);
-		walked += n;
-		if (ret === -ENOENT) return walked;
-		inBatch = copyBuf(outBatch);
+	for (const c of batchChunks(fd, keySize, valueSize)) {
+		if (c.n > 0) fn(c.keys, c.values, c.n);
+		walked += c.n;
 		await new Promise<void>((resolve) => setImmediate(resolve));
 		// (a walk nobody waits for any more ends here: what it found is not used)
 		if (cancelled()) return walked;
 	}
+	return walked;
 }
 
 /**
