@@ -22,19 +22,9 @@ import {
   encodeIvbSlave,
 } from '../maps/generated.js';
 import { addrKeyOf } from '../controller/src/bpf/addr-key.js';
+import { arg, u32 } from './lib/args.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
-}
-
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n);
-  return b;
-}
 
 /** A 64-byte UDP frame from the wire to 198.18.0.10. */
 function frame(): Buffer {

@@ -25,19 +25,9 @@ import { fileURLToPath } from 'node:url';
 import { BpfObject, encodeSkbCtx, mapUpdate, objGet, progTestRun } from '../native/libbpf.js';
 import { encodeIvbAddrOwner, encodeIvbPort, encodeIvbPortKey, encodeIvbSlave, encodeIvbSlaveKey } from '../maps/generated.js';
 import { addrKeyOf } from '../controller/src/bpf/addr-key.js';
+import { arg, u32 } from './lib/args.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-
-function arg(name: string, dflt: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
-}
-
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n);
-  return b;
-}
 
 const MASTER_MAC = [2, 0, 0, 0, 0, 1];
 const WIRE_MAC = [2, 0, 0, 0, 0, 0x99];

@@ -13,6 +13,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfObject, progInfo } from '../native/libbpf.js';
 import { bpffsRoot, bpfObjectPath } from '../controller/src/paths.js';
+import { u32 } from './lib/args.js';
 
 interface Shape {
   name: string;
@@ -33,12 +34,6 @@ export interface VerifierCost {
   loadMs: number;
   xlatedInsns: number;
   jitedBytes: number;
-}
-
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n);
-  return b;
 }
 
 export function measureVerifier(objDir?: string): VerifierCost[] {
