@@ -26,7 +26,7 @@ import { closeFd, mapInfo, mapKeys, mapLookup, mapLookupBatch, mapUpdate, objGet
 import { decodeIvbSlave, encodeIvbAddrOwner, encodeIvbSlave, encodeIvbSlaveKey, IvbSlaveLayout, type IvbSlave } from '../maps/generated.js';
 import { ADDR_KEY_SIZE, addrKeyOf } from '../controller/src/bpf/addr-key.js';
 import { TestEnv, buildWire, configureSlave, ip, ipTry, linkNames, linkOf, must, ping, run, sleep, waitUntil, type Agent, type Wire } from './lib/topo.js';
-import { libCall, pingFlow, startAgentPatient } from './lib/hard-topo.js';
+import { buildTwoSlaves, libCall, pingFlow, startAgentPatient } from './lib/hard-topo.js';
 
 const env = new TestEnv('hard-life', 'ivbhl');
 let w: Wire;
@@ -69,18 +69,7 @@ beforeAll(async () => {
   w = buildWire(env);
   nsA = env.netns('a');
   nsB = env.netns('b');
-  for (const [name, ns] of [
-    ['ipvl0', nsA],
-    ['ipvl1', nsB],
-  ] as const) {
-    env.cliOk('-n', w.host, 'link', 'add', 'link', 'eth0m', 'name', name, 'type', 'ipvlan', 'mode', 'l2');
-    ip(w.host, 'link', 'set', 'dev', name, 'netns', ns);
-  }
-  agent = await startAgentPatient(env);
-  configureSlave(nsA, 'ipvl0', `${A4}/24`, '2001:db8::10/64', { gw4: w.routerV4, gw6: w.routerV6 });
-  configureSlave(nsB, 'ipvl1', `${B4}/24`, '2001:db8::11/64', { gw4: w.routerV4, gw6: w.routerV6 });
-  await learnedOn(env, 'ipvl0', A4);
-  await learnedOn(env, 'ipvl1', B4);
+  agent = await buildTwoSlaves(env, w, { ns: nsA, v4: A4, v6: '2001:db8::10' }, { ns: nsB, v4: B4, v6: '2001:db8::11' }, 15_000);
   await waitUntil('router reaches ipvl0', () => ping(w.wire, A4), 5_000, 100);
 }, 120_000);
 

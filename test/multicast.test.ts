@@ -19,8 +19,8 @@
  * periodic re-read). No IP multicast address is used.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestEnv, buildWire, configureSlave, ip, ipJson, must, sleep, waitUntil, type Agent, type Wire } from './lib/topo.js';
-import { sendRaw, startAgentPatient, udp4Frame, udp6Frame } from './lib/hard-topo.js';
+import { TestEnv, buildWire, ip, ipJson, must, sleep, waitUntil, type Agent, type Wire } from './lib/topo.js';
+import { buildTwoSlaves, sendRaw, startAgentPatient, udp4Frame, udp6Frame } from './lib/hard-topo.js';
 import { macHash, mcFilterBits } from '../controller/src/agent/multicast.js';
 
 const env = new TestEnv('multicast', 'ivbmc');
@@ -98,22 +98,7 @@ beforeAll(async () => {
   nsA = env.netns('a');
   nsB = env.netns('b');
   baseline = { groups: maddr(w.host, 'eth0m'), allmulti: masterAllmulti() };
-  for (const [name, ns] of [
-    ['ipvl0', nsA],
-    ['ipvl1', nsB],
-  ] as const) {
-    env.cliOk('-n', w.host, 'link', 'add', 'link', 'eth0m', 'name', name, 'type', 'ipvlan', 'mode', 'l2');
-    ip(w.host, 'link', 'set', 'dev', name, 'netns', ns);
-  }
-  agent = await startAgentPatient(env);
-  configureSlave(nsA, 'ipvl0', `${A4}/24`, '2001:db8::10/64', { gw4: w.routerV4, gw6: w.routerV6 });
-  configureSlave(nsB, 'ipvl1', `${B4}/24`, '2001:db8::11/64', { gw4: w.routerV4, gw6: w.routerV6 });
-  for (const [dev, a] of [
-    ['ipvl0', A4],
-    ['ipvl1', B4],
-  ] as const) {
-    await waitUntil(`${a} learned on ${dev}`, () => env.learned(dev).includes(a), 15_000, 20);
-  }
+  agent = await buildTwoSlaves(env, w, { ns: nsA, v4: A4, v6: '2001:db8::10' }, { ns: nsB, v4: B4, v6: '2001:db8::11' }, 15_000);
   routerMac = ipJson<Array<{ address: string }>>(w.wire, 'link', 'show', 'dev', 'br0')[0]!.address;
 }, 120_000);
 

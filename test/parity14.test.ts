@@ -11,8 +11,8 @@
  * throughout. Raw frames go out of the wire's br0 with an AF_PACKET socket.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestEnv, buildWire, configureSlave, ip, ipJson, must, nsExec, ping, snmp, sleep, waitUntil, type Agent, type IpLinkJson, type Wire } from './lib/topo.js';
-import { IvbDropReason, counters, peerIfindexOf, sendRaw, startAgentPatient } from './lib/hard-topo.js';
+import { TestEnv, buildWire, ip, ipJson, must, nsExec, ping, snmp, sleep, waitUntil, type Agent, type IpLinkJson, type Wire } from './lib/topo.js';
+import { IvbDropReason, buildTwoSlaves, counters, peerIfindexOf, sendRaw, startAgentPatient } from './lib/hard-topo.js';
 import { ETH_P_IP, IPPROTO_ICMP, eth, inetChecksum, ip4, ipv4, mac } from './lib/frames.js';
 
 const env = new TestEnv('parity14', 'ivbp14');
@@ -57,22 +57,7 @@ beforeAll(async () => {
   w = buildWire(env);
   nsA = env.netns('a');
   nsB = env.netns('b');
-  for (const [name, ns] of [
-    ['ipvl0', nsA],
-    ['ipvl1', nsB],
-  ] as const) {
-    env.cliOk('-n', w.host, 'link', 'add', 'link', 'eth0m', 'name', name, 'type', 'ipvlan', 'mode', 'l2');
-    ip(w.host, 'link', 'set', 'dev', name, 'netns', ns);
-  }
-  agent = await startAgentPatient(env);
-  configureSlave(nsA, 'ipvl0', `${A4}/24`, '2001:db8::10/64', { gw4: w.routerV4, gw6: w.routerV6 });
-  configureSlave(nsB, 'ipvl1', `${B4}/24`, '2001:db8::11/64', { gw4: w.routerV4, gw6: w.routerV6 });
-  for (const [dev, a] of [
-    ['ipvl0', A4],
-    ['ipvl1', B4],
-  ] as const) {
-    await waitUntil(`${a} learned on ${dev}`, () => env.learned(dev).includes(a), 5_000, 20);
-  }
+  agent = await buildTwoSlaves(env, w, { ns: nsA, v4: A4, v6: '2001:db8::10' }, { ns: nsB, v4: B4, v6: '2001:db8::11' }, 5_000);
   routerMac = ipJson<IpLinkJson[]>(w.wire, 'link', 'show', 'dev', 'br0')[0]!.address!;
   for (const ns of [nsA, nsB, w.wire, w.host]) {
     ip(ns, 'link', 'set', 'lo', 'up');

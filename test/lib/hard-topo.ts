@@ -12,7 +12,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { IvbDropReason } from '../../maps/generated.js';
 import { readCounterRows, type CounterRow } from '../../controller/src/stats/counters.js';
-import { Agent, REPO, must, run, type Result, type TestEnv } from './topo.js';
+import { Agent, REPO, configureSlave, ip, must, run, waitUntil, type Result, type TestEnv, type Wire } from './topo.js';
 
 export { IvbDropReason };
 
@@ -230,4 +230,35 @@ export async function startAgentPatient(env: TestEnv, timeoutMs = 30_000): Promi
   env.onCleanup(() => a.killGroup());
   await a.waitForLine(/ipvlan-bpf agent: started/, timeoutMs);
   return a;
+}
+
+/**
+ * The common two-slave world on buildWire's master: l2 slaves ipvl0 in A and
+ * ipvl1 in B (addresses A4/A6, B4/B6, routes via the wire's router), the
+ * agent started, both IPv4 addresses learned within LEARN_MS.
+ */
+export async function buildTwoSlaves(
+  env: TestEnv,
+  w: Wire,
+  a: { ns: string; v4: string; v6: string },
+  b: { ns: string; v4: string; v6: string },
+  learnMs = 15_000,
+): Promise<Agent> {
+  for (const [name, ns] of [
+    ['ipvl0', a.ns],
+    ['ipvl1', b.ns],
+  ] as const) {
+    env.cliOk('-n', w.host, 'link', 'add', 'link', 'eth0m', 'name', name, 'type', 'ipvlan', 'mode', 'l2');
+    ip(w.host, 'link', 'set', 'dev', name, 'netns', ns);
+  }
+  const agent = await startAgentPatient(env);
+  configureSlave(a.ns, 'ipvl0', `${a.v4}/24`, `${a.v6}/64`, { gw4: w.routerV4, gw6: w.routerV6 });
+  configureSlave(b.ns, 'ipvl1', `${b.v4}/24`, `${b.v6}/64`, { gw4: w.routerV4, gw6: w.routerV6 });
+  for (const [dev, addr] of [
+    ['ipvl0', a.v4],
+    ['ipvl1', b.v4],
+  ] as const) {
+    await waitUntil(`${addr} learned on ${dev}`, () => env.learned(dev).includes(addr), learnMs, 20);
+  }
+  return agent;
 }
