@@ -19,6 +19,7 @@
 #include "lib/verdict.h"
 #include "lib/guard_tx.h"
 #include "lib/slowpath.h"
+#include "lib/snoop.h"
 
 /*
  * No slave up owns the destination: if it is in the sender's own subnet the
@@ -76,6 +77,7 @@ static __always_inline int ivb_xmit_l2(struct __sk_buff *skb, const struct ivb_p
 				   port->master_ifindex, IVB_DROP_VEPA_HAIRPIN);
 	if (f->mcast_dst) {
 		/* siblings get copies whatever the flags; the master's stack never does */
+		ivb_snoop_membership(skb, f, self);
 		ivb_fanout(skb, ivb_port_id, port->nr_slaves, self);
 		return ivb_to_wire(skb, port);
 	}

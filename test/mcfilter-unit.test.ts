@@ -13,17 +13,19 @@
  * (slaves' host peers and ends); maps under /sys/fs/bpf/ivb-mcu-<pid>/.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mapUpdate } from '../native/libbpf.js';
+import { mapLookup, mapUpdate } from '../native/libbpf.js';
 import { IvbMcFilterLayout, IvbMode, IvbSlaveFlags, encodeIvbMcFilter } from '../maps/generated.js';
 import { macHash, mcFilterBits } from '../controller/src/agent/multicast.js';
 import { ProgInstance, SharedMaps, TestNetns, makePinRoot, removePinRoot, type PortState, type ProgKind } from './lib/bpfprog.js';
-import { BROADCAST_MAC, ETH_P_IP, eth, ip4, ipv4, mac, udp } from './lib/frames.js';
+import { BROADCAST_MAC, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMPV6, eth, ip4, ip6, ipv4, ipv6, mac, udp } from './lib/frames.js';
 
 const PORT = 5;
 const MASTER_MAC = mac('02:00:00:00:00:01');
 const EXT_MAC = mac('02:00:00:00:00:99');
 /** the slaves' own address (A), for frames they send */
 const A4 = ip4('198.18.1.10');
+/** slave A's link-local, which its MLD reports come from */
+const A6LL = ip6('fe80::200:ff:fe00:1');
 
 const netns = new TestNetns(`ivbmcu${process.pid}`);
 const pinRootName = `ivb-mcu-${process.pid}`;
@@ -56,7 +58,10 @@ function port(nr: number): PortState {
 		portId: PORT,
 		port: { masterIfindex: ifx.m0!, masterMac: MASTER_MAC, mode: IvbMode.L2, flags: 0, nrSlaves: nr },
 		slaves: ['p1', 'p2', 'p3'].slice(0, nr).map((p, i) => ({ peerIfindex: ifx[p]!, devId: i + 1, flags: IvbSlaveFlags.UP, mtu: 1500 })),
-		addrs: [{ family: 4, addr: A4, peerIfindex: ifx.p1!, prefixlen: 24 }],
+		addrs: [
+			{ family: 4, addr: A4, peerIfindex: ifx.p1!, prefixlen: 24 },
+			{ family: 6, addr: A6LL, peerIfindex: ifx.p1!, prefixlen: 64 },
+		],
 		fanout: ['p1', 'p2', 'p3'].slice(0, nr).map((p) => ifx[p]!),
 	};
 }
@@ -191,5 +196,138 @@ describe('multicast filter (ipvlan_process_multicast)', () => {
 		}
 		// the groups spread over many buckets (a constant hash would pass the above with one)
 		expect(seen.size).toBeGreaterThan(30);
+	});
+});
+
+// ---------------------------------------------------------------------------
+// Membership reports (bpf/lib/snoop.h): the slave's own report opens its filter
+
+const IPPROTO_IGMP = 2;
+/** an IPv4 group's MAC: 01:00:5e + its low 23 bits */
+const v4GroupMac = (g: string): Buffer => {
+	const b = ip4(g);
+	return Buffer.from([0x01, 0x00, 0x5e, b[1]! & 0x7f, b[2]!, b[3]!]);
+};
+/** an IPv6 group's MAC: 33:33 + its last 4 bytes */
+const v6GroupMac = (g: string): Buffer => Buffer.concat([Buffer.from([0x33, 0x33]), ip6(g).subarray(12)]);
+
+/** IGMP as the kernel sends it: IP with the router alert option (IHL 6) */
+function igmpFrame(dst: string, igmp: Buffer): Buffer {
+	const payload = Buffer.concat([Buffer.from([0x94, 0x04, 0, 0]), igmp]);
+	return eth(v4GroupMac(dst), MASTER_MAC, ETH_P_IP, ipv4({ src: A4, dst: ip4(dst), ihl: 6, protocol: IPPROTO_IGMP, ttl: 1, payload }));
+}
+function igmpV2Report(group: string): Buffer {
+	const m = Buffer.alloc(8);
+	m[0] = 0x16;
+	ip4(group).copy(m, 4);
+	return igmpFrame(group, m);
+}
+/** records: [type, group, number of sources] */
+function igmpV3Report(records: Array<[number, string, number]>): Buffer {
+	const parts = [Buffer.alloc(8)];
+	parts[0]![0] = 0x22;
+	parts[0]!.writeUInt16BE(records.length, 6);
+	for (const [type, group, nsrcs] of records) {
+		const r = Buffer.alloc(8 + 4 * nsrcs + 4); // one word of aux data, which the walk must step over
+		r[0] = type;
+		r[1] = 1;
+		r.writeUInt16BE(nsrcs, 2);
+		ip4(group).copy(r, 4);
+		for (let i = 0; i < nsrcs; i++) ip4(`198.18.9.${i + 1}`).copy(r, 8 + 4 * i);
+		parts.push(r);
+	}
+	return igmpFrame('224.0.0.22', Buffer.concat(parts));
+}
+/** MLD after a hop-by-hop header with the router alert, as the kernel sends it */
+function mldFrame(dst: string, mld: Buffer): Buffer {
+	const hbh = Buffer.from([IPPROTO_ICMPV6, 0, 0x05, 0x02, 0, 0, 0x01, 0x00]);
+	return eth(v6GroupMac(dst), MASTER_MAC, ETH_P_IPV6, ipv6({ src: A6LL, dst: ip6(dst), nextHeader: 0, hopLimit: 1, payload: Buffer.concat([hbh, mld]) }));
+}
+function mldV1Report(group: string): Buffer {
+	const m = Buffer.alloc(24);
+	m[0] = 131;
+	ip6(group).copy(m, 8);
+	return mldFrame(group, m);
+}
+function mldV2Report(records: Array<[number, string, number]>): Buffer {
+	const parts = [Buffer.alloc(8)];
+	parts[0]![0] = 143;
+	parts[0]!.writeUInt16BE(records.length, 6);
+	for (const [type, group, nsrcs] of records) {
+		const r = Buffer.alloc(20 + 16 * nsrcs);
+		r[0] = type;
+		r.writeUInt16BE(nsrcs, 2);
+		ip6(group).copy(r, 4);
+		for (let i = 0; i < nsrcs; i++) ip6(`2001:db8:9::${i + 1}`).copy(r, 20 + 16 * i);
+		parts.push(r);
+	}
+	return mldFrame('ff02::16', Buffer.concat(parts));
+}
+
+/** Slave A (p1) sends FRAME; its filter afterwards (null: none kept). */
+function afterA(frame: Buffer): Buffer | null {
+	netns.run(() => prog.slave_egress.run(frame, { ifindex: ifx.p1!, ingressIfindex: ifx.p1! }));
+	const v = mapLookup(filters, u32(maps.slaveIndexOf(PORT, ifx.p1!)), IvbMcFilterLayout.size);
+	return v && v.readUInt32LE(0) ? v.subarray(8) : null;
+}
+const filterOf = (groups: Buffer[]): Buffer => mcFilterBits({ groups: groups.map(hex), allmulti: false, promisc: false });
+
+describe("membership reports open the reporting slave's filter (a join honoured before the agent reads the list)", () => {
+	it('IGMPv2 and MLDv1: the reported group', () => {
+		setup(2, { p1: { groups: [] }, p2: { groups: [] } });
+		expect(afterA(igmpV2Report('239.1.2.3'))).toEqual(filterOf([v4GroupMac('239.1.2.3')]));
+		expect(afterA(mldV1Report('ff0e::1:1'))).toEqual(filterOf([v4GroupMac('239.1.2.3'), v6GroupMac('ff0e::1:1')]));
+		// the sibling's filter is its own
+		const p2 = mapLookup(filters, u32(maps.slaveIndexOf(PORT, ifx.p2!)), IvbMcFilterLayout.size)!;
+		expect(p2.subarray(8)).toEqual(filterOf([]));
+	});
+
+	it('IGMPv3 and MLDv2: every record that names a membership, none of the leaves (TO_IN of no source) or blocks', () => {
+		setup(1, { p1: { groups: [] } });
+		// 4 TO_EX {} (a join), 3 TO_IN {} (a leave), 5 ALLOW {s} (a source join), 6 BLOCK {s}, 2 IS_EX, 3 TO_IN {s}
+		const v4 = afterA(
+			igmpV3Report([
+				[4, '239.1.1.1', 0],
+				[3, '239.1.1.2', 0],
+				[5, '239.1.1.3', 2],
+				[6, '239.1.1.4', 1],
+				[2, '239.1.1.5', 0],
+				[3, '239.1.1.6', 1],
+			]),
+		);
+		const joined4 = ['239.1.1.1', '239.1.1.3', '239.1.1.5', '239.1.1.6'].map(v4GroupMac);
+		expect(v4).toEqual(filterOf(joined4));
+		const v6 = afterA(
+			mldV2Report([
+				[4, 'ff0e::2:1', 0],
+				[3, 'ff0e::2:2', 0],
+				[5, 'ff0e::2:3', 1],
+				[6, 'ff0e::2:4', 2],
+			]),
+		);
+		expect(v6).toEqual(filterOf([...joined4, ...['ff0e::2:1', 'ff0e::2:3'].map(v6GroupMac)]));
+	});
+
+	it('a filter not kept yet stays so (it passes everything already); other multicast from the slave changes nothing', () => {
+		setup(1, { p1: null });
+		expect(afterA(igmpV2Report('239.1.2.3'))).toBeNull();
+		setup(1, { p1: { groups: [] } });
+		expect(afterA(frameTo(v4GroupMac('239.1.2.3'), MASTER_MAC))).toEqual(filterOf([]));
+		// an IGMP query (0x11) or an MLD query (130) is nobody's membership
+		const q = igmpV2Report('239.1.2.3');
+		q[14 + 24] = 0x11;
+		expect(afterA(q)).toEqual(filterOf([]));
+		const mq = mldV1Report('ff0e::1:1');
+		mq[14 + 48] = 130;
+		expect(afterA(mq)).toEqual(filterOf([]));
+	});
+
+	it('after the report, a copy of the group reaches the slave that reported it, and not its sibling', () => {
+		setup(2, { p1: { groups: [] }, p2: { groups: [] } });
+		const g = v4GroupMac('239.7.7.7');
+		if (macHash(g) === macHash(BROADCAST_MAC)) throw new Error('pick another group: it shares broadcast\'s bit');
+		expect(copiesFromWire(g)).toBe(0);
+		afterA(igmpV2Report('239.7.7.7'));
+		expect(copiesFromWire(g)).toBe(1);
 	});
 });

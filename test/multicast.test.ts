@@ -16,8 +16,10 @@
  * Groups: IPv6 solicited-node groups of 2001:db8:: addresses (the kernel
  * joins them when the address is added: the RTM_NEWMULTICAST path), and
  * link-layer groups added with `ip maddr add` (no event: the agent's
- * periodic re-read). No IP multicast address is used.
+ * periodic re-read). IP groups joined by an application's socket (socat)
+ * with the agent stopped: the slave's own membership report opens its filter.
  */
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestEnv, buildWire, ip, ipJson, must, sleep, waitUntil, type Agent, type Wire } from './lib/topo.js';
 import { buildTwoSlaves, sendRaw, startAgentPatient, udp4Frame, udp6Frame } from './lib/hard-topo.js';
@@ -132,6 +134,48 @@ describe('per-slave multicast filter (ipvlan_process_multicast)', () => {
     await waitUntil(`${group} gone from the master`, () => !masterGroups().includes(group), 5_000, 20);
     const after = await deliveredTo(group);
     expect(after.a).toBeLessThan(NOISE);
+  });
+
+  it("with the agent stopped, an application's join (IGMP, MLD) is honoured once the slave's report has gone", async () => {
+    // groups whose bits neither slave's filter has (so a copy is the report's doing)
+    const pick = (make: (n: number) => { ip: string; mac: string }): { ip: string; mac: string } => {
+      for (let n = 0x101; ; n++) {
+        const g = make(n);
+        if (!slavePasses(nsA, 'ipvl0', g.mac) && !slavePasses(nsB, 'ipvl1', g.mac)) return g;
+      }
+    };
+    const hx = (n: number): string => n.toString(16).padStart(2, '0');
+    const g4 = pick((n) => ({ ip: `239.77.${n >> 8}.${n & 0xff}`, mac: `01:00:5e:4d:${hx(n >> 8)}:${hx(n & 0xff)}` }));
+    const g6 = pick((n) => ({ ip: `ff0e::77:${n.toString(16)}`, mac: `33:33:00:77:${hx(n >> 8)}:${hx(n & 0xff)}` }));
+    process.kill(agent.pid, 'SIGSTOP');
+    const joiners: Array<ReturnType<typeof spawn>> = [];
+    try {
+      for (const [g, frame, opt] of [
+        [g4, () => udp4Frame({ dmac: g4.mac, smac: routerMac, src: w.routerV4, dst: g4.ip, dport: 5000 }), `UDP4-RECV:5000,ip-add-membership=${g4.ip}:ipvl0`],
+        [g6, () => udp6Frame({ dmac: g6.mac, smac: routerMac, src: w.routerV6, dst: g6.ip }), `UDP6-RECV:9,ipv6-join-group=[${g6.ip}]:ipvl0`],
+      ] as const) {
+        const b0 = rx(nsB, 'ipvl1');
+        let got = 0;
+        const joiner = spawn('ip', ['netns', 'exec', nsA, 'socat', '-u', opt, '-'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        joiners.push(joiner);
+        let errors = '';
+        joiner.stdout!.on('data', (d: Buffer) => (got += d.length));
+        joiner.stderr!.on('data', (d: Buffer) => (errors += d.toString()));
+        // one datagram every 50 ms until the application has one: the report goes within a few jiffies of the join
+        const deadline = Date.now() + 5_000;
+        while (got === 0 && Date.now() < deadline) {
+          sendRaw(w.wire, 'br0', frame());
+          await sleep(50);
+        }
+        expect(got, `a datagram to ${g.ip} in ns a while the agent is stopped ${errors}`).toBeGreaterThan(0);
+        // and the sibling, which joined nothing, took no copy of them
+        expect(rx(nsB, 'ipvl1') - b0, `copies to ns b of ${g.mac}`).toBeLessThan(NOISE);
+      }
+    } finally {
+      for (const j of joiners) j.kill();
+      process.kill(agent.pid, 'SIGCONT');
+    }
+    expect(agent.running).toBe(true);
   });
 
   it('broadcast reaches every up slave', async () => {

@@ -26,6 +26,8 @@ import {
 } from '../../native/libbpf.js';
 import {
 	IvbAddrKeyLayout,
+	IvbSlaveKeyLayout,
+	encodeIvbSlaveKey,
 	IvbDecisionLayout,
 	IvbPortLayout,
 	IvbSize,
@@ -186,6 +188,7 @@ export class SharedMaps {
 	readonly slaves: number;
 	readonly fanout: number;
 	readonly localAddrs: number;
+	readonly slaveIds: number;
 	/*
 	 * ivb_ports, ivb_slaves and ivb_fanout_slots are arrays (no delete): the
 	 * slots written since the last clear() are zeroed again by it. Slave
@@ -201,6 +204,7 @@ export class SharedMaps {
 		this.slaves = from.obj.mapFd('ivb_slaves');
 		this.fanout = from.obj.mapFd('ivb_fanout_slots');
 		this.localAddrs = from.obj.mapFd('ivb_local_addrs');
+		this.slaveIds = from.obj.mapFd('ivb_slave_ids');
 	}
 
 	clear(): void {
@@ -210,6 +214,7 @@ export class SharedMaps {
 			[this.addrs4, ADDR_KEY_SIZE[4]],
 			[this.addrs6, ADDR_KEY_SIZE[6]],
 			[this.localAddrs, IvbAddrKeyLayout.size],
+			[this.slaveIds, IvbSlaveKeyLayout.size],
 		] as const) {
 			for (const k of mapKeys(fd, keySize)) mapDelete(fd, k);
 		}
@@ -241,6 +246,8 @@ export class SharedMaps {
 	write(s: PortState): void {
 		if (s.port) this.#arrayWrite(this.ports, s.portId, encodeIvbPort(s.port));
 		for (const sl of s.slaves) {
+			// (port, peer) -> index: the control plane's lookup, which the datapath makes for rare frames only
+			mapUpdate(this.slaveIds, encodeIvbSlaveKey({ portId: s.portId, peerIfindex: sl.peerIfindex }), u32(this.slaveIndexOf(s.portId, sl.peerIfindex)));
 			this.#arrayWrite(
 				this.slaves,
 				this.slaveIndexOf(s.portId, sl.peerIfindex),

@@ -80,15 +80,17 @@ function ipv6Frame(dmac: string, smac: string, src: Buffer, dst: Buffer, nh: num
   h[7] = hop;
   src.copy(h, 8);
   dst.copy(h, 24);
-  if (nh === 58) {
-    // ICMPv6 checksum over the pseudo-header
+  if (nh === 58 || nh === 17) {
+    // ICMPv6 or UDP checksum over the pseudo-header (IPv6 UDP without one is dropped by the receiving stack)
+    const at = nh === 58 ? 2 : 6;
     const ph = Buffer.alloc(40);
     src.copy(ph, 0);
     dst.copy(ph, 16);
     ph.writeUInt32BE(payload.length, 32);
-    ph[39] = 58;
-    payload.writeUInt16BE(0, 2);
-    payload.writeUInt16BE(csum(Buffer.concat([ph, payload])), 2);
+    ph[39] = nh;
+    payload.writeUInt16BE(0, at);
+    const sum = csum(Buffer.concat([ph, payload]));
+    payload.writeUInt16BE(nh === 17 && sum === 0 ? 0xffff : sum, at);
   }
   return Buffer.concat([ethHdr(dmac, smac, 0x86dd), h, payload]);
 }
