@@ -98,26 +98,34 @@ function loaded(o: ProbeOutcome, op: string): { fd: number } | { detail: string 
   return o.ok ? { fd: o.fd } : { detail: refusal(op, o.errno, o.log) };
 }
 
-/** Runs FN with the kernel's BTF, or answers for it when the kernel has none. */
-function withBtf(name: FeatureName, usedFor: string, fn: (btf: KernelBtf) => KernelFeature): KernelFeature {
-  const btf = KernelBtf.loadVmlinux();
+/** The kernel's BTF as loadVmlinux() gave it, or why not. */
+type VmlinuxBtf = ReturnType<typeof KernelBtf.loadVmlinux>;
+
+/**
+ * Runs FN with the kernel's BTF, or answers for it when the kernel has none.
+ * SHARED: probeFeatures() parses vmlinux's BTF once for every probe (each
+ * parse costs ~9 ms, most of `ipvlan-bpf version`); alone, a probe loads and
+ * frees its own.
+ */
+function withBtf(name: FeatureName, usedFor: string, fn: (btf: KernelBtf) => KernelFeature, shared?: VmlinuxBtf): KernelFeature {
+  const btf = shared ?? KernelBtf.loadVmlinux();
   if (!(btf instanceof KernelBtf)) {
     return { name, available: false, usedFor, detail: `needs the kernel's BTF, which is missing (${describeErrno(btf.errno)})` };
   }
   try {
     return fn(btf);
   } finally {
-    btf.close();
+    if (!shared) btf.close();
   }
 }
 
-export function probeBtf(): KernelFeature {
+export function probeBtf(shared?: VmlinuxBtf): KernelFeature {
   const usedFor = 'CO-RE: the shipped objects are relocated to this kernel at load';
-  const btf = KernelBtf.loadVmlinux();
+  const btf = shared ?? KernelBtf.loadVmlinux();
   if (!(btf instanceof KernelBtf)) {
     return { name: 'btf', available: false, usedFor, detail: `/sys/kernel/btf/vmlinux: ${describeErrno(btf.errno)} (CONFIG_DEBUG_INFO_BTF)` };
   }
-  btf.close();
+  if (!shared) btf.close();
   return { name: 'btf', available: true, usedFor, detail: '/sys/kernel/btf/vmlinux' };
 }
 
@@ -182,7 +190,7 @@ function activeLsms(): string[] | null {
   }
 }
 
-export function probeBpfLsm(): KernelFeature {
+export function probeBpfLsm(shared?: VmlinuxBtf): KernelFeature {
   const usedFor = 'the netlink guard (refuses, at netlink time, what the kernel driver refuses)';
   return withBtf('bpf_lsm', usedFor, (btf) => {
     const hook = btf.funcId(LSM_HOOK);
@@ -193,16 +201,16 @@ export function probeBpfLsm(): KernelFeature {
       return { ...r, available: false, detail: `attached, but "bpf" is not among the active LSMs (${lsms.join(',')}): add it to the lsm= boot parameter` };
     }
     return r;
-  });
+  }, shared);
 }
 
-export function probeTracing(): KernelFeature {
+export function probeTracing(shared?: VmlinuxBtf): KernelFeature {
   const usedFor = 'not used by the datapath (fentry/fexit programs)';
   return withBtf('tracing', usedFor, (btf) => {
     const target = btf.funcId(FENTRY_TARGET);
     if (target === null) return { name: 'tracing', available: false, usedFor, detail: `no ${FENTRY_TARGET} in the kernel's BTF` };
     return loadAndAttach('tracing', usedFor, `fentry/${FENTRY_TARGET}`, { progType: BPF_PROG_TYPE_TRACING, name: 'ivb_probe_fentry', insns: RETURN_ZERO, expectedAttachType: BPF_TRACE_FENTRY, attachBtfId: target }, BPF_TRACE_FENTRY);
-  });
+  }, shared);
 }
 
 /**
@@ -233,7 +241,7 @@ function conntrackLookupProgram(lookupId: number, releaseId: number): Insn[] {
   ];
 }
 
-export function probeConntrackKfuncs(): KernelFeature {
+export function probeConntrackKfuncs(shared?: VmlinuxBtf): KernelFeature {
   const usedFor = 'not used yet (conntrack lookups from tc programs)';
   return withBtf('conntrack_kfuncs', usedFor, (btf) => {
     const lookup = btf.funcId('bpf_skb_ct_lookup');
@@ -245,7 +253,7 @@ export function probeConntrackKfuncs(): KernelFeature {
     if (!r.ok) return { name: 'conntrack_kfuncs', available: false, usedFor, detail: refusal('bpf_prog_load(tc calling bpf_skb_ct_lookup)', r.errno, r.log) };
     closeFd(r.fd);
     return { name: 'conntrack_kfuncs', available: true, usedFor, detail: 'a tc program calling bpf_skb_ct_lookup/bpf_ct_release loaded' };
-  });
+  }, shared);
 }
 
 /**
@@ -270,10 +278,15 @@ export function probeRtnlMcaddr(): KernelFeature {
 
 /** Every probe, in the order `ipvlan-bpf version` prints them. */
 export function probeFeatures(): FeatureReport {
-  return {
-    kernel: release(),
-    libbpf: libbpfVersion(),
-    root: process.geteuid?.() === 0,
-    features: [probeBtf(), probeTcx(), probeBpfLsm(), probeTracing(), probeNetkit(), probeConntrackKfuncs(), probeRtnlMcaddr()],
-  };
+  const btf = KernelBtf.loadVmlinux();
+  try {
+    return {
+      kernel: release(),
+      libbpf: libbpfVersion(),
+      root: process.geteuid?.() === 0,
+      features: [probeBtf(btf), probeTcx(), probeBpfLsm(btf), probeTracing(btf), probeNetkit(), probeConntrackKfuncs(btf), probeRtnlMcaddr()],
+    };
+  } finally {
+    if (btf instanceof KernelBtf) btf.close();
+  }
 }
