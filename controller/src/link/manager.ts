@@ -264,7 +264,13 @@ function setupPeer(peerName: string, netns: string | null): void {
   sysctlSet(`net.ipv4.conf.${peerName}.rp_filter`, '0', netns);
   sysctlSet(`net.ipv4.conf.${peerName}.accept_local`, '1', netns);
   sysctlSet(`net.ipv4.conf.${peerName}.send_redirects`, '0', netns);
-  if (!sysctlSet(`net.ipv6.conf.${peerName}.force_forwarding`, '1', netns)) {
+  if (sysctlSet(`net.ipv6.conf.${peerName}.force_forwarding`, '1', netns)) {
+    // the device's own IPv6 `forwarding` as well: the datapath asks the FIB
+    // as this device's forward path will (bpf_fib_lookup), and the helper
+    // checks `forwarding`, not `force_forwarding`; without it every answer is
+    // "forwarding disabled" and a shim's address never looks local
+    sysctlSet(`net.ipv6.conf.${peerName}.forwarding`, '1', netns);
+  } else {
     // kernels before 6.17 have no per-device IPv6 forwarding switch
     sysctlSet('net.ipv6.conf.all.forwarding', '1', netns);
   }
