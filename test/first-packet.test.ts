@@ -215,6 +215,26 @@ describe('l3 private: a shim\'s new IPv6 address is a sibling\'s from its first 
   }, 300_000);
 });
 
+describe('upgrade: peers made before they had their own IPv6 forwarding', () => {
+  it('get it from `ipvlan-bpf upgrade`, which says so once', (ctx) => {
+    const links = JSON.parse(env.cliOk('-j', 'link', 'show')) as Array<{ ifname: string; ipvlan_bpf: { peer: string; port_id: number } }>;
+    const { peer, port_id: portId } = links.find((l) => l.ifname === 'ipvl1')!.ipvlan_bpf;
+    const key = `/proc/sys/net/ipv6/conf/${peer}/forwarding`;
+    const read = (): string => run('ip', ['netns', 'exec', w.host, 'cat', key]).stdout.trim();
+    if (run('ip', ['netns', 'exec', w.host, 'cat', `/proc/sys/net/ipv6/conf/${peer}/force_forwarding`]).status !== 0) {
+      ctx.skip('a kernel before 6.17 (no force_forwarding): link add sets all.forwarding');
+    }
+    expect(read()).toBe('1');
+    // as an earlier build left it
+    must('ip', ['netns', 'exec', w.host, 'sysctl', '-qw', `net.ipv6.conf.${peer}.forwarding=0`]);
+    const first = JSON.parse(env.cliOk('-j', 'upgrade')) as { upgraded: string[] };
+    expect(first.upgraded).toContain(`port ${portId}: IPv6 forwarding on peer ${peer}`);
+    expect(read()).toBe('1');
+    const again = JSON.parse(env.cliOk('-j', 'upgrade')) as { upgraded: string[] };
+    expect(again.upgraded.filter((d) => d.includes('IPv6 forwarding'))).toEqual([]);
+  });
+});
+
 describe("a slave's namespace deleted and made again under the same name", () => {
   // The agent re-sends held frames through a packet socket it opened in the
   // slave's namespace; a namespace made again under the same name is another

@@ -3,6 +3,7 @@
 import { IvbError } from '../errors.js';
 import { gc } from '../link/gc.js';
 import { upgradePorts } from '../bpf/datapath.js';
+import { upgradePeerForwarding } from '../link/manager.js';
 import { listPorts, withLock } from '../state.js';
 
 export function runGc(json: boolean): number {
@@ -15,7 +16,10 @@ export function runGc(json: boolean): number {
 
 export function runUpgrade(words: readonly string[], json: boolean): number {
   if (words.length > 0) throw new IvbError('IPVLAN_E_USAGE', `upgrade: unknown argument "${words[0]}"`);
-  const done = withLock(() => upgradePorts(listPorts()));
+  const done = withLock(() => {
+    const ports = listPorts();
+    return [...upgradePorts(ports), ...upgradePeerForwarding(ports)];
+  });
   if (json) process.stdout.write(JSON.stringify({ upgraded: done }) + '\n');
   else for (const d of done) process.stdout.write(`upgrade: ${d}\n`);
   return 0;

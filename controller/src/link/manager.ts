@@ -13,7 +13,7 @@ import { pinRoot } from '../paths.js';
 import { ip, ipJson, run } from '../netlink/exec.js';
 import { IFF_NOARP, IFF_UP, namespaceFile, withRtnl } from '../netlink/rtnl.js';
 import { addrBytes } from '../netlink/addr.js';
-import { sysctlWrite as sysctlSet } from '../netlink/sysctl.js';
+import { sysctlRead, sysctlWrite as sysctlSet } from '../netlink/sysctl.js';
 import { getLink, listAddrs, type IpLink } from '../netlink/links.js';
 import { netnsExists, netnsInodeOfPath, netnsPath, initNetnsInode } from '../netlink/netns.js';
 import {
@@ -256,6 +256,27 @@ export function setPeersCarrier(peers: readonly string[], carries: boolean, netn
   const batch = peers.map((p) => `link set dev ${p} ${carries ? 'up' : 'down'}`).join('\n');
   // -force: a peer deleted meanwhile must not stop the others
   run('ip', [...(netns ? ['-n', netns] : []), '-force', '-batch', '-'], batch);
+}
+
+/**
+ * `upgrade`: peers made by a build that set only their IPv6
+ * `force_forwarding` get their own `forwarding` too (setupPeer says why).
+ * What was done, one line a peer.
+ */
+export function upgradePeerForwarding(ports: readonly PortRecord[]): string[] {
+  const done: string[] = [];
+  for (const p of ports) {
+    // a master whose namespace went is gc's
+    if (!netnsExists(p.master.netns)) continue;
+    for (const s of p.slaves) {
+      const key = `net.ipv6.conf.${s.peerName}.forwarding`;
+      // a device gone meanwhile (null) is gc's; a kernel without force_forwarding had all.forwarding set
+      if (sysctlRead(`net.ipv6.conf.${s.peerName}.force_forwarding`, p.master.netns) !== '1') continue;
+      if (sysctlRead(key, p.master.netns) !== '0') continue;
+      if (sysctlSet(key, '1', p.master.netns)) done.push(`port ${p.portId}: IPv6 forwarding on peer ${s.peerName}`);
+    }
+  }
+  return done;
 }
 
 function setupPeer(peerName: string, netns: string | null): void {
