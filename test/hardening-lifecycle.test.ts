@@ -101,13 +101,14 @@ describe('agent restart', () => {
   }, 60_000);
 });
 
+/** The pins of peer_egress links (link_pegress_<peer>) under the private pin folder. */
+const pegressPins = (): string[] => env.pinFiles().filter((f) => /^ports\/\d+\/link_pegress_\d+$/.test(f));
+
 describe('upgrade', () => {
   it('replacing every program (bpf_link_update) while traffic flows loses no packet', async () => {
     const progs0 = env.pinFiles().filter((f) => /^ports\/\d+\/(master_ingress|slave_egress)$/.test(f));
-    // a peer attached by a build before peer_egress: upgrade attaches it
-    const pegress = env.pinFiles().filter((f) => /^ports\/\d+\/link_pegress_\d+$/.test(f));
-    expect(pegress).toHaveLength(2);
-    rmSync(join(env.pinDir, pegress[0]!));
+    // an l2 port: peer_egress (l3s only) is on no peer
+    expect(pegressPins()).toEqual([]);
     const flow = pingFlow(w.wire, A4, 500, 0.01);
     await sleep(1_000);
     const up = libCall(env, `const m = await lib('controller/src/cli/maintenance.js'); process.exitCode = m.runUpgrade([], true);`);
@@ -117,14 +118,34 @@ describe('upgrade', () => {
     const done = (JSON.parse(up.stdout.trim().split('\n').pop()!) as { upgraded: string[] }).upgraded;
     expect(done.some((d) => /ivb_master_ingress replaced on 1 link/.test(d))).toBe(true);
     expect(done.some((d) => /ivb_slave_egress replaced on 2 link/.test(d))).toBe(true);
-    expect(done.some((d) => /ivb_peer_egress replaced on 1 link/.test(d))).toBe(true);
-    expect(done.some((d) => /ivb_peer_egress attached to peer \d+/.test(d))).toBe(true);
-    expect(env.pinFiles().filter((f) => /^ports\/\d+\/link_pegress_\d+$/.test(f))).toEqual(pegress);
+    expect(done.some((d) => /ivb_peer_egress replaced on 0 link/.test(d))).toBe(true);
+    expect(done.some((d) => /ivb_peer_egress attached/.test(d))).toBe(false);
+    expect(pegressPins()).toEqual([]);
     expect(r.sent).toBe(500);
     expect(r.received).toBe(500);
     // same pins, new programs; still forwarding both ways
     expect(env.pinFiles().filter((f) => /^ports\/\d+\/(master_ingress|slave_egress)$/.test(f))).toEqual(progs0);
     expect(ping(nsB, w.routerV4)).toBe(true);
+  }, 60_000);
+
+  it('peer_egress follows l3s: on every peer in l3s (upgrade attaches it where missing), on none once the port leaves it', () => {
+    env.cliOk('-n', nsA, 'link', 'set', 'dev', 'ipvl0', 'type', 'ipvlan', 'mode', 'l3s');
+    try {
+      const pins = pegressPins();
+      expect(pins).toHaveLength(2);
+      // a peer attached by a build before peer_egress: upgrade attaches it
+      rmSync(join(env.pinDir, pins[0]!));
+      const up = libCall(env, `const m = await lib('controller/src/cli/maintenance.js'); process.exitCode = m.runUpgrade([], true);`);
+      expect(up.status, up.stderr).toBe(0);
+      const done = (JSON.parse(up.stdout.trim().split('\n').pop()!) as { upgraded: string[] }).upgraded;
+      expect(done.some((d) => /ivb_peer_egress replaced on 1 link/.test(d))).toBe(true);
+      expect(done.some((d) => /ivb_peer_egress attached to peer \d+/.test(d))).toBe(true);
+      expect(pegressPins()).toEqual(pins);
+    } finally {
+      env.cliOk('-n', nsA, 'link', 'set', 'dev', 'ipvl0', 'type', 'ipvlan', 'mode', 'l2');
+    }
+    expect(pegressPins()).toEqual([]);
+    expect(ping(w.wire, A4)).toBe(true);
   }, 60_000);
 
   it('pinned maps with another layout fingerprint are refused with a clear message, never reinterpreted', async () => {

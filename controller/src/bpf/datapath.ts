@@ -533,11 +533,20 @@ function peerEgressPin(dir: string, peerIfindex: number): string {
 export function attachPeer(portId: number, peerIfindex: number, netns: string | null): void {
   const dir = portPinDir(portId);
   attachPinned(join(dir, 'slave_egress'), peerIfindex, join(dir, `link_peer_${peerIfindex}`), netns);
-  try {
-    attachPinned(join(dir, 'peer_egress'), peerIfindex, peerEgressPin(dir, peerIfindex), netns, 'tcx_egress');
-  } catch (e) {
-    rmSync(join(dir, `link_peer_${peerIfindex}`), { force: true });
-    throw e;
+}
+
+/**
+ * peer_egress on the peers of an l3s port, on none of another's: it acts in
+ * l3s only, and each first TCX attach to a fresh device waits for an RCU
+ * grace period in the kernel (tcx_entry_sync), ~10-20 ms of every `link add`
+ * here. ON: attached to each of PEERS that lacks it; off: every one removed.
+ */
+export function setPeerEgress(portId: number, peers: readonly number[], netns: string | null, on: boolean): void {
+  const dir = portPinDir(portId);
+  for (const peer of peers) {
+    const pin = peerEgressPin(dir, peer);
+    if (!on) rmSync(pin, { force: true });
+    else if (!existsSync(pin)) attachPinned(join(dir, 'peer_egress'), peer, pin, netns, 'tcx_egress');
   }
 }
 
@@ -970,10 +979,11 @@ function portAddrsOf(portId: number, family: AddrFamily, out: Array<LearnedAddr 
  * per hook (bpf_link_update: no moment without a program). The pinned maps
  * are reused only when their layout fingerprint matches this build's.
  */
-export function upgradePorts(ports: Array<{ portId: number; master: { netns: string | null } }>): string[] {
+export function upgradePorts(ports: Array<{ portId: number; mode: string; master: { netns: string | null } }>): string[] {
   const migration = migrateMaps();
   maps();
   const netnsOf = (id: number): string | null => ports.find((p) => p.portId === id)!.master.netns;
+  const modeOf = (id: number): string => ports.find((p) => p.portId === id)!.mode;
   const done: string[] = migration ? [migration.note] : [];
   for (const { portId } of ports) {
     const dir = portPinDir(portId);
@@ -999,7 +1009,8 @@ export function upgradePorts(ports: Array<{ portId: number; master: { netns: str
         obj.close();
       }
     }
-    // peers attached by a build without peer_egress get it now
+    // peers of an l3s port attached by a build without peer_egress get it now
+    if (modeOf(portId) !== 'l3s') continue;
     for (const f of readdirSync(dir)) {
       const ifindex = Number(f.match(/^link_peer_(\d+)$/)?.[1] ?? 0);
       if (!ifindex || existsSync(peerEgressPin(dir, ifindex))) continue;

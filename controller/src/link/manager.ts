@@ -30,6 +30,7 @@ import {
 } from '../state.js';
 import {
   attachPeer,
+  setPeerEgress,
   clearGuard,
   createPortDatapath,
   ensureGuard,
@@ -449,10 +450,16 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
   });
 }
 
-/** What the port's mode needs in the master's namespace: l3s forwarding on or off (hostnet.ts). */
+/** What the port's mode needs in the master's namespace: l3s forwarding on or off (hostnet.ts), peer_egress on its peers or not. */
 function applyModeHostnet(port: PortRecord): void {
   if (port.mode === 'l3s') enterL3s(port);
   else leaveL3s(port);
+  setPeerEgress(
+    port.portId,
+    port.slaves.map((s) => s.peerIfindex),
+    port.master.netns,
+    port.mode === 'l3s',
+  );
 }
 
 /** Removes one slave from its port (maps, link pin, fan-out slot); deletes the port with its last slave. */
