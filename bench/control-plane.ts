@@ -16,7 +16,8 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { closeFd, mapDeleteBatch, mapUpdateBatch, objGet, BPF_ANY } from '../native/libbpf.js';
-import { encodeIvbAddrKey, encodeIvbAddrOwner, IvbAddrKeyLayout, IvbAddrOwnerLayout } from '../maps/generated.js';
+import { encodeIvbAddrOwner, IvbAddrOwnerLayout } from '../maps/generated.js';
+import { ADDR_KEY_SIZE, addrKeyOf } from '../controller/src/bpf/addr-key.js';
 import { rtnlAddrs, rtnlLinks } from '../controller/src/netlink/rtnl.js';
 import { must, run } from './lib/sh.js';
 
@@ -79,7 +80,8 @@ function stat(xs: number[]): Stat {
 }
 
 function fakeAddrs(n: number): { keys: Buffer; values: Buffer } {
-  const ks = IvbAddrKeyLayout.size;
+  // IPv6 keys of ivb_addrs6 (issue 12 split the table by family)
+  const ks = ADDR_KEY_SIZE[6];
   const vs = IvbAddrOwnerLayout.size;
   const keys = Buffer.alloc(ks * n);
   const values = Buffer.alloc(vs * n);
@@ -89,7 +91,7 @@ function fakeAddrs(n: number): { keys: Buffer; values: Buffer } {
   const owner = encodeIvbAddrOwner({ peerIfindex: 999_999, prefixlen: 128, slave: 0 });
   for (let i = 0; i < n; i++) {
     addr.writeUInt32BE(i, 12);
-    encodeIvbAddrKey({ portId: FAKE_PORT, family: 6, addr }).copy(keys, i * ks);
+    addrKeyOf(FAKE_PORT, 6, addr).key.copy(keys, i * ks);
     owner.copy(values, i * vs);
   }
   return { keys, values };
@@ -181,7 +183,7 @@ async function main(): Promise<number> {
       ipAddrMs.push(must('ip', ['-n', H, '-j', 'addr', 'show']).ms);
     }
     // the agent with ADDRS addresses in the table
-    const fd = objGet(join(PIN_DIR, 'maps', 'ivb_addrs'));
+    const fd = objGet(join(PIN_DIR, 'maps', 'ivb_addrs6'));
     const { keys, values } = fakeAddrs(ADDRS);
     mapUpdateBatch(fd, keys, values, ADDRS, BPF_ANY);
     const agent: Array<{ startMs: number; sweptMs: number | null; rssMiB: number; hwmMiB: number }> = [];
