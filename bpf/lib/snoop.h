@@ -72,6 +72,7 @@ static __always_inline int ivb_group_mac_tail(struct __sk_buff *skb, __u32 off, 
 	return 0;
 }
 
+/* One group record of a v3/MLDv2 report (bpf_loop() callback): 1 stops the walk. */
 static long ivb_snoop_record(__u64 i, void *data)
 {
 	struct ivb_snoop_walk *w = data;
