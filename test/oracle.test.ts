@@ -116,6 +116,8 @@ const gotDetail = new Map<string, unknown>();
 let work = '';
 let guardActive = false;
 let runLog = '';
+/** the agent's lines of the run that report trouble (timestamped): they go with a cell that differs */
+let agentLogTail = '';
 
 describe.skipIf(cells.length === 0)('kernel oracle: l2 and l3 cells', () => {
   beforeAll(() => {
@@ -149,7 +151,13 @@ describe.skipIf(cells.length === 0)('kernel oracle: l2 and l3 cells', () => {
       }
     }
     const agentLog = join(copy, 'results', 'host-ipvlan-bpf.agent.log');
-    guardActive = !existsSync(agentLog) || !readFileSync(agentLog, 'utf8').includes('netlink guard unavailable');
+    const agentText = existsSync(agentLog) ? readFileSync(agentLog, 'utf8') : '';
+    guardActive = !agentText.includes('netlink guard unavailable');
+    agentLogTail = agentText
+      .split('\n')
+      .filter((l) => (/fail|lost|refused|gone|error/i.test(l) || /\bE[A-Z]{3,}\b/.test(l)) && !/refused on ipvl1 .*already assigned/.test(l))
+      .slice(-40)
+      .join('\n');
     const compare = join(copy, 'results', 'host-ipvlan-bpf.compare.txt');
     if (existsSync(compare)) {
       const last = readFileSync(compare, 'utf8').trim().split('\n').pop();
@@ -179,7 +187,8 @@ describe.skipIf(cells.length === 0)('kernel oracle: l2 and l3 cells', () => {
       }
       const seen = got.get(cellKey(cell)) ?? 'missing';
       // a cell that differs says what ipvlan-bpf's run saw (a flaky one can be read from CI's log alone)
-      expect(seen, seen === cell.expected ? undefined : JSON.stringify(gotDetail.get(cellKey(cell)) ?? null).slice(0, 1500)).toBe(cell.expected);
+      const why = seen === cell.expected ? undefined : `${JSON.stringify(gotDetail.get(cellKey(cell)) ?? null).slice(0, 1500)}\nthe agent's trouble lines of the run (last 40):\n${agentLogTail}`;
+      expect(seen, why).toBe(cell.expected);
     });
   }
 });
