@@ -223,21 +223,32 @@ function igmpV2Report(group: string): Buffer {
 	return igmpFrame(group, m);
 }
 /** records: [type, group, number of sources] */
-function igmpV3Report(records: Array<[number, string, number]>): Buffer {
-	const parts = [Buffer.alloc(8)];
-	parts[0]![0] = 0x22;
-	parts[0]!.writeUInt16BE(records.length, 6);
-	for (const [type, group, nsrcs] of records) {
-		const r = Buffer.alloc(8 + 4 * nsrcs + 4); // one word of aux data, which the walk must step over
-		r[0] = type;
-		r[1] = 1;
+type GroupRecords = Array<[number, string, number]>;
+
+/**
+ * The ICMP part of an IGMPv3 or MLDv2 report (RFC 3376 4.2, RFC 3810 5.2):
+ * type, the record count, then each record's type, aux length (words),
+ * source count, group, sources and aux data.
+ */
+function v3Report(type: number, records: GroupRecords, addr: (a: string) => Buffer, source: (i: number) => Buffer, auxWords: number): Buffer {
+	const head = Buffer.alloc(8);
+	head[0] = type;
+	head.writeUInt16BE(records.length, 6);
+	const parts = [head];
+	for (const [recType, group, nsrcs] of records) {
+		const g = addr(group);
+		const r = Buffer.alloc(4 + g.length * (1 + nsrcs) + 4 * auxWords);
+		r[0] = recType;
+		r[1] = auxWords;
 		r.writeUInt16BE(nsrcs, 2);
-		ip4(group).copy(r, 4);
-		for (let i = 0; i < nsrcs; i++) ip4(`198.18.9.${i + 1}`).copy(r, 8 + 4 * i);
+		g.copy(r, 4);
+		for (let i = 0; i < nsrcs; i++) source(i).copy(r, 4 + g.length * (1 + i));
 		parts.push(r);
 	}
-	return igmpFrame('224.0.0.22', Buffer.concat(parts));
+	return Buffer.concat(parts);
 }
+/** with one word of aux data in each record, which the walk must step over */
+const igmpV3Report = (records: GroupRecords): Buffer => igmpFrame('224.0.0.22', v3Report(0x22, records, ip4, (i) => ip4(`198.18.9.${i + 1}`), 1));
 /** MLD after a hop-by-hop header with the router alert, as the kernel sends it */
 function mldFrame(dst: string, mld: Buffer): Buffer {
 	const hbh = Buffer.from([IPPROTO_ICMPV6, 0, 0x05, 0x02, 0, 0, 0x01, 0x00]);
@@ -249,20 +260,7 @@ function mldV1Report(group: string): Buffer {
 	ip6(group).copy(m, 8);
 	return mldFrame(group, m);
 }
-function mldV2Report(records: Array<[number, string, number]>): Buffer {
-	const parts = [Buffer.alloc(8)];
-	parts[0]![0] = 143;
-	parts[0]!.writeUInt16BE(records.length, 6);
-	for (const [type, group, nsrcs] of records) {
-		const r = Buffer.alloc(20 + 16 * nsrcs);
-		r[0] = type;
-		r.writeUInt16BE(nsrcs, 2);
-		ip6(group).copy(r, 4);
-		for (let i = 0; i < nsrcs; i++) ip6(`2001:db8:9::${i + 1}`).copy(r, 20 + 16 * i);
-		parts.push(r);
-	}
-	return mldFrame('ff02::16', Buffer.concat(parts));
-}
+const mldV2Report = (records: GroupRecords): Buffer => mldFrame('ff02::16', v3Report(143, records, ip6, (i) => ip6(`2001:db8:9::${i + 1}`), 0));
 
 /** Slave A (p1) sends FRAME; its filter afterwards (null: none kept). */
 function afterA(frame: Buffer): Buffer | null {
