@@ -105,11 +105,12 @@ static __always_inline void ivb_snoop_membership(struct __sk_buff *skb, const st
 	__u16 nrec;
 
 	if (f->proto == IVB_ETH_P_IP) {
-		/* version/IHL and protocol */
-		if (bpf_skb_load_bytes(skb, IVB_ETH_HLEN, b, 1) < 0 ||
-		    bpf_skb_load_bytes(skb, IVB_ETH_HLEN + 9, b + 1, 1) < 0 || b[1] != IVB_IPPROTO_IGMP)
+		__u8 ip[10];
+
+		/* version/IHL (byte 0) and protocol (byte 9), one load: every multicast frame a slave sends pays it */
+		if (bpf_skb_load_bytes(skb, IVB_ETH_HLEN, ip, sizeof(ip)) < 0 || ip[9] != IVB_IPPROTO_IGMP)
 			return;
-		off = IVB_ETH_HLEN + (b[0] & 0xf) * 4;
+		off = IVB_ETH_HLEN + (ip[0] & 0xf) * 4;
 	} else if (f->proto == IVB_ETH_P_IPV6) {
 		/* next header; MLD comes after a hop-by-hop header (the router alert) */
 		if (bpf_skb_load_bytes(skb, IVB_ETH_HLEN + 6, b, 1) < 0)
