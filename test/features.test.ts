@@ -9,11 +9,12 @@
  */
 import { describe, it, expect, afterAll } from 'vitest';
 import { join } from 'node:path';
-import { release } from 'node:os';
+import { release, tmpdir } from 'node:os';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { BpfError, BpfObject, errnoName, tcxSupported } from '../native/libbpf.js';
 import { KernelBtf, closeFd, probeProgLoad } from '../native/probes.js';
 import { probeBpfLsm, probeConntrackKfuncs, probeFeatures, probeNetkit, probeRtnlMcaddr, probeTcx, probeTracing } from '../controller/src/platform/features.js';
-import { REPO, TestEnv, ipTry } from './lib/topo.js';
+import { REPO, TestEnv, ipTry, run } from './lib/topo.js';
 
 const env = new TestEnv('features', 'ivbf');
 
@@ -94,5 +95,67 @@ describe('kernel feature probes', () => {
     // and the real probe on this kernel: the conntrack kfuncs load where the kernel's BTF declares them
     const ct = probeConntrackKfuncs();
     console.log(`conntrack kfuncs: ${ct.available} (${ct.detail}); non-kfunc call: ${r.ok ? 'loaded' : r.log}`);
+  });
+});
+
+describe('`version` probes once per boot (platform/feature-cache.ts)', () => {
+  interface VersionJson {
+    features: Record<string, { available: boolean; detail: string }> | null;
+    featuresProbedAt?: string;
+    featuresCached?: boolean;
+  }
+  const cacheDir = mkdtempSync(join(tmpdir(), 'ivb-features-'));
+  env.onCleanup(() => rmSync(cacheDir, { recursive: true, force: true }));
+  const version = (dir: string, ...args: string[]): VersionJson => {
+    const r = run(process.execPath, [join(REPO, 'bin', 'ipvlan-bpf.js'), '-j', 'version', ...args], { env: { ...env.env, IPVLAN_BPF_CACHE_DIR: dir } });
+    expect(r.status, r.stderr).toBe(0);
+    return JSON.parse(r.stdout) as VersionJson;
+  };
+  const file = join(cacheDir, 'features.json');
+
+  it('the first probes and records, the next reuse it; --probe probes again', () => {
+    const first = version(cacheDir);
+    expect(first.featuresCached).toBe(false);
+    expect(first.features).not.toBeNull();
+    const st = statSync(file);
+    expect({ uid: st.uid, mode: st.mode & 0o777 }).toEqual({ uid: 0, mode: 0o644 });
+    const second = version(cacheDir);
+    expect(second.featuresCached).toBe(true);
+    expect(second.featuresProbedAt).toBe(first.featuresProbedAt);
+    expect(second.features).toEqual(first.features);
+    const fresh = version(cacheDir, '--probe');
+    expect(fresh.featuresCached).toBe(false);
+    expect(fresh.featuresProbedAt! > first.featuresProbedAt!).toBe(true);
+    expect(fresh.features).toEqual(first.features);
+    expect(version(cacheDir).featuresProbedAt).toBe(fresh.featuresProbedAt);
+  });
+
+  it('a record of another boot, a torn file or one writable by others is not believed: probed again and replaced', () => {
+    const rec = JSON.parse(readFileSync(file, 'utf8')) as { key: string; probedAt: string };
+    const key = JSON.parse(rec.key) as Record<string, unknown>;
+    writeFileSync(file, JSON.stringify({ ...rec, key: JSON.stringify({ ...key, boot: 'another-boot' }) }));
+    expect(version(cacheDir).featuresCached).toBe(false);
+    expect(version(cacheDir).featuresCached).toBe(true);
+    writeFileSync(file, '{"key": "torn');
+    expect(version(cacheDir).featuresCached).toBe(false);
+    expect(version(cacheDir).featuresCached).toBe(true);
+    chmodSync(file, 0o666);
+    expect(version(cacheDir).featuresCached).toBe(false);
+    expect(statSync(file).mode & 0o777).toBe(0o644);
+  });
+
+  it('where the cache cannot be written, every run probes and answers the same', () => {
+    const blocker = join(cacheDir, 'not-a-dir');
+    writeFileSync(blocker, '');
+    const a = version(join(blocker, 'cache'));
+    const b = version(join(blocker, 'cache'));
+    expect([a.featuresCached, b.featuresCached]).toEqual([false, false]);
+    expect(b.features).toEqual(a.features);
+  });
+
+  it('an unknown argument is refused, naming it', () => {
+    const r = run(process.execPath, [join(REPO, 'bin', 'ipvlan-bpf.js'), 'version', '--probes'], { env: { ...env.env, IPVLAN_BPF_CACHE_DIR: cacheDir } });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/version: unknown argument "--probes"/);
   });
 });

@@ -26,7 +26,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   // the commands that must work on a host still missing libbpf or iproute2 (main.js loads both)
   if (parsed && (object === 'version' || object === 'cni')) {
     try {
-      if (object === 'version') return await (await import('./version.js')).runVersion(parsed.global.json, parsed.global.pretty);
+      if (object === 'version') return await (await import('./version.js')).runVersion(parsed.global.json, parsed.global.pretty, parsed.words.slice(1));
       return await (await import('./cni-install.js')).runCni(parsed.words.slice(1));
     } catch (e) {
       process.stderr.write(`ipvlan-bpf: ${errorLine(e)}\n`);

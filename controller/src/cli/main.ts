@@ -58,7 +58,7 @@ export async function main(argv: readonly string[]): Promise<number> {
         return object === undefined ? 2 : 0;
       case 'version': {
         const { runVersion } = await import('./version.js');
-        return runVersion(global.json, global.pretty);
+        return runVersion(global.json, global.pretty, words.slice(1));
       }
       case 'cni': {
         const { runCni } = await import('./cni-install.js');

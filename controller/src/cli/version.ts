@@ -14,6 +14,8 @@ import { release } from 'node:os';
 import { repoRoot } from '../paths.js';
 import { buildIdentity, type BuildIdentity } from '../platform/build-info.js';
 import type { FeatureName, KernelFeature } from '../platform/features.js';
+import { cachedFeatures } from '../platform/feature-cache.js';
+import { EINVAL, IvbError } from '../errors.js';
 import { ALL_REQUIREMENTS, missingLine, missingRequirements, type Requirement } from '../platform/requirements.js';
 
 export interface VersionReport {
@@ -27,6 +29,10 @@ export interface VersionReport {
   /** keyed by feature; null when the probes could not run (see featuresError) */
   features: Record<FeatureName, Omit<KernelFeature, 'name'>> | null;
   featuresError?: string;
+  /** when the features were probed (once per boot: later commands reuse it) */
+  featuresProbedAt?: string;
+  /** true when they are this boot's earlier probe, false when probed by this command */
+  featuresCached?: boolean;
   /** run-time packages this host lacks (any command's) */
   missing: Array<Pick<Requirement, 'name' | 'debianPackage' | 'why'>>;
 }
@@ -36,11 +42,13 @@ export function packageVersion(): { name: string; version: string } {
   return { name: pkg.name ?? 'ipvlan-bpf', version: pkg.version ?? 'unknown' };
 }
 
-export async function versionReport(): Promise<VersionReport> {
+/** FRESH: probe again even when this boot's probe is cached (`version --probe`) */
+export async function versionReport(fresh = false): Promise<VersionReport> {
   const missing = await missingRequirements(ALL_REQUIREMENTS);
+  const objects = buildIdentity();
   const report: VersionReport = {
     ...packageVersion(),
-    objects: buildIdentity(),
+    objects,
     node: process.version,
     kernel: release(),
     libbpf: null,
@@ -53,8 +61,11 @@ export async function versionReport(): Promise<VersionReport> {
     report.featuresError = `not probed: ${missingLine(libbpfMissing)}`;
     return report;
   }
-  const { probeFeatures } = await import('../platform/features.js');
-  const probed = probeFeatures();
+  // the binding (koffi, libbpf) is loaded only when the probes run, not for this boot's cached answer
+  const probe = async () => (await import('../platform/features.js')).probeFeatures();
+  const { report: probed, probedAt, cached } = await cachedFeatures(objects.buildId ?? `unbuilt ${report.version}`, probe, fresh);
+  report.featuresProbedAt = probedAt;
+  report.featuresCached = cached;
   report.libbpf = probed.libbpf;
   report.features = Object.fromEntries(probed.features.map(({ name, ...rest }) => [name, rest])) as VersionReport['features'];
   return report;
@@ -73,7 +84,8 @@ function objectsLine(o: BuildIdentity): string {
 export function versionText(r: VersionReport): string {
   const lines = [`${r.name} ${r.version}`, objectsLine(r.objects), `node ${r.node}, libbpf ${r.libbpf ?? '(missing)'}, kernel ${r.kernel}${r.root ? '' : ' (not root: probes need CAP_BPF and see EPERM)'}`];
   if (r.features) {
-    lines.push('kernel features:');
+    const when = r.featuresProbedAt ? ` (probed ${r.featuresProbedAt}${r.featuresCached ? ', this boot; "version --probe" probes again' : ''})` : '';
+    lines.push(`kernel features${when}:`);
     const width = Math.max(...Object.keys(r.features).map((k) => k.length));
     for (const [name, f] of Object.entries(r.features)) {
       lines.push(`  ${name.padEnd(width)}  ${f.available ? 'yes' : 'no '}  ${f.detail}`);
@@ -86,8 +98,10 @@ export function versionText(r: VersionReport): string {
   return lines.join('\n');
 }
 
-export async function runVersion(json: boolean, pretty: boolean): Promise<number> {
-  const r = await versionReport();
+export async function runVersion(json: boolean, pretty: boolean, args: readonly string[] = []): Promise<number> {
+  const bad = args.find((a) => a !== '--probe');
+  if (bad !== undefined) throw new IvbError('IPVLAN_E_USAGE', `version: unknown argument "${bad}" (only --probe: probe the kernel again instead of this boot's answer)`, EINVAL);
+  const r = await versionReport(args.includes('--probe'));
   process.stdout.write((json ? JSON.stringify(r, null, pretty ? 2 : undefined) : versionText(r)) + '\n');
   return 0;
 }
