@@ -2,9 +2,12 @@
 /**
  * `npm run bench:control [-- --rounds N] [-- --addrs N]`: the control plane's
  * targets (issue 13), measured in one run so that the ratios are same-run:
- *  - `ipvlan-bpf link add` on a port that exists, and `version`, against the
- *    bare `node -e 0` start-up of the same rounds (interleaved: a busy
- *    machine slows all three alike);
+ *  - `ipvlan-bpf link add` on a port that exists, `version`, and a CNI ADD
+ *    on a port that exists (the plugin run by nsenter in the master's
+ *    namespace, as a runtime there would; IPAM by Debian's host-local),
+ *    against the bare `node -e 0` start-up of the same rounds (interleaved:
+ *    a busy machine slows them all alike); `version --probe` beside them
+ *    (the first `version` of a boot probes, the others reuse its answer);
  *  - the agent with N addresses (1M by default) in ivb_addrs: start to
  *    "started" (first resync included) and resident memory;
  *  - one link dump and one address dump of a namespace through rtnetlink
@@ -34,6 +37,10 @@ const STATE = '/run/ivbcp-state';
 const PINS = 'ivbcp-pins';
 const PIN_DIR = `/sys/fs/bpf/${PINS}`;
 const CLI = join(process.cwd(), 'bin', 'ipvlan-bpf.js');
+const CNI = join(process.cwd(), 'bin', 'ipvlan-bpf-cni.js');
+/** the container of the CNI rounds; its interface is added and deleted each round */
+const C = 'ivbcp-c';
+const CNI_PATH = '/usr/lib/cni';
 const OUT = arg('--out') ?? join(process.cwd(), 'bench', 'results');
 /** a port no slave uses: the agent walks its entries with everything else */
 const FAKE_PORT = 1023;
@@ -47,13 +54,33 @@ const env = (): NodeJS.ProcessEnv => ({
 });
 
 function cleanup(): void {
-  for (const ns of [H, W]) if (existsSync(`/run/netns/${ns}`)) run('ip', ['netns', 'del', ns]);
+  for (const ns of [H, W, C]) if (existsSync(`/run/netns/${ns}`)) run('ip', ['netns', 'del', ns]);
   rmSync(PIN_DIR, { recursive: true, force: true });
   rmSync(STATE, { recursive: true, force: true });
 }
 
 function cli(args: string[], e: NodeJS.ProcessEnv = env()): number {
   return must(process.execPath, [CLI, ...args], { env: e, timeoutMs: 120_000 }).ms;
+}
+
+const cniConfig = JSON.stringify({
+  cniVersion: '1.0.0',
+  name: 'ivbcp',
+  type: 'ipvlan-bpf-cni',
+  master: 'm0',
+  mode: 'l2',
+  ipam: {
+    type: 'host-local',
+    dataDir: `${STATE}/ipam`,
+    ranges: [[{ subnet: '198.18.77.0/24', rangeStart: '198.18.77.100', rangeEnd: '198.18.77.199' }]],
+    routes: [{ dst: '0.0.0.0/0' }],
+  },
+});
+
+/** The CNI plugin's COMMAND for the container C, run in the master's namespace; returns wall ms. */
+function cni(command: 'ADD' | 'DEL'): number {
+  const e = { ...env(), CNI_COMMAND: command, CNI_CONTAINERID: 'ivbcp-bench', CNI_NETNS: `/run/netns/${C}`, CNI_IFNAME: 'eth0', CNI_PATH };
+  return must('nsenter', [`--net=/run/netns/${H}`, '--', process.execPath, CNI], { env: e, input: cniConfig, timeoutMs: 120_000 }).ms;
 }
 
 /**
@@ -158,9 +185,16 @@ async function main(): Promise<number> {
     const delMs: number[] = [];
     const nodeBareMs: number[] = [];
     const addBareMs: number[] = [];
+    const probeMs: number[] = [];
+    const cniAddMs: number[] = [];
+    const cniDelMs: number[] = [];
+    must('ip', ['netns', 'add', C]);
     for (let i = 0; i < ROUNDS; i++) {
       nodeMs.push(must(process.execPath, ['-e', '0']).ms);
       versionMs.push(cli(['version']));
+      probeMs.push(cli(['version', '--probe']));
+      cniAddMs.push(cni('ADD'));
+      cniDelMs.push(cni('DEL'));
       addMs.push(cli(['-n', H, 'link', 'add', 'link', 'm0', 'name', `s${i}`, 'type', 'ipvlan', 'mode', 'l2']));
       delMs.push(cli(['-n', H, 'link', 'del', `s${i}`]));
       nodeBareMs.push(must(process.execPath, ['-e', '0'], { env: withoutExtraCerts(process.env) }).ms);
@@ -201,12 +235,16 @@ async function main(): Promise<number> {
       load: { before: loadBefore, after: load() },
       nodeStartMs: node,
       versionMs: stat(versionMs),
+      versionProbeMs: stat(probeMs),
+      cniAddExistingPortMs: stat(cniAddMs),
+      cniDelMs: stat(cniDelMs),
       linkAddExistingPortMs: stat(addMs),
       linkDelMs: stat(delMs),
       withoutExtraCaCerts: { nodeStartMs: stat(nodeBareMs), linkAddExistingPortMs: stat(addBareMs) },
       ratios: {
         linkAddOverNode: stat(addMs).median / node.median,
         versionOverNode: stat(versionMs).median / node.median,
+        cniAddOverNode: stat(cniAddMs).median / node.median,
         linkAddOverNodeWithoutExtraCaCerts: stat(addBareMs).median / stat(nodeBareMs).median,
       },
       dumps: { rtnlLinkMs: stat(rtnlLinkMs), ipLinkMs: stat(ipLinkMs), rtnlAddrMs: stat(rtnlAddrMs), ipAddrMs: stat(ipAddrMs) },
@@ -231,6 +269,9 @@ async function main(): Promise<number> {
       `| \`ipvlan-bpf version\` | ${f(result.versionMs)} | ≤ 1.5× node: ${result.ratios.versionOverNode.toFixed(2)}× |`,
       `| \`ipvlan-bpf link add\`, port exists | ${f(result.linkAddExistingPortMs)} | ≤ 2× node: ${result.ratios.linkAddOverNode.toFixed(2)}× |`,
       `| \`ipvlan-bpf link del\` | ${f(result.linkDelMs)} | |`,
+      `| \`ipvlan-bpf version --probe\` (what the first \`version\` of a boot costs) | ${f(result.versionProbeMs)} | |`,
+      `| CNI ADD, port exists (nsenter + plugin + host-local) | ${f(result.cniAddExistingPortMs)} | ≤ 2.5× node: ${result.ratios.cniAddOverNode.toFixed(2)}× |`,
+      `| CNI DEL | ${f(result.cniDelMs)} | |`,
       `| \`node -e 0\`, NODE_EXTRA_CA_CERTS unset | ${f(result.withoutExtraCaCerts.nodeStartMs)} | |`,
       `| \`ipvlan-bpf link add\`, port exists, NODE_EXTRA_CA_CERTS unset | ${f(result.withoutExtraCaCerts.linkAddExistingPortMs)} | ${result.ratios.linkAddOverNodeWithoutExtraCaCerts.toFixed(2)}× its floor |`,
       `| link dump, rtnetlink in process | ${f(result.dumps.rtnlLinkMs)} | |`,

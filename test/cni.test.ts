@@ -267,6 +267,37 @@ describe('ipvlan-bpf-cni', () => {
     expectClean();
   });
 
+  it('chained without IPAM: the previous result\'s addresses and routes, CNI 1.1 route fields included, as ip shows them', () => {
+    const a = container('ch');
+    const { ipam: _ipam, ...noIpam } = conf({ mode: 'l2' }, '198.18.0.0/24', '198.18.0.1', '1.1.0');
+    const prevResult = {
+      cniVersion: '1.1.0',
+      interfaces: [{ name: 'eth0m' }],
+      ips: [
+        { address: '198.18.0.150/24', gateway: '198.18.0.1' },
+        { address: '2001:db8::150/64', gateway: '2001:db8::1' },
+      ],
+      routes: [
+        { dst: '0.0.0.0/0' },
+        { dst: '198.19.5.0/24', gw: '198.18.0.9', priority: 33, mtu: 1400, advmss: 1300 },
+        { dst: '198.19.6.0/24', table: 100, scope: 0 },
+        { dst: '2001:db8:5::/48', priority: 7 },
+      ],
+    };
+    const r = add({ ...noIpam, prevResult }, 'ctr-ch', a);
+    expect(r.ips.map((i) => i.address)).toEqual(['198.18.0.150/24', '2001:db8::150/64']);
+    const inside = (...args: string[]): string => run('nsenter', [`--net=${a}`, 'ip', ...args]).stdout;
+    expect(inside('-4', 'route', 'show', 'default')).toContain('default via 198.18.0.1 dev eth0');
+    const v4 = JSON.parse(inside('-j', '-4', 'route', 'show', '198.19.5.0/24'))[0] as Record<string, unknown>;
+    expect(v4).toMatchObject({ gateway: '198.18.0.9', dev: 'eth0', metric: 33, metrics: [{ mtu: 1400, advmss: 1300 }] });
+    expect(inside('-4', 'route', 'show', 'table', '100')).toMatch(/^198\.19\.6\.0\/24 via 198\.18\.0\.1 dev eth0 \n/);
+    expect(inside('-6', 'route', 'show', '2001:db8:5::/48')).toMatch(/^2001:db8:5::\/48 via 2001:db8::1 dev eth0 metric 7/);
+    expect(inside('-br', 'addr', 'show', 'dev', 'eth0')).toMatch(/198\.18\.0\.150\/24 2001:db8::150\/64 fe80::/);
+    expect(reaches(a, w.routerV4)).toBe(true);
+    del({ ...noIpam, prevResult }, 'ctr-ch', a);
+    expect(env.show()).toEqual([]);
+  });
+
   it('STATUS reports a master that does not exist as "not available" (50)', () => {
     const r = rt.call({ command: 'STATUS', config: conf({ master: 'nosuchdev0' }, '198.18.0.0/24', '198.18.0.1', '1.1.0') });
     expect(r.status).not.toBe(0);

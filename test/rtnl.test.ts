@@ -16,7 +16,8 @@ import { TestEnv, ip, ipJson } from './lib/topo.js';
 import { rtnlAddrs, rtnlLinks } from '../controller/src/netlink/rtnl.js';
 import type { IpAddrLink, IpLink } from '../controller/src/netlink/links.js';
 import { LibcError, closeFd, netlinkRecv, netlinkSocket, setRecvTimeout } from '../native/libc.js';
-import { IFF_NOARP, IFF_UP, namespaceFile, withRtnl } from '../controller/src/netlink/rtnl.js';
+import { IFF_NOARP, IFF_UP, namespaceFile, rtnlRoutes, withRtnl } from '../controller/src/netlink/rtnl.js';
+import { giveSlaveLinkLocal, masterLinkLocal, slaveLinkLocal } from '../controller/src/link/link-local.js';
 import { nftRuleset } from '../controller/src/netlink/nftables.js';
 import { addrBytes } from '../controller/src/netlink/addr.js';
 import { IvbError } from '../controller/src/errors.js';
@@ -155,6 +156,101 @@ describe('rtnetlink writes (link add without ip)', () => {
     // nothing half-made: the peer name was not created either
     expect(ipJson<IpLink[]>(a, 'link', 'show').some((l) => l.ifname === 'vnew')).toBe(false);
     expect(() => withRtnl(a, (w) => w.delLink('nosuch9'))).toThrow(/link del nosuch9: /);
+  });
+});
+
+describe('rtnetlink writes (CNI ADD, the learner and the link-local fix-up without ip)', () => {
+  interface RouteJson {
+    dst: string;
+    gateway?: string;
+    dev?: string;
+    protocol?: string;
+    scope?: string;
+    metric?: number;
+    metrics?: Array<Record<string, number>>;
+  }
+
+  it('a link moved into a namespace given by its file, renamed there by the same request', () => {
+    ip(a, 'link', 'add', 'mv0', 'type', 'veth', 'peer', 'name', 'mv1');
+    const idx = ipJson<IpLink[]>(a, 'link', 'show', 'dev', 'mv0')[0]!.ifindex;
+    withRtnl(a, (w) => w.moveLink(idx, namespaceFile(b), 'moved0', 'link set dev mv0 netns b name moved0'));
+    expect(ipJson<IpLink[]>(a, 'link', 'show').some((l) => l.ifname === 'mv0')).toBe(false);
+    expect(rtnlLinks({ file: namespaceFile(b) }).some((l) => l.ifname === 'moved0')).toBe(true);
+    // a name taken there: EEXIST, and (as with `ip link set … netns … name …`) the link
+    // has been moved already, under its old name (what the CNI undo relies on: it deletes the pair)
+    ip(a, 'link', 'add', 'mv2', 'type', 'veth', 'peer', 'name', 'mv3');
+    const idx2 = ipJson<IpLink[]>(a, 'link', 'show', 'dev', 'mv2')[0]!.ifindex;
+    expect(() => withRtnl(a, (w) => w.moveLink(idx2, namespaceFile(b), 'moved0', 'link set dev mv2 netns b name moved0'))).toThrow(/link set dev mv2 netns b name moved0: .*exists/);
+    expect(ipJson<IpLink[]>(a, 'link', 'show').some((l) => l.ifname === 'mv2')).toBe(false);
+    expect(ipJson<IpLink[]>(b, 'link', 'show', 'dev', 'mv2')).toHaveLength(1);
+    withRtnl({ file: namespaceFile(b) }, (w) => w.renameLink(ipJson<IpLink[]>(b, 'link', 'show', 'dev', 'moved0')[0]!.ifindex, 'renamed0', 'rename'));
+    expect(ipJson<IpLink[]>(b, 'link', 'show', 'dev', 'renamed0')).toHaveLength(1);
+    ip(b, 'link', 'del', 'mv2');
+    ip(b, 'link', 'del', 'renamed0');
+  });
+
+  it('routes as ip route add / replace / del make them, read back as a dump of one table', () => {
+    const va = ipJson<IpLink[]>(a, 'link', 'show', 'dev', 'va')[0]!;
+    withRtnl(a, (w) => {
+      w.addRoute({ family: 4, dst: addrBytes(4, '198.18.12.0'), dstLen: 24, oif: va.ifindex, gateway: addrBytes(4, '198.18.11.9'), priority: 7, mtu: 1280, advmss: 1200, what: 'r1' });
+      w.addRoute({ family: 4, dst: addrBytes(4, '198.18.13.0'), dstLen: 24, oif: va.ifindex, what: 'r2' });
+      w.addRoute({ family: 6, dst: addrBytes(6, '2001:db8:12::'), dstLen: 48, oif: va.ifindex, gateway: addrBytes(6, '2001:db8:11::9'), table: 0x49760077, what: 'r3' });
+      w.addRoute({ family: 4, dst: addrBytes(4, '198.18.14.5'), dstLen: 32, oif: va.ifindex, table: 0x49760077, replace: true, what: 'r4' });
+      w.addRoute({ family: 4, dst: addrBytes(4, '198.18.14.5'), dstLen: 32, oif: va.ifindex, table: 0x49760077, replace: true, what: 'r4 again' });
+    });
+    const main = ipJson<RouteJson[]>(a, '-4', 'route', 'show');
+    // protocol boot, as ip route add sets it (ip prints no "proto" for boot)
+    expect(main.find((r) => r.dst === '198.18.12.0/24')).toMatchObject({ gateway: '198.18.11.9', dev: 'va', metric: 7, metrics: [{ mtu: 1280, advmss: 1200 }] });
+    expect(main.find((r) => r.dst === '198.18.13.0/24')).toMatchObject({ dev: 'va', scope: 'link' });
+    expect(main.filter((r) => r.dst.startsWith('198.18.1') && r.dst !== '198.18.11.0/24').map((r) => r.protocol ?? 'boot')).toEqual(['boot', 'boot']);
+    expect(ipJson<RouteJson[]>(a, '-6', 'route', 'show', 'table', String(0x49760077))).toEqual([expect.objectContaining({ dst: '2001:db8:12::/48', gateway: '2001:db8:11::9', dev: 'va' })]);
+    expect(ipJson<RouteJson[]>(a, '-4', 'route', 'show', 'table', String(0x49760077))).toEqual([expect.objectContaining({ dst: '198.18.14.5', dev: 'va', scope: 'link' })]);
+    expect(rtnlRoutes(a, 4, 0x49760077)).toEqual([{ dst: '198.18.14.5', dstLen: 32, oif: va.ifindex }]);
+    expect(rtnlRoutes(a, 6, 0x49760077)).toEqual([{ dst: '2001:db8:12::', dstLen: 48, oif: va.ifindex }]);
+    // a table never used is empty, not an error
+    expect(rtnlRoutes(a, 4, 0x49760078)).toEqual([]);
+    // add without replace refuses a route that exists
+    expect(() => withRtnl(a, (w) => w.addRoute({ family: 4, dst: addrBytes(4, '198.18.13.0'), dstLen: 24, oif: va.ifindex, what: 'route add 198.18.13.0/24 dev va' }))).toThrow(/route add 198.18.13.0\/24 dev va: .*(exists)/);
+    withRtnl(a, (w) => {
+      w.delRoute({ family: 4, dst: addrBytes(4, '198.18.14.5'), dstLen: 32, table: 0x49760077, oif: va.ifindex, what: 'd1' });
+      w.delRoute({ family: 6, dst: addrBytes(6, '2001:db8:12::'), dstLen: 48, table: 0x49760077, what: 'd2' });
+      w.delRoute({ family: 4, dst: addrBytes(4, '198.18.12.0'), dstLen: 24, table: 254, what: 'd3' });
+      w.delRoute({ family: 4, dst: addrBytes(4, '198.18.13.0'), dstLen: 24, table: 254, what: 'd4' });
+    });
+    expect(rtnlRoutes(a, 4, 0x49760077)).toEqual([]);
+    expect(rtnlRoutes(a, 6, 0x49760077)).toEqual([]);
+    expect(ipJson<RouteJson[]>(a, '-4', 'route', 'show').map((r) => r.dst)).toEqual(['198.18.11.0/24']);
+    // a route that is not there: ESRCH
+    let err: unknown = null;
+    try {
+      withRtnl(a, (w) => w.delRoute({ family: 4, dst: addrBytes(4, '198.18.14.5'), dstLen: 32, table: 0x49760077, what: 'd1 again' }));
+    } catch (e) {
+      err = e;
+    }
+    expect((err as IvbError).errno).toBe(3);
+  });
+
+  it("the link-local fix-up: generation off, the master's link-local replaced by the slave's", () => {
+    ip(a, 'link', 'add', 'll0', 'address', '02:00:00:00:0c:01', 'type', 'veth', 'peer', 'name', 'll1');
+    ip(a, 'link', 'set', 'll1', 'up');
+    ip(a, 'link', 'set', 'll0', 'up');
+    const ll0 = ipJson<IpLink[]>(a, 'link', 'show', 'dev', 'll0')[0]!;
+    const own = masterLinkLocal('02:00:00:00:0c:01');
+    const lls = (): string[] => ipJson<IpAddrLink[]>(a, 'addr', 'show', 'dev', 'll0')[0]!.addr_info.filter((i) => i.family === 'inet6').map((i) => i.local);
+    expect(lls()).toEqual([own]);
+    const want = slaveLinkLocal('02:00:00:00:0c:01', 3);
+    expect(giveSlaveLinkLocal({ netns: a, ifname: 'll0', ifindex: ll0.ifindex, want, present: [own] })).toBe(true);
+    expect(lls()).toEqual([want]);
+    expect(ipJson<IpLink[]>(a, '-d', 'link', 'show', 'dev', 'll0')[0]!.inet6_addr_gen_mode).toBe('none');
+    // again, with what it holds now: nothing to do, nothing changes; with a stale view: still right
+    expect(giveSlaveLinkLocal({ netns: a, ifname: 'll0', ifindex: ll0.ifindex, want, present: [want], genModeNone: true })).toBe(true);
+    expect(giveSlaveLinkLocal({ netns: a, ifname: 'll0', ifindex: ll0.ifindex, want, present: [own] })).toBe(true);
+    expect(lls()).toEqual([want]);
+    // down and up again: the kernel generates none
+    ip(a, 'link', 'set', 'll0', 'down');
+    ip(a, 'link', 'set', 'll0', 'up');
+    expect(lls()).not.toContain(own);
+    ip(a, 'link', 'del', 'll0');
   });
 });
 

@@ -10,7 +10,6 @@
  * the whole table from what exists and applies the difference. First come
  * owns an address; a later claimant gets none of its traffic and is logged.
  */
-import { spawn } from 'node:child_process';
 import { RtnlListener, type ListenerReport, type RtnlEvent } from '../netlink/listener.js';
 import { watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
@@ -41,10 +40,11 @@ import {
   type Family,
 } from '../bpf/datapath.js';
 import { locateSlaves, parseAlias, type SlaveLocation } from '../link/slaves.js';
-import { followMasterMove, masterAddrs, masterCarries, masterLinkLocal, portDelete, pruneSlave, setPeersCarrier, slaveLinkLocal } from '../link/manager.js';
+import { followMasterMove, masterAddrs, masterCarries, portDelete, pruneSlave, setPeersCarrier } from '../link/manager.js';
+import { giveSlaveLinkLocal, masterLinkLocal, slaveLinkLocal } from '../link/link-local.js';
 import { locateMaster, masterMoved, recordedNetnsReachable } from '../link/identity.js';
 import { IvbError, errorLine, isIvbError, isSysError } from '../errors.js';
-import { ensurePortRules, slaveRouteLine, syncForwardAccepts, syncSlaveRoutes } from '../link/hostnet.js';
+import { applySlaveRoutes, ensurePortRules, syncForwardAccepts, syncSlaveRoutes, type SlaveRouteOp } from '../link/hostnet.js';
 import { getLink } from '../netlink/links.js';
 import { MulticastSync, type SlavePlace } from './multicast.js';
 
@@ -74,8 +74,8 @@ interface PortWatch {
   nsNames: Map<number, string>;
   /** the master's carrier as last mirrored onto the slaves (null: not yet known) */
   masterCarries: boolean | null;
-  /** route changes waiting for the one `ip -batch` of this port in flight (order kept) */
-  routeQueue: string[];
+  /** route changes of the events at hand, applied together after them (order kept) */
+  routeQueue: SlaveRouteOp[];
   routeBusy: boolean;
   /** since when the master lives where we cannot look (an unnamed namespace), 0 when it does not */
   unreachableSince: number;
@@ -226,7 +226,8 @@ export class Learner {
     const up = mine.flags?.includes('UP') ?? false;
     // up and sending from the veth's own link-local: the kernel's dev_id one now
     if (foreignLL && up && loc.netns !== undefined) {
-      this.setLinkLocal(w.port, loc.record.devId, mine.ifname, loc.netns);
+      const present = (mine.addr_info ?? []).filter((i) => i.family === 'inet6' && i.local.startsWith('fe80:')).map((i) => i.local);
+      giveSlaveLinkLocal({ netns: loc.netns, ifname: mine.ifname, ifindex: mine.ifindex, want: wantLL, present, genModeNone: mine.inet6_addr_gen_mode === 'none' });
       // ours to give, so known at once: its first frames are not taken for spoofing
       this.applyAddr(w, loc, { family: 6, addr: wantLL, prefixlen: 64 }, false);
     }
@@ -510,26 +511,10 @@ export class Learner {
     }
     const ifname = ev.ifname;
     if (up && netns !== undefined && ifname && (!cur || !(cur.flags & SLAVE_UP))) {
-      this.setLinkLocal(fresh, record.devId, ifname, netns);
+      // what a veth derives from the shared MAC when it comes up: the master's own
+      giveSlaveLinkLocal({ netns, ifname, ifindex: ev.ifindex, want: slaveLinkLocal(fresh.master.mac, record.devId), present: [masterLinkLocal(fresh.master.mac)] });
     }
     return true;
-  }
-
-  /**
-   * Gives a slave that just came up the kernel's dev_id link-local in place
-   * of the one a veth derives from the shared MAC (the master's own).
-   */
-  private setLinkLocal(port: PortRecord, devId: number, ifname: string, netns: string | null): void {
-    // one `ip -batch` in the background: the address events that follow a
-    // `link set up` must not wait behind it
-    const batch = [
-      `link set dev ${ifname} addrgenmode none`,
-      `addr add ${slaveLinkLocal(port.master.mac, devId)}/64 dev ${ifname} nodad`,
-      `addr del ${masterLinkLocal(port.master.mac)}/64 dev ${ifname}`,
-    ].join('\n');
-    const child = spawn('ip', [...(netns ? ['-n', netns] : []), '-force', '-batch', '-'], { stdio: ['pipe', 'ignore', 'ignore'] });
-    child.on('error', () => undefined);
-    child.stdin.end(batch + '\n');
   }
 
   /** Tells the netlink guard where the slave lives now. */
@@ -574,7 +559,7 @@ export class Learner {
       }
       if (owner === loc.record.peerIfindex) {
         unlearnAddr(portId, a);
-        this.queueRoute(w, loc.record.peerName, a, false);
+        this.queueRoute(w, loc, a, false);
         // a refused sibling may hold it too: it is the owner now
         if ([...w.refused].some((t) => t.startsWith(`${a.addr}@`))) this.scheduleResync(w, 20);
       }
@@ -591,39 +576,33 @@ export class Learner {
       this.tableRefusal(w, loc, a.addr, e);
       return;
     }
-    this.queueRoute(w, loc.record.peerName, a, true);
+    this.queueRoute(w, loc, a, true);
   }
 
   /**
    * The port table's route for an address just learned or forgotten
-   * (hostnet.ts), applied in the background: one `ip -batch` per port at a
-   * time, in order, so that a burst of address events is not held up by a
-   * process per event (the resync corrects anything a failure left).
+   * (hostnet.ts), applied right after the events at hand: the routes of a
+   * burst of address events go over one rtnetlink socket, in order, and the
+   * learning of the next event does not wait for them (the resync corrects
+   * anything a failure left).
    */
-  private queueRoute(w: PortWatch, peerName: string, a: { family: Family; addr: string }, present: boolean): void {
-    const line = slaveRouteLine(w.port, peerName, a, present);
-    if (!line) return;
-    w.routeQueue.push(line);
-    this.flushRoutes(w);
+  private queueRoute(w: PortWatch, loc: SlaveLocation, a: { family: Family; addr: string }, present: boolean): void {
+    w.routeQueue.push({ family: a.family, addr: a.addr, peerName: loc.record.peerName, peerIfindex: loc.record.peerIfindex, present });
+    if (w.routeBusy) return;
+    w.routeBusy = true;
+    setImmediate(() => this.flushRoutes(w));
   }
 
   private flushRoutes(w: PortWatch): void {
-    if (w.routeBusy || w.routeQueue.length === 0 || this.stopped) return;
-    const lines = w.routeQueue.splice(0);
-    w.routeBusy = true;
-    const ns = w.port.master.netns;
-    const child = spawn('ip', [...(ns ? ['-n', ns] : []), '-force', '-batch', '-'], { stdio: ['pipe', 'ignore', 'ignore'] });
-    let finished = false;
-    const done = (): void => {
-      if (finished) return;
-      finished = true;
-      w.routeBusy = false;
-      this.flushRoutes(w);
-    };
-    child.on('error', done);
-    child.on('close', done);
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(lines.join('\n') + '\n');
+    w.routeBusy = false;
+    const ops = w.routeQueue.splice(0);
+    if (this.stopped || ops.length === 0) return;
+    try {
+      applySlaveRoutes(w.port, ops);
+    } catch (e) {
+      if (!isIvbError(e, 'IPVLAN_E_IPROUTE')) throw e;
+      this.log(`routes of ${w.port.master.name}'s table: ${e.message} (the next resync puts them right)`);
+    }
   }
 
   /** A learn that failed (a full table): logged and counted once per address. */
@@ -980,20 +959,18 @@ export class Learner {
     return master;
   }
 
-  /**
-   * The kernel folds dev_id into each slave's EUI-64, so slaves sharing the
-   * master's MAC still get distinct link-locals. A veth derives the master's
-   * own; we replace it (and stop regeneration) once the slave is up where it lives.
-   */
+  /** A slave up where it lives holds the kernel's dev_id link-local and no other (link-local.ts). */
   private fixLinkLocal(port: PortRecord, loc: SlaveLocation, v6: string[]): void {
     if (!loc.link || loc.netns === undefined) return;
-    const want = slaveLinkLocal(port.master.mac, loc.record.devId);
-    const ll = v6.filter((a) => a.toLowerCase().startsWith('fe80:'));
-    if (ll.length === 1 && ll[0] === want) return;
-    const dev = loc.link.ifname;
-    if (loc.link.inet6_addr_gen_mode !== 'none') ipTry(['link', 'set', 'dev', dev, 'addrgenmode', 'none'], loc.netns);
-    for (const a of ll) if (a !== want) ipTry(['addr', 'del', `${a}/64`, 'dev', dev], loc.netns);
-    if (!ll.includes(want)) ipTry(['addr', 'add', `${want}/64`, 'dev', dev, 'nodad'], loc.netns);
+    const present = v6.filter((a) => a.toLowerCase().startsWith('fe80:'));
+    giveSlaveLinkLocal({
+      netns: loc.netns,
+      ifname: loc.link.ifname,
+      ifindex: loc.link.ifindex,
+      want: slaveLinkLocal(port.master.mac, loc.record.devId),
+      present,
+      genModeNone: loc.link.inet6_addr_gen_mode === 'none',
+    });
   }
 }
 

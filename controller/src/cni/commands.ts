@@ -21,9 +21,9 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { IvbError, errorLine, isSysError } from '../errors.js';
+import { IvbError, errorLine, isIvbError, isSysError } from '../errors.js';
 import { run, type RunResult } from '../netlink/exec.js';
-import { getLink, type IpAddrLink, type IpLink } from '../netlink/links.js';
+import { getLink, listAddrs, type IpLink } from '../netlink/links.js';
 import {
   currentNetnsInode,
   initNetnsInode,
@@ -31,10 +31,15 @@ import {
   netnsNameOfInode,
   netnsPath,
   NETNS_RUN_DIR,
+  type NetnsRef,
 } from '../netlink/netns.js';
 import { listPorts, readPort, withLock, type PortRecord } from '../state.js';
 import { bpffsRoot, repoRoot, stateDir } from '../paths.js';
-import { linkAdd, pruneSlave, slaveLinkLocal } from '../link/manager.js';
+import { linkAdd, pruneSlave } from '../link/manager.js';
+import { giveSlaveLinkLocal, slaveLinkLocal } from '../link/link-local.js';
+import { IFF_UP, withRtnl, type RtnlWriter } from '../netlink/rtnl.js';
+import { sysctlWrite } from '../netlink/sysctl.js';
+import { addrBytes } from '../netlink/addr.js';
 import { parseAlias } from '../link/slaves.js';
 import { setSlaveRoute } from '../link/hostnet.js';
 import {
@@ -122,17 +127,9 @@ function nsIpJson<T>(nsPath: string, args: readonly string[]): T {
   return JSON.parse(out === '' ? '[]' : out) as T;
 }
 
+/** The link NAME in the namespace at NSPATH (rtnetlink there); null when there is none. */
 function nsLink(nsPath: string, name: string): IpLink | null {
-  const r = inNs(nsPath, 'ip', ['-j', '-d', 'link', 'show', 'dev', name]);
-  if (r.status !== 0) return null;
-  return (JSON.parse(r.stdout) as IpLink[])[0] ?? null;
-}
-
-/** Runs ip commands as one batch in the container (one process instead of one per step). */
-function nsIpBatch(nsPath: string, lines: string[]): void {
-  if (lines.length === 0) return;
-  const r = inNs(nsPath, 'ip', ['-b', '-'], lines.join('\n') + '\n');
-  if (r.status !== 0) throw new CniError(CNI_E.INTERNAL, `configuring the container interface: ${r.stderr.trim() || `exit ${r.status}`}`);
+  return getLink(name, { file: nsPath });
 }
 
 // ---------------------------------------------------------------- master
@@ -193,19 +190,24 @@ function ipamEnv(command: string, env: CniEnv): { command: string; containerId: 
   return { command, containerId: env.containerId, netns: env.netns, ifname: env.ifname };
 }
 
-/** CNI route -> `ip route add` words (1.1 fields included). */
-function routeLine(rt: CniRoute, gw: string | undefined, ifname: string): string {
+/** A CNI route (1.1 fields included) added as `ip route add` would, out of the container's interface. */
+function addRoute(w: RtnlWriter, rt: CniRoute, gw: string | undefined, ifindex: number, ifname: string): void {
   const c = parseCidr(rt.dst);
-  const fam = c?.family === 6 ? '-6 ' : '';
-  const words = [`${fam}route add ${rt.dst}`];
-  if (gw) words.push(`via ${gw}`);
-  words.push(`dev ${ifname}`);
-  if (rt.priority !== undefined) words.push(`metric ${rt.priority}`);
-  if (rt.table !== undefined) words.push(`table ${rt.table}`);
-  if (rt.scope !== undefined) words.push(`scope ${rt.scope}`);
-  if (rt.mtu !== undefined) words.push(`mtu ${rt.mtu}`);
-  if (rt.advmss !== undefined) words.push(`advmss ${rt.advmss}`);
-  return words.join(' ');
+  if (!c) throw new CniError(CNI_E.INVALID_CONFIG, `route "${rt.dst}" is not an address/prefix length`);
+  const words = [`route add ${rt.dst}`, gw ? `via ${gw}` : '', `dev ${ifname}`].filter(Boolean).join(' ');
+  w.addRoute({
+    family: c.family,
+    dst: addrBytes(c.family, c.addr),
+    dstLen: c.prefixlen,
+    oif: ifindex,
+    ...(gw ? { gateway: addrBytes(c.family, gw) } : {}),
+    ...(rt.priority !== undefined ? { priority: rt.priority } : {}),
+    ...(rt.table !== undefined ? { table: rt.table } : {}),
+    ...(rt.scope !== undefined ? { scope: rt.scope } : {}),
+    ...(rt.mtu !== undefined ? { mtu: rt.mtu } : {}),
+    ...(rt.advmss !== undefined ? { advmss: rt.advmss } : {}),
+    what: words,
+  });
 }
 
 /**
@@ -292,10 +294,19 @@ export function cmdAdd(conf: NetConf, env: CniEnv, log: Log): Record<string, unk
     const { port, slave } = made;
     lap('link add (master side)');
     undo.push(() => pruneSlave(port.portId, slave.peerName));
-    if (!conf.linkInContainer) run('ip', ipArgs(masterNs, ['link', 'set', 'dev', tmpName, 'netns', env.netns]));
-    if (!nsLink(env.netns, tmpName)) throw new CniError(CNI_E.INTERNAL, `failed to move ${tmpName} into ${env.netns}`);
-    nsIp(env.netns, ['link', 'set', 'dev', tmpName, 'name', env.ifname]);
-    const link = nsLink(env.netns, env.ifname);
+    const inside: NetnsRef = { file: env.netns };
+    const made2 = getLink(tmpName, masterNs);
+    if (!made2) throw new CniError(CNI_E.INTERNAL, `${tmpName} vanished from ${masterNs ?? 'the host namespace'}`);
+    try {
+      // into the container and renamed there by one request (the name was free above; taken since,
+      // the link is moved but keeps its temporary name: the undo deletes the pair wherever it is)
+      if (conf.linkInContainer) withRtnl(inside, (w) => w.renameLink(made2.ifindex, env.ifname, `link set dev ${tmpName} name ${env.ifname}`));
+      else withRtnl(masterNs, (w) => w.moveLink(made2.ifindex, env.netns, env.ifname, `link set dev ${tmpName} netns ${env.netns} name ${env.ifname}`));
+    } catch (e) {
+      if (isIvbError(e, 'IPVLAN_E_IPROUTE')) throw new CniError(CNI_E.INTERNAL, `failed to move ${tmpName} into ${env.netns}: ${e.message}`);
+      throw e;
+    }
+    const link = getLink(env.ifname, inside);
     if (!link) throw new CniError(CNI_E.INTERNAL, `${env.ifname} vanished from ${env.netns}`);
 
     const record: AttachmentRecord = {
@@ -345,23 +356,28 @@ export function cmdAdd(conf: NetConf, env: CniEnv, log: Log): Record<string, unk
     record.ips = ips.map((i) => i.address);
     writeRecord(record);
 
-    // --- the interface inside: notify sysctls, link-local, addresses, up, routes
+    // --- the interface inside: notify sysctls, link-local, addresses, up, routes (rtnetlink and /proc/sys, in its namespace)
     const hasV6 = cidrs.some((c) => c.family === 6);
-    const sysctls = [`net.ipv4.conf.${env.ifname}.arp_notify=1`, `net.ipv6.conf.${env.ifname}.ndisc_notify=1`];
-    if (hasV6) sysctls.push(`net.ipv6.conf.${env.ifname}.disable_ipv6=0`);
-    const sr = inNs(env.netns, 'sysctl', ['-q', '-e', '-w', ...sysctls]);
-    if (sr.status !== 0) log(`sysctl in ${env.netns}: ${sr.stderr.trim()}`);
+    const sysctls: Array<[string, string]> = [[`net/ipv4/conf/${env.ifname}/arp_notify`, '1'], [`net/ipv6/conf/${env.ifname}/ndisc_notify`, '1']];
+    if (hasV6) sysctls.push([`net/ipv6/conf/${env.ifname}/disable_ipv6`, '0']);
+    for (const [key, value] of sysctls) {
+      // a key this kernel lacks (IPv6 off) is skipped, as `sysctl -e` did
+      if (!sysctlWrite(key, value, inside)) log(`sysctl ${key} does not exist in ${env.netns}`);
+    }
     const mac = link.address ?? port.master.mac;
     const ll = slaveLinkLocal(mac, slave.devId);
-    // the kernel's dev_id link-local instead of the master's own, which a veth would derive from the shared MAC
-    const llr = inNs(env.netns, 'ip', ['-b', '-'], `link set dev ${env.ifname} addrgenmode none\naddr add ${ll}/64 dev ${env.ifname} nodad\n`);
-    const llOk = llr.status === 0;
-    const lines: string[] = [];
-    for (const c of cidrs) lines.push(`addr add ${c.addr}/${c.prefixlen} dev ${env.ifname}`);
-    // addresses before up: the gratuitous ARP of arp_notify then announces them
-    lines.push(`link set dev ${env.ifname} up`);
-    for (const rt of ipamResult.routes ?? []) lines.push(routeLine(rt, routeGateway(rt, ips), env.ifname));
-    nsIpBatch(env.netns, lines);
+    const llOk = giveSlaveLinkLocal({ netns: inside, ifname: env.ifname, ifindex: link.ifindex, want: ll, present: [] });
+    try {
+      withRtnl(inside, (w) => {
+        for (const c of cidrs) w.addAddr(link.ifindex, c.family, addrBytes(c.family, c.addr), c.prefixlen, { what: `addr add ${c.addr}/${c.prefixlen} dev ${env.ifname}` });
+        // addresses before up: the gratuitous ARP of arp_notify then announces them
+        w.setLink(env.ifname, { flags: IFF_UP, mask: IFF_UP });
+        for (const rt of ipamResult.routes ?? []) addRoute(w, rt, routeGateway(rt, ips), link.ifindex, env.ifname);
+      });
+    } catch (e) {
+      if (isIvbError(e, 'IPVLAN_E_IPROUTE')) throw new CniError(CNI_E.INTERNAL, `configuring the container interface: ${e.message}`);
+      throw e;
+    }
 
     lap('configure inside');
     // --- the datapath: up, where the slave lives, and its addresses
@@ -373,7 +389,7 @@ export function cmdAdd(conf: NetConf, env: CniEnv, log: Log): Record<string, unk
       setGuard(nsIno, link.ifindex, port.portId, slave.peerIfindex);
       for (const c of cidrs) {
         learnAddr(port.portId, slave.peerIfindex, c);
-        setSlaveRoute(port, slave.peerName, c, true);
+        setSlaveRoute(port, { name: slave.peerName, ifindex: slave.peerIfindex }, c, true);
       }
       if (llOk) learnAddr(port.portId, slave.peerIfindex, { family: 6, addr: ll, prefixlen: 64 });
     });
@@ -482,7 +498,7 @@ export function cmdCheck(conf: NetConf, env: CniEnv, log: Log): void {
     throw fail(`${env.ifname} has MAC ${link.address}, its master ${masterName} has ${master.address}`);
   }
   // addresses: on the interface, and owned by this slave in the datapath
-  const addrs = nsIpJson<IpAddrLink[]>(env.netns, ['addr', 'show', 'dev', env.ifname])[0]?.addr_info ?? [];
+  const addrs = listAddrs({ file: env.netns }).find((l) => l.ifname === env.ifname)?.addr_info ?? [];
   for (const ipc of prev.ips ?? []) {
     if (ipc.interface !== undefined && ipc.interface !== idx) continue;
     const c = parseCidr(ipc.address);

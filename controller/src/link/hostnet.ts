@@ -30,6 +30,8 @@ import { sysctlRead, sysctlWrite } from '../netlink/sysctl.js';
 import { netnsExists } from '../netlink/netns.js';
 import { run, ip, ipJson, ipTry } from '../netlink/exec.js';
 import { pinRoot } from '../paths.js';
+import { rtnlRoutes, withRtnl } from '../netlink/rtnl.js';
+import { addrBytes } from '../netlink/addr.js';
 import { nftRuleset, type NftChain, type NftItem, type NftRule } from '../netlink/nftables.js';
 import type { L3sSaved, PortRecord } from '../state.js';
 import type { Family } from '../netlink/addr.js';
@@ -101,69 +103,75 @@ function routable(a: { family: Family; addr: string }): boolean {
   return !(a.family === 6 && a.addr.toLowerCase().startsWith('fe80:'));
 }
 
+/** The route to one learned slave address via its peer: added (present) or removed. */
+export interface SlaveRouteOp {
+  family: Family;
+  addr: string;
+  peerName: string;
+  peerIfindex: number;
+  present: boolean;
+}
+
+const ESRCH = 3;
+const ENODEV = 19;
+const ENETDOWN = 100;
+
 /**
- * The `ip -batch` line that adds (present) or removes the route to one
- * learned slave address via its peer; null for addresses never routed.
+ * Applies OPS to the port's table over one rtnetlink socket in the master's
+ * namespace. A route to delete that is gone already (ESRCH) is no error; one
+ * to add via a peer that is down (ENETDOWN: its master has no carrier, the
+ * kernel flushed its routes, the resync after the carrier returns puts them
+ * back) or gone (ENODEV: the slave went meanwhile) is skipped. Any other
+ * refusal throws after the remaining operations were tried.
  */
-export function slaveRouteLine(port: PortRecord, peerName: string, a: { family: Family; addr: string }, present: boolean): string | null {
-  if (!routable(a)) return null;
-  const table = String(tableOf(port.portId));
-  return present
-    ? `route replace ${hostPrefix(a.family, a.addr)} dev ${peerName} table ${table}`
-    : `route del ${hostPrefix(a.family, a.addr)} table ${table} dev ${peerName}`;
+export function applySlaveRoutes(port: PortRecord, ops: readonly SlaveRouteOp[]): void {
+  const todo = ops.filter(routable);
+  if (todo.length === 0) return;
+  const table = tableOf(port.portId);
+  let first: unknown = null;
+  withRtnl(port.master.netns, (w) => {
+    for (const o of todo) {
+      const prefix = hostPrefix(o.family, o.addr);
+      const dst = addrBytes(o.family, o.addr);
+      const dstLen = o.family === 4 ? 32 : 128;
+      try {
+        if (o.present) w.addRoute({ family: o.family, dst, dstLen, oif: o.peerIfindex, table, replace: true, what: `route replace ${prefix} dev ${o.peerName} table ${table}` });
+        else w.delRoute({ family: o.family, dst, dstLen, table, oif: o.peerIfindex, what: `route del ${prefix} table ${table} dev ${o.peerName}` });
+      } catch (e) {
+        if (isIvbError(e, 'IPVLAN_E_IPROUTE') && (o.present ? e.errno === ENETDOWN || e.errno === ENODEV : e.errno === ESRCH || e.errno === ENODEV)) continue;
+        first ??= e;
+      }
+    }
+  });
+  if (first !== null) throw first;
 }
 
 /** The route to one learned slave address via its peer (present) or its removal. */
-export function setSlaveRoute(port: PortRecord, peerName: string, a: { family: Family; addr: string }, present: boolean): void {
-  if (!routable(a)) return;
-  const table = String(tableOf(port.portId));
-  if (!present) {
-    ipTry([famFlag(a.family), 'route', 'del', hostPrefix(a.family, a.addr), 'table', table, 'dev', peerName], port.master.netns);
-    return;
-  }
-  ip([famFlag(a.family), 'route', 'replace', hostPrefix(a.family, a.addr), 'dev', peerName, 'table', table], port.master.netns);
-}
-
-interface RouteJson {
-  dst: string;
-  dev?: string;
+export function setSlaveRoute(port: PortRecord, peer: { name: string; ifindex: number }, a: { family: Family; addr: string }, present: boolean): void {
+  applySlaveRoutes(port, [{ ...a, peerName: peer.name, peerIfindex: peer.ifindex, present }]);
 }
 
 /** Makes the port's table hold exactly a route per learned address (resync). */
 export function syncSlaveRoutes(port: PortRecord, addrs: Array<{ family: Family; addr: string; peerIfindex: number }>): void {
   const ns = port.master.netns;
-  const table = String(tableOf(port.portId));
+  const table = tableOf(port.portId);
   const peerName = new Map(port.slaves.map((s) => [s.peerIfindex, s.peerName]));
+  const ops: SlaveRouteOp[] = [];
   for (const f of [4, 6] as const) {
-    const want = new Map<string, string>();
+    const want = new Map<string, number>();
     for (const a of addrs) {
-      const dev = peerName.get(a.peerIfindex);
-      if (a.family !== f || !routable(a) || !dev) continue;
-      want.set(a.addr, dev);
+      if (a.family !== f || !routable(a) || !peerName.has(a.peerIfindex)) continue;
+      want.set(a.addr, a.peerIfindex);
     }
-    // a table never used does not exist (ip says so); any other failed read
-    // throws (never "no routes": nothing is deleted on a guess)
-    const shown = ipTry(['-j', famFlag(f), 'route', 'show', 'table', table], ns);
-    let have: RouteJson[] = [];
-    if (shown.status === 0) have = shown.stdout.trim() === '' ? [] : (JSON.parse(shown.stdout) as RouteJson[]);
-    else if (!/FIB table does not exist/.test(shown.stderr)) {
-      throw new IvbError('IPVLAN_E_IPROUTE', `ip route show table ${table}: ${shown.stderr.trim().split('\n')[0] ?? `exit ${shown.status}`}`);
+    // a failed read throws: nothing is deleted on a guess
+    for (const r of rtnlRoutes(ns, f, table)) {
+      if (r.dst === null || r.dstLen !== (f === 4 ? 32 : 128)) continue;
+      if (r.oif !== null && want.get(r.dst) === r.oif) want.delete(r.dst);
+      else ops.push({ family: f, addr: r.dst, peerName: peerName.get(r.oif ?? 0) ?? `ifindex ${r.oif}`, peerIfindex: r.oif ?? 0, present: false });
     }
-    for (const r of have) {
-      const dst = r.dst.replace(/\/(32|128)$/, '');
-      if (want.get(dst) === r.dev) want.delete(dst);
-      else ipTry([famFlag(f), 'route', 'del', hostPrefix(f, dst), 'table', table], ns);
-    }
-    for (const [addr, dev] of want) {
-      const r = ipTry([famFlag(f), 'route', 'replace', hostPrefix(f, addr), 'dev', dev, 'table', table], ns);
-      // a peer that is down (its master has no carrier: the slaves follow)
-      // takes no route; the kernel flushed its routes when it went down, and
-      // the resync after the master's carrier comes back puts them in
-      if (r.status !== 0 && !/Device for nexthop is not up|Network is down/.test(r.stderr)) {
-        throw new IvbError('IPVLAN_E_IPROUTE', `ip route replace ${hostPrefix(f, addr)} dev ${dev} table ${table}: ${r.stderr.trim().split('\n')[0] ?? `exit ${r.status}`}`);
-      }
-    }
+    for (const [addr, peerIfindex] of want) ops.push({ family: f, addr, peerName: peerName.get(peerIfindex)!, peerIfindex, present: true });
   }
+  applySlaveRoutes(port, ops);
 }
 
 // ---- forward accepts ----

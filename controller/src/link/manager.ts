@@ -10,9 +10,8 @@
 import { basename } from 'node:path';
 import { IvbError, EBUSY, EEXIST, EINVAL, ENODEV, errorLine, isIvbError } from '../errors.js';
 import { pinRoot } from '../paths.js';
-import { ip, ipJson, run } from '../netlink/exec.js';
+import { ip, run } from '../netlink/exec.js';
 import { IFF_NOARP, IFF_UP, namespaceFile, withRtnl } from '../netlink/rtnl.js';
-import { addrBytes } from '../netlink/addr.js';
 import { sysctlRead, sysctlWrite as sysctlSet } from '../netlink/sysctl.js';
 import { getLink, listAddrs, type IpLink } from '../netlink/links.js';
 import { netnsExists, netnsInodeOfPath, netnsPath, initNetnsInode } from '../netlink/netns.js';
@@ -40,9 +39,6 @@ import {
   deleteSlaveEntry,
   destroyPortDatapath,
   detachPeer,
-  FLAG_NUM,
-  macBytes,
-  MODE_NUM,
   portAddrs,
   SLAVE_SAME_NETNS,
   unlearnAddr,
@@ -57,6 +53,7 @@ import {
   learnAddr,
   renamePeerPins,
 } from '../bpf/datapath.js';
+import { giveSlaveLinkLocal, slaveLinkLocal } from './link-local.js';
 import { masterLinkIfindex, recordedNetnsReachable } from './identity.js';
 import { identifySlave, locateSlaves, parseAlias, slaveAlias, type SlaveLocation } from './slaves.js';
 import {
@@ -174,24 +171,7 @@ function nextDevId(port: PortRecord): number {
 }
 
 
-/** IPv6 link-local the kernel gives slave `devId` (EUI-64 with dev_id instead of ff:fe, no U/L flip). */
-export function slaveLinkLocal(mac: string, devId: number): string {
-  const m = macBytes(mac);
-  const g = [
-    (m[0]! << 8) | m[1]!,
-    (m[2]! << 8) | ((devId >> 8) & 0xff),
-    ((devId & 0xff) << 8) | m[3]!,
-    (m[4]! << 8) | m[5]!,
-  ];
-  return `fe80::${g.map((x) => x.toString(16)).join(':')}`;
-}
-
-/** The EUI-64 link-local a device with this MAC and dev_id 0 gets (the master's). */
-export function masterLinkLocal(mac: string): string {
-  const m = macBytes(mac);
-  const g = [((m[0]! ^ 2) << 8) | m[1]!, (m[2]! << 8) | 0xff, (0xfe << 8) | m[3]!, (m[4]! << 8) | m[5]!];
-  return `fe80::${g.map((x) => x.toString(16)).join(':')}`;
-}
+export { masterLinkLocal, slaveLinkLocal } from './link-local.js';
 
 /**
  * Deletes link NAME of NETNS through rtnetlink; one that is gone already (or
@@ -305,24 +285,6 @@ function setupPeer(peerName: string, netns: string | null): void {
   withRtnl(netns, (w) => w.setLink(peerName, { alias: peerAlias(), flags: IFF_NOARP | IFF_UP, mask: IFF_NOARP | IFF_UP, addrGenModeNone: true }));
 }
 
-/**
- * No address generation on the slave and LINKLOCAL/64 (nodad) instead; false
- * where the kernel refuses (IPv6 disabled in that namespace: the slave goes
- * without).
- */
-function giveLinkLocal(name: string, ifindex: number, linkLocal: string, netns: string | null): boolean {
-  try {
-    withRtnl(netns, (w) => {
-      w.setLink(name, { addrGenModeNone: true });
-      w.addAddr(ifindex, 6, addrBytes(6, linkLocal), 64, { nodad: true, linkScope: true, what: `addr add ${linkLocal}/64 dev ${name}` });
-    });
-    return true;
-  } catch (e) {
-    if (isIvbError(e, 'IPVLAN_E_IPROUTE')) return false;
-    throw e;
-  }
-}
-
 export interface LinkAddResult {
   port: PortRecord;
   slave: SlaveRecord;
@@ -403,7 +365,7 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       const slaveLink = getLink(o.name, o.netns);
       if (
         slaveLink &&
-        giveLinkLocal(o.name, slaveLink.ifindex, linkLocal, o.netns) &&
+        giveSlaveLinkLocal({ netns: o.netns, ifname: o.name, ifindex: slaveLink.ifindex, want: linkLocal, present: [] }) &&
         learnAddrIfRoom(p.portId, peer.ifindex, { family: 6, addr: linkLocal, prefixlen: 64 })
       ) {
         undo.push(() => unlearnAddr(p.portId, { family: 6, addr: linkLocal }));

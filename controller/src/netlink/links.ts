@@ -6,6 +6,7 @@
  */
 import { isIvbError } from '../errors.js';
 import { rtnlAddrs, rtnlLinks } from './rtnl.js';
+import type { NetnsRef } from './netns.js';
 
 export interface IpLink {
   ifindex: number;
@@ -41,12 +42,12 @@ export interface IpAddrLink extends IpLink {
   addr_info: IpAddrInfo[];
 }
 
-export function listLinks(netns?: string | null): IpLink[] {
+export function listLinks(netns?: NetnsRef): IpLink[] {
   return rtnlLinks(netns ?? null);
 }
 
 /** The link named NAME in NETNS; null when there is none (or the namespace is gone, as `ip -n` fails then). */
-export function getLink(name: string, netns?: string | null): IpLink | null {
+export function getLink(name: string, netns?: NetnsRef): IpLink | null {
   try {
     return rtnlLinks(netns ?? null).find((l) => l.ifname === name) ?? null;
   } catch (e) {
@@ -55,11 +56,11 @@ export function getLink(name: string, netns?: string | null): IpLink | null {
   }
 }
 
-export function getLinkByIndex(ifindex: number, netns?: string | null): IpLink | null {
+export function getLinkByIndex(ifindex: number, netns?: NetnsRef): IpLink | null {
   return listLinks(netns).find((l) => l.ifindex === ifindex) ?? null;
 }
 
-export function listAddrs(netns?: string | null): IpAddrLink[] {
+export function listAddrs(netns?: NetnsRef): IpAddrLink[] {
   return rtnlAddrs(netns ?? null);
 }
 

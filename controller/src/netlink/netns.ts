@@ -49,6 +49,25 @@ export function initNetnsInode(): number {
   return statSync(initNetnsPath()).ino;
 }
 
+/**
+ * A namespace as the netlink and sysctl helpers take it: its /run/netns
+ * name, null for the init namespace (where the process works), or the file
+ * of one that may have no name (a CNI runtime's CNI_NETNS, /proc/PID/ns/net).
+ */
+export type NetnsRef = string | null | { file: string };
+
+/** The file to setns() into for REF (null: none, stay where the process works). */
+export function netnsRefFile(ref: NetnsRef): string | null {
+  if (ref === null) return null;
+  return typeof ref === 'string' ? netnsPath(ref) : ref.file;
+}
+
+/** REF as the messages name it: `netns NAME` or the file. */
+export function describeNetnsRef(ref: NetnsRef): string {
+  if (ref === null) return 'the init namespace';
+  return typeof ref === 'string' ? `netns ${ref}` : ref.file;
+}
+
 export function netnsPath(name: string): string {
   if (name.includes('/') || name === '' || name === '.' || name === '..') {
     throw new IvbError('IPVLAN_E_NETNS', `Invalid network namespace name "${name}"`);

@@ -17,7 +17,7 @@ import { LibcError, closeFd, describeErrno, netlinkRecv, netlinkSend, netlinkSoc
 import { withNetns } from '../../../native/libbpf.js';
 import { IvbError } from '../errors.js';
 import { bytesToAddr, type Family } from './addr.js';
-import { initNetnsPath, netnsPath } from './netns.js';
+import { initNetnsPath, netnsPath, netnsRefFile, type NetnsRef } from './netns.js';
 import type { IpAddrInfo, IpAddrLink, IpLink } from './links.js';
 
 const NETLINK_ROUTE = 0;
@@ -39,6 +39,11 @@ const RTM_GETLINK = 18;
 export const RTM_NEWADDR = 20;
 export const RTM_DELADDR = 21;
 const RTM_GETADDR = 22;
+const RTM_NEWROUTE = 24;
+const RTM_DELROUTE = 25;
+const RTM_GETROUTE = 26;
+const NLM_F_REPLACE = 0x100;
+const RT_SCOPE_NOWHERE = 255;
 const AF_UNSPEC = 0;
 const AF_INET = 2;
 const AF_INET6 = 10;
@@ -66,6 +71,18 @@ const RTEXT_FILTER_SKIP_STATS = 1 << 3;
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
 const IFA_FLAGS = 8;
+const RTA_DST = 1;
+const RTA_OIF = 4;
+const RTA_GATEWAY = 5;
+const RTA_PRIORITY = 6;
+const RTA_METRICS = 8;
+const RTA_TABLE = 15;
+const RTAX_MTU = 2;
+const RTAX_ADVMSS = 8;
+const RT_TABLE_MAIN = 254;
+const RTPROT_BOOT = 3;
+const RTN_UNICAST = 1;
+const RT_SCOPE_UNIVERSE = 0;
 const IFA_F_NODAD = 0x02;
 const RT_SCOPE_LINK = 253;
 export const IFF_UP = 0x1;
@@ -130,7 +147,7 @@ function mac(b: Buffer): string {
  * Sends a dump request (HEADER: the family message after nlmsghdr) on a
  * netlink socket of PROTOCOL in NETNS and returns every message part of the answer.
  */
-export function dump(type: number, header: Buffer, netns: string | null, protocol = NETLINK_ROUTE): Array<{ type: number; body: Buffer }> {
+export function dump(type: number, header: Buffer, netns: NetnsRef, protocol = NETLINK_ROUTE): Array<{ type: number; body: Buffer }> {
   const run = (): Array<{ type: number; body: Buffer }> => {
     const fd = netlinkSocket(protocol);
     try {
@@ -191,14 +208,15 @@ export function dump(type: number, header: Buffer, netns: string | null, protoco
 }
 
 /** Runs FN on this thread in NETNS (null: where the process works, the init namespace: context.ts). */
-function inNamespace<T>(netns: string | null, fn: () => T): T {
-  if (netns === null) return fn();
+function inNamespace<T>(netns: NetnsRef, fn: () => T): T {
+  const file = netnsRefFile(netns);
+  if (file === null) return fn();
   try {
-    return withNetns(netnsPath(netns), fn);
+    return withNetns(file, fn);
   } catch (e) {
     // as `ip -n NAME` says it
     if ((e as { code?: unknown }).code === 'ENOENT') {
-      throw new IvbError('IPVLAN_E_IPROUTE', `Cannot open network namespace "${netns}": No such file or directory`);
+      throw new IvbError('IPVLAN_E_IPROUTE', `Cannot open network namespace "${typeof netns === 'string' ? netns : file}": No such file or directory`);
     }
     throw e;
   }
@@ -251,7 +269,7 @@ export function decodeLink(body: Buffer): IpLink {
 }
 
 /** Every link of NETNS (null: init), as `ip -j -d link show` has them (master and same-namespace link by name). */
-export function rtnlLinks(netns: string | null): IpLink[] {
+export function rtnlLinks(netns: NetnsRef): IpLink[] {
   const req = Buffer.alloc(16 + 8);
   req.writeUInt8(AF_UNSPEC, 0);
   // IFLA_EXT_MASK u32
@@ -292,7 +310,7 @@ export function decodeAddr(body: Buffer): { ifindex: number; info: IpAddrInfo } 
 }
 
 /** Every address of NETNS, per link, as `ip -j addr show` has them. */
-export function rtnlAddrs(netns: string | null, links: IpLink[] = rtnlLinks(netns)): IpAddrLink[] {
+export function rtnlAddrs(netns: NetnsRef, links: IpLink[] = rtnlLinks(netns)): IpAddrLink[] {
   const byIndex = new Map<number, IpAddrLink>(links.map((l) => [l.ifindex, { ...l, addr_info: [] }]));
   const req = Buffer.alloc(8);
   req.writeUInt8(AF_UNSPEC, 0);
@@ -303,6 +321,39 @@ export function rtnlAddrs(netns: string | null, links: IpLink[] = rtnlLinks(netn
     if (d && owner) owner.addr_info.push(d.info);
   }
   return [...byIndex.values()];
+}
+
+/** One route of a table, as a dump gives it: destination (null: default), prefix length, output link. */
+export interface RtnlRoute {
+  dst: string | null;
+  dstLen: number;
+  oif: number | null;
+}
+
+/**
+ * The unicast routes of TABLE for FAMILY in NETNS (RTM_GETROUTE dump, kept
+ * by table here: the kernel's filter needs strict checking). A table never
+ * used is simply empty; a failed dump throws, never "no routes".
+ */
+export function rtnlRoutes(netns: NetnsRef, family: Family, table: number): RtnlRoute[] {
+  const req = Buffer.alloc(12);
+  req.writeUInt8(family === 4 ? AF_INET : AF_INET6, 0);
+  const out: RtnlRoute[] = [];
+  for (const m of dump(RTM_GETROUTE, req, netns)) {
+    if (m.type !== RTM_NEWROUTE || m.body.length < 12) continue;
+    const a = attrs(m.body, 12, m.body.length);
+    const t = a.get(RTA_TABLE)?.readUInt32LE(0) ?? m.body.readUInt8(4);
+    if (t !== table || m.body.readUInt8(7) !== RTN_UNICAST) continue;
+    const dst = a.get(RTA_DST);
+    const padded = Buffer.alloc(16);
+    dst?.copy(padded, 0, 0, Math.min(dst.length, 16));
+    out.push({
+      dst: dst ? bytesToAddr(family, padded) : null,
+      dstLen: m.body.readUInt8(1),
+      oif: a.get(RTA_OIF)?.readUInt32LE(0) ?? null,
+    });
+  }
+  return out;
 }
 
 // ---- writes ----
@@ -472,6 +523,99 @@ export class RtnlWriter {
     this.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, o.what);
   }
 
+  /** Deletes ADDR/PREFIXLEN from the link IFINDEX. */
+  delAddr(ifindex: number, family: Family, addr: Buffer, prefixlen: number, what: string): void {
+    const head = Buffer.alloc(8);
+    head.writeUInt8(family === 4 ? AF_INET : AF_INET6, 0);
+    head.writeUInt8(prefixlen, 1);
+    head.writeUInt32LE(ifindex, 4);
+    const bytes = addr.subarray(0, family === 4 ? 4 : 16);
+    this.request(RTM_DELADDR, 0, Buffer.concat([head, attr(IFA_LOCAL, bytes), attr(IFA_ADDRESS, bytes)]), what);
+  }
+
+  /** Renames link IFINDEX to NEWNAME (the link must be down, as for `ip link set name`). */
+  renameLink(ifindex: number, newName: string, what: string): void {
+    this.request(RTM_NEWLINK, 0, Buffer.concat([ifinfomsg(ifindex), str(IFLA_IFNAME, newName)]), what);
+  }
+
+  /**
+   * Moves link IFINDEX into the namespace of the file NSFILE and names it
+   * NEWNAME there, by one request. Not atomic: the kernel (6.18, measured)
+   * moves the link first, so when NEWNAME is taken there the request fails
+   * with EEXIST and the link is already there under its old name.
+   */
+  moveLink(ifindex: number, nsFile: string, newName: string, what: string): void {
+    const nsFd = openRdonly(nsFile);
+    try {
+      this.request(RTM_NEWLINK, 0, Buffer.concat([ifinfomsg(ifindex), u32(IFLA_NET_NS_FD, nsFd), str(IFLA_IFNAME, newName)]), what);
+    } finally {
+      closeFd(nsFd);
+    }
+  }
+
+  /**
+   * Adds a unicast route as `ip route add` does (protocol boot): DST/DSTLEN
+   * out of OIF, via GATEWAY when given; without one the route is link-scoped
+   * unless SCOPE says otherwise. TABLE defaults to main.
+   */
+  addRoute(r: {
+    family: Family;
+    dst: Buffer;
+    dstLen: number;
+    oif: number;
+    gateway?: Buffer;
+    priority?: number;
+    table?: number;
+    scope?: number;
+    mtu?: number;
+    advmss?: number;
+    /** `ip route replace`: create, or replace the route to the same destination */
+    replace?: boolean;
+    what: string;
+  }): void {
+    const len = r.family === 4 ? 4 : 16;
+    const table = r.table ?? RT_TABLE_MAIN;
+    // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags u32
+    const head = Buffer.alloc(12);
+    head.writeUInt8(r.family === 4 ? AF_INET : AF_INET6, 0);
+    head.writeUInt8(r.dstLen, 1);
+    head.writeUInt8(table < 256 ? table : 0, 4);
+    head.writeUInt8(RTPROT_BOOT, 5);
+    head.writeUInt8(r.scope ?? (r.gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK), 6);
+    head.writeUInt8(RTN_UNICAST, 7);
+    const metrics = [
+      ...(r.mtu !== undefined ? [u32(RTAX_MTU, r.mtu)] : []),
+      ...(r.advmss !== undefined ? [u32(RTAX_ADVMSS, r.advmss)] : []),
+    ];
+    const body = Buffer.concat([
+      head,
+      u32(RTA_TABLE, table),
+      ...(r.dstLen > 0 ? [attr(RTA_DST, r.dst.subarray(0, len))] : []),
+      ...(r.gateway ? [attr(RTA_GATEWAY, r.gateway.subarray(0, len))] : []),
+      u32(RTA_OIF, r.oif),
+      ...(r.priority !== undefined ? [u32(RTA_PRIORITY, r.priority)] : []),
+      ...(metrics.length ? [nest(RTA_METRICS, ...metrics)] : []),
+    ]);
+    this.request(RTM_NEWROUTE, NLM_F_CREATE | (r.replace ? NLM_F_REPLACE : NLM_F_EXCL), body, r.what);
+  }
+
+  /** Deletes the route to DST/DSTLEN in TABLE (out of OIF when given), as `ip route del` matches it. */
+  delRoute(r: { family: Family; dst: Buffer; dstLen: number; table: number; oif?: number; what: string }): void {
+    const len = r.family === 4 ? 4 : 16;
+    const head = Buffer.alloc(12);
+    head.writeUInt8(r.family === 4 ? AF_INET : AF_INET6, 0);
+    head.writeUInt8(r.dstLen, 1);
+    head.writeUInt8(r.table < 256 ? r.table : 0, 4);
+    head.writeUInt8(RT_SCOPE_NOWHERE, 6);
+    const body = Buffer.concat([
+      head,
+      u32(RTA_TABLE, r.table),
+      ...(r.dstLen > 0 ? [attr(RTA_DST, r.dst.subarray(0, len))] : []),
+      ...(r.oif ? [u32(RTA_OIF, r.oif)] : []),
+    ]);
+    this.request(RTM_DELROUTE, 0, body, r.what);
+  }
+
   /** Deletes link NAME (a veth takes its peer with it). */
   delLink(name: string): void {
     this.request(RTM_DELLINK, 0, Buffer.concat([ifinfomsg(0), str(IFLA_IFNAME, name)]), `link del ${name}`);
@@ -479,7 +623,7 @@ export class RtnlWriter {
 }
 
 /** Runs FN with a writer on an rtnetlink socket of NETNS (null: init); the socket is closed afterwards. */
-export function withRtnl<T>(netns: string | null, fn: (w: RtnlWriter) => T): T {
+export function withRtnl<T>(netns: NetnsRef, fn: (w: RtnlWriter) => T): T {
   return inNamespace(netns, () => {
     const fd = netlinkSocket(NETLINK_ROUTE);
     try {
