@@ -647,7 +647,7 @@ async function main(): Promise<number> {
   mkdirSync(OUT, { recursive: true });
   writeFileSync(join(OUT, `${stamp}${QUICK ? '-quick' : ''}.json`), JSON.stringify(result, null, 2) + '\n');
 
-  const md = render(result, OUT, stamp);
+  render(result, OUT, stamp);
   process.stdout.write(`\nwritten: ${OUT}/${stamp}${QUICK ? '-quick' : ''}.{json,md,png}\n`);
   return 0;
 }

@@ -36,7 +36,7 @@ export interface VerifierCost {
   jitedBytes: number;
 }
 
-export function measureVerifier(objDir?: string): VerifierCost[] {
+function measureVerifier(objDir?: string): VerifierCost[] {
   const pins = join(bpffsRoot(), `ivb-verifier-${process.pid}`);
   mkdirSync(pins, { recursive: true });
   const out: VerifierCost[] = [];

@@ -448,17 +448,6 @@ function emitStruct(s: StructPlan): string {
   return lines.join('\n');
 }
 
-/**
- * The whole text of maps/generated.ts for a BTF dump; `sourceLabel` names the
- * object in the header. With `reasons` (the parsed .def and its label) the
- * reason table is appended.
- */
-export function renderLayouts(dump: BtfDump, sourceLabel: string, reasons?: { rows: ReasonRow[]; label: string }): string {
-  const planned = plan(dump);
-  if (reasons) checkReasonsAgainstBtf(reasons.rows, planned.enums, reasons.label);
-  return render(planned, sourceLabel, reasons);
-}
-
 function render(
   { enums, structs }: { enums: EnumPlan[]; structs: StructPlan[] },
   sourceLabel: string,

@@ -402,7 +402,8 @@ export class BpfObject {
 		if (this.#obj === null) return;
 		f.obj_close(this.#obj);
 		this.#obj = null;
-		this.#keep = [];
+		// libbpf no longer points into them: they may go
+		this.#keep.length = 0;
 	}
 }
 
@@ -431,7 +432,6 @@ function libbpfDetail(extra?: string): string | undefined {
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
 export const BPF_EXIST = 2;
-export const BPF_F_LOCK = 4;
 
 const ENOENT = 2;
 const EEXIST = 17;
@@ -720,9 +720,9 @@ export interface LinkInfo {
 	ifindex: number;
 }
 
-export const BPF_LINK_TYPE_XDP = 6;
-export const BPF_LINK_TYPE_TCX = 11;
-export const BPF_LINK_TYPE_NETKIT = 13;
+const BPF_LINK_TYPE_XDP = 6;
+const BPF_LINK_TYPE_TCX = 11;
+const BPF_LINK_TYPE_NETKIT = 13;
 
 export function linkInfo(fd: number): LinkInfo {
 	// struct bpf_link_info: type@0 id@4 prog_id@8, union@16 (tcx/xdp/netkit: ifindex first)
@@ -754,14 +754,10 @@ export function pathIsBpffs(path: string): boolean {
 // ---------------------------------------------------------------------------
 // Links, TCX and the clsact fallback
 
-export const BPF_XDP = 37;
+const BPF_XDP = 37;
 export const BPF_TCX_INGRESS = 46;
-export const BPF_TCX_EGRESS = 47;
+const BPF_TCX_EGRESS = 47;
 export const BPF_PROG_TYPE_SCHED_CLS = 3;
-
-export const XDP_FLAGS_SKB_MODE = 1 << 1;
-export const XDP_FLAGS_DRV_MODE = 1 << 2;
-export const XDP_FLAGS_HW_MODE = 1 << 3;
 
 /** BPF_LSM_MAC: an LSM program's link (target 0: the hook comes from the program's BTF id) */
 export const BPF_LSM_MAC = 27;
@@ -833,8 +829,8 @@ const BPF_TC_INGRESS = 1;
 const BPF_TC_EGRESS = 2;
 const BPF_TC_F_REPLACE = 1;
 /** Filter handle the clsact fallback always uses, so detach can find it. */
-export const TC_CLSACT_HANDLE = 1;
-export const TC_CLSACT_PRIORITY = 1;
+const TC_CLSACT_HANDLE = 1;
+const TC_CLSACT_PRIORITY = 1;
 
 function tcHook(ifindex: number, direction: TcDirection): Buffer {
 	const h = Buffer.alloc(24); // struct bpf_tc_hook { sz; int ifindex; attach_point; u32 parent; }
@@ -882,9 +878,6 @@ export function tcClsactDetach(ifindex: number, direction: TcDirection, priority
 
 // ---------------------------------------------------------------------------
 // Test runs
-
-export const BPF_F_TEST_RUN_ON_CPU = 1;
-export const BPF_F_TEST_XDP_LIVE_FRAMES = 2;
 
 export interface TestRunOptions {
 	/** Packet, starting at the Ethernet header (at least 14 bytes for skb programs). */

@@ -25,8 +25,8 @@ const c = {
 	poll: libc.func('int poll(_Inout_ uint8_t *fds, uint64_t nfds, int timeout)'),
 };
 
-export const O_RDONLY = 0;
-export const O_CLOEXEC = 0o2000000;
+const O_RDONLY = 0;
+const O_CLOEXEC = 0o2000000;
 export const CLONE_NEWNET = 0x40000000;
 export const BPF_FS_MAGIC = 0xcafe4a11;
 

@@ -48,7 +48,7 @@ export interface Insn {
 }
 
 /** struct bpf_insn array, as the kernel reads it (dst_reg in the low nibble). */
-export function encodeInsns(insns: readonly Insn[]): Buffer {
+function encodeInsns(insns: readonly Insn[]): Buffer {
 	const b = Buffer.alloc(insns.length * 8);
 	insns.forEach((i, n) => {
 		b.writeUInt8(i.code, n * 8);

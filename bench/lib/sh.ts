@@ -118,20 +118,20 @@ export interface CpuTimes {
   total: number;
 }
 
-export function cpuTimes(): CpuTimes[] {
+function cpuTimes(): CpuTimes[] {
   const out: CpuTimes[] = [];
   for (const l of readFileSync('/proc/stat', 'utf8').split('\n')) {
     const m = /^cpu(\d+)\s+(.*)$/.exec(l);
     if (!m) continue;
     const v = m[2]!.split(/\s+/).map(Number);
-    const [user, nice, system, idle, iowait, irq, softirq, steal] = v as [number, number, number, number, number, number, number, number];
+    const [user, nice, system, idle, iowait, irq, softirq] = v as [number, number, number, number, number, number, number];
     out[Number(m[1])] = { user: user + nice, system, irq, softirq, idle: idle + iowait, total: v.slice(0, 8).reduce((a, b) => a + b, 0) };
   }
   return out;
 }
 
 /** utime+stime (ticks) of a process, 0 when gone */
-export function procTicks(pid: number | undefined): number {
+function procTicks(pid: number | undefined): number {
   if (!pid) return 0;
   try {
     const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -144,7 +144,7 @@ export function procTicks(pid: number | undefined): number {
 
 let ksoft: number[] | null = null;
 /** pid of ksoftirqd/N per core */
-export function ksoftirqd(): number[] {
+function ksoftirqd(): number[] {
   if (ksoft) return ksoft;
   ksoft = [];
   for (const d of readdirSync('/proc')) {

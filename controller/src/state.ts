@@ -58,7 +58,7 @@ function portsDir(): string {
   return join(stateDir(), 'ports');
 }
 
-export function portFile(portId: number): string {
+function portFile(portId: number): string {
   return join(portsDir(), `${portId}.json`);
 }
 

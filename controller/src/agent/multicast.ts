@@ -74,7 +74,7 @@ export function mcFilterBits(s: SlaveGroups): Buffer {
  * /proc/thread-self: /proc/net follows the thread group's leader, not the
  * thread withNetns moved.
  */
-export function readDevMcast(netns: string | null): Map<number, string[]> {
+function readDevMcast(netns: string | null): Map<number, string[]> {
   const text = netns === null ? readFileSync('/proc/thread-self/net/dev_mcast', 'utf8') : withNetns(netnsPath(netns), () => readFileSync('/proc/thread-self/net/dev_mcast', 'utf8'));
   const out = new Map<number, string[]>();
   for (const line of text.split('\n')) {

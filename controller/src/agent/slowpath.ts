@@ -301,7 +301,7 @@ function fold(acc: number): number {
  * place); copied out of the datapath it has lost that mark, so it is finished
  * here before the frame is sent again. Anything else is left as it is.
  */
-export function fixL4Checksum(frame: Buffer): void {
+function fixL4Checksum(frame: Buffer): void {
   if (frame.length < 14) return;
   const etherType = frame.readUInt16BE(12);
   let l4 = 0;

@@ -19,7 +19,7 @@ export function apiPathFile(): string {
 }
 
 /** The socket path the CLI should try, or null. */
-export function configuredApiPath(): string | null {
+function configuredApiPath(): string | null {
   const env = process.env.IPVLAN_BPF_API;
   if (env === 'off') return null;
   if (env) return env;
@@ -39,7 +39,7 @@ const KNOWN_CODES = new Set<string>([
 ]);
 
 /** An Error response as the IvbError the direct path would have thrown (unknown codes: IPVLAN_E_AGENT). */
-export function responseError(r: ResponseMsg): IvbError | null {
+function responseError(r: ResponseMsg): IvbError | null {
   if (!r.error) return null;
   const code = (KNOWN_CODES.has(r.error.code) ? r.error.code : 'IPVLAN_E_AGENT') as IvbErrorCode;
   return new IvbError(code, r.error.message, r.error.errno || undefined);

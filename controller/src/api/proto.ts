@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import { repoRoot } from '../paths.js';
 
-export const PROTO_PATH = join(repoRoot(), 'proto', 'ipvlan_bpf.proto');
+const PROTO_PATH = join(repoRoot(), 'proto', 'ipvlan_bpf.proto');
 /** The largest request the agent reads; bigger ones are refused (the connection is closed). */
 export const MAX_REQUEST_BYTES = 64 * 1024;
 /** The largest response a client accepts (a stats snapshot of many slaves). */

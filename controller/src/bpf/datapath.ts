@@ -94,10 +94,10 @@ import {
 import { ADDR_KEY_SIZE, ADDR_MAP, addrKeyOf, decodeAddrKey, type AddrFamily } from './addr-key.js';
 import type { Mode, PortFlag, PortRecord } from '../state.js';
 
-export const MODE_NUM: Record<Mode, number> = { l2: IvbMode.L2, l3: IvbMode.L3, l3s: IvbMode.L3S };
-export const FLAG_NUM: Record<PortFlag, number> = { bridge: 0, private: IvbPortFlags.PRIVATE, vepa: IvbPortFlags.VEPA };
+const MODE_NUM: Record<Mode, number> = { l2: IvbMode.L2, l3: IvbMode.L3, l3s: IvbMode.L3S };
+const FLAG_NUM: Record<PortFlag, number> = { bridge: 0, private: IvbPortFlags.PRIVATE, vepa: IvbPortFlags.VEPA };
 export const SLAVE_UP = IvbSlaveFlags.UP;
-export const OPT_SOURCE_VALIDATION = IvbPortOptions.VALIDATION;
+const OPT_SOURCE_VALIDATION = IvbPortOptions.VALIDATION;
 export const SLAVE_SAME_NETNS = IvbSlaveFlags.SAME_NETNS;
 
 export type { Family } from '../netlink/addr.js';
@@ -614,14 +614,6 @@ export function writePortEntry(portId: number, v: IvbPort): void {
     throw new IvbError('IPVLAN_E_STATE', `port id ${portId} outside ivb_ports (1..${mapInfo(maps().ports).maxEntries - 1}): too many masters`);
   }
   mapUpdate(maps().ports, encodeIvbPortKey({ portId }), encodeIvbPort(v), BPF_ANY);
-}
-
-/** The port's entry; null when there is none (an ARRAY slot whose master ifindex is 0). */
-export function readPortEntry(portId: number): IvbPort | null {
-  if (portId >= mapInfo(maps().ports).maxEntries) return null;
-  const b = mapLookup(maps().ports, encodeIvbPortKey({ portId }), IvbPortLayout.size);
-  const p = b ? decodeIvbPort(b) : null;
-  return p && p.masterIfindex !== 0 ? p : null;
 }
 
 /** E2BIG from a hash map update: the table is full. */

@@ -44,7 +44,7 @@ export interface IpvlanArgs {
 }
 
 /** `[mode l2|l3|l3s] [bridge|private|vepa]`, as iproute2's ipvlan_parse_opt. */
-export function parseIpvlanArgs(words: readonly string[]): IpvlanArgs {
+function parseIpvlanArgs(words: readonly string[]): IpvlanArgs {
   const out: IpvlanArgs = { typeArgs: false };
   for (let i = 0; i < words.length; i++) {
     const w = words[i]!;

@@ -18,8 +18,8 @@ import { repoRoot } from '../paths.js';
 import { CNI_NEEDS, missingLine, missingRequirements } from '../platform/requirements.js';
 import { packageVersion } from './version.js';
 
-export const DEFAULT_CNI_BIN_DIR = '/opt/cni/bin';
-export const CNI_PLUGIN_NAME = 'ipvlan-bpf-cni';
+const DEFAULT_CNI_BIN_DIR = '/opt/cni/bin';
+const CNI_PLUGIN_NAME = 'ipvlan-bpf-cni';
 /** where Debian's containernetworking-plugins puts the IPAM plugins */
 const DEBIAN_CNI_DIR = '/usr/lib/cni';
 const IPAM_PLUGINS = ['host-local', 'dhcp', 'static'];
@@ -33,7 +33,7 @@ export interface CniInstallOptions {
 
 export type CniInstallOutcome = 'installed' | 'replaced' | 'unchanged';
 
-export function parseCniInstallArgs(words: readonly string[]): CniInstallOptions {
+function parseCniInstallArgs(words: readonly string[]): CniInstallOptions {
   const o: CniInstallOptions = { dir: DEFAULT_CNI_BIN_DIR, force: false };
   for (let i = 0; i < words.length; i++) {
     const w = words[i]!;
@@ -52,7 +52,7 @@ function shellQuote(s: string): string {
 }
 
 /** The plugin executable's text for this installation (node and the package, by real path). */
-export function cniWrapper(): string {
+function cniWrapper(): string {
   const plugin = realpathSync(join(repoRoot(), 'bin', 'ipvlan-bpf-cni.js'));
   const { version } = packageVersion();
   return [
@@ -64,7 +64,7 @@ export function cniWrapper(): string {
 }
 
 /** Writes DIR/ipvlan-bpf-cni; what it did, and the path. */
-export function installCniPlugin(o: CniInstallOptions): { path: string; outcome: CniInstallOutcome } {
+function installCniPlugin(o: CniInstallOptions): { path: string; outcome: CniInstallOutcome } {
   const path = join(o.dir, CNI_PLUGIN_NAME);
   const text = cniWrapper();
   let outcome: CniInstallOutcome = 'installed';
@@ -89,7 +89,7 @@ export function installCniPlugin(o: CniInstallOptions): { path: string; outcome:
   return { path, outcome };
 }
 
-export async function runCniInstall(words: readonly string[]): Promise<number> {
+async function runCniInstall(words: readonly string[]): Promise<number> {
   const o = parseCniInstallArgs(words);
   const { path, outcome } = installCniPlugin(o);
   process.stdout.write(outcome === 'unchanged' ? `${path} is up to date\n` : `${outcome} ${path}\n`);

@@ -43,7 +43,7 @@ export function packageVersion(): { name: string; version: string } {
 }
 
 /** FRESH: probe again even when this boot's probe is cached (`version --probe`) */
-export async function versionReport(fresh = false): Promise<VersionReport> {
+async function versionReport(fresh = false): Promise<VersionReport> {
   const missing = await missingRequirements(ALL_REQUIREMENTS);
   const objects = buildIdentity();
   const report: VersionReport = {
@@ -81,7 +81,7 @@ function objectsLine(o: BuildIdentity): string {
     : `BPF objects: build ${o.buildId} — DIFFERENT from the recorded build ${r.buildId} (${from}): the objects were changed after the build`;
 }
 
-export function versionText(r: VersionReport): string {
+function versionText(r: VersionReport): string {
   const lines = [`${r.name} ${r.version}`, objectsLine(r.objects), `node ${r.node}, libbpf ${r.libbpf ?? '(missing)'}, kernel ${r.kernel}${r.root ? '' : ' (not root: probes need CAP_BPF and see EPERM)'}`];
   if (r.features) {
     const when = r.featuresProbedAt ? ` (probed ${r.featuresProbedAt}${r.featuresCached ? ', this boot; "version --probe" probes again' : ''})` : '';

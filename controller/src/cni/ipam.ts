@@ -73,7 +73,7 @@ function execPlugin(path: string, stdin: string, env: ExecEnv, timeoutMs = 60_00
 }
 
 /** The versions the plugin reports for VERSION. */
-export function pluginVersions(path: string): string[] {
+function pluginVersions(path: string): string[] {
   const out = execPlugin(path, JSON.stringify({ cniVersion: '0.4.0' }), { command: 'VERSION' });
   try {
     const v = JSON.parse(out.stdout) as { supportedVersions?: unknown };

@@ -9,7 +9,7 @@
 /** Versions we answer to; results are written in the version the config asks for. */
 export const SUPPORTED_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
 /** libcni reads a config without "cniVersion" as 0.1.0 (the cni.dev examples have none) */
-export const LEGACY_DEFAULT_VERSION = '0.1.0';
+const LEGACY_DEFAULT_VERSION = '0.1.0';
 export const CURRENT_VERSION = '1.1.0';
 
 /** The spec's well-known error codes (CNI 1.1 §"Error"). */

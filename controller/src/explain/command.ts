@@ -10,7 +10,7 @@ import type { Proto } from './frame.js';
 const PROTOS: readonly Proto[] = ['icmp', 'udp', 'tcp', 'arp'];
 const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 
-export function parseExplainArgs(words: readonly string[], netns: string | null): { req: ExplainRequest; json: boolean } {
+function parseExplainArgs(words: readonly string[], netns: string | null): { req: ExplainRequest; json: boolean } {
   let json = false;
   const req: Partial<ExplainRequest> & { from: string } = { from: 'wire' };
   if (netns !== null) req.netns = netns;

@@ -17,9 +17,8 @@
  *  - a monitor that is on sees the test-run decision as an event.
  */
 import { execFileSync } from 'node:child_process';
-import { BpfObject, encodeSkbCtx, mapLookup, mapUpdate, progTestRun, withNetns } from '../../../native/libbpf.js';
+import { encodeSkbCtx, mapLookup, mapUpdate, progTestRun, withNetns } from '../../../native/libbpf.js';
 import { IvbDecisionLayout, decodeIvbDecision, type IvbDecision } from '../../../maps/generated.js';
-import { bpfObjectPath, mapsPinDir } from '../paths.js';
 import { IvbError, EINVAL, ENODEV } from '../errors.js';
 import { listPorts, type PortRecord } from '../state.js';
 import { initNetnsPath, netnsPath } from '../netlink/netns.js';
@@ -32,7 +31,7 @@ import { buildFrame, groupMac, isIpv6, parseHexFrame, type Proto } from './frame
 const TC_VERDICT: Record<number, string> = { [-1]: 'TC_ACT_UNSPEC', 0: 'TC_ACT_OK', 2: 'TC_ACT_SHOT', 7: 'TC_ACT_REDIRECT' };
 
 /** A MAC no device of ours has: the "other host" on the wire or the next hop. */
-export const EXTERNAL_MAC = '02:00:5e:00:53:01';
+const EXTERNAL_MAC = '02:00:5e:00:53:01';
 
 export interface ExplainRequest {
   master: string;
@@ -74,7 +73,7 @@ function u32(n: number): Buffer {
   return b;
 }
 
-export function findPort(master: string, netns?: string | null): PortRecord {
+function findPort(master: string, netns?: string | null): PortRecord {
   const ports = listPorts().filter((p) => p.master.name === master && (netns === undefined || p.master.netns === netns));
   if (ports.length === 0) throw new IvbError('IPVLAN_E_NO_DEVICE', `explain: "${master}" is not the master of any ipvlan-bpf slave`, ENODEV);
   if (ports.length > 1) throw new IvbError('IPVLAN_E_USAGE', `explain: several masters are named "${master}": say which namespace with -n`, EINVAL);
@@ -82,7 +81,7 @@ export function findPort(master: string, netns?: string | null): PortRecord {
 }
 
 /** The frame the request describes, with the MACs the sender would use. */
-export function requestFrame(port: PortRecord, req: ExplainRequest): Buffer {
+function requestFrame(port: PortRecord, req: ExplainRequest): Buffer {
   if (req.frame) return req.frame;
   if (!req.src || !req.dst) throw new IvbError('IPVLAN_E_USAGE', 'explain: give --frame HEX, or --src and --dst', EINVAL);
   const proto = req.proto ?? 'icmp';
@@ -118,7 +117,7 @@ function inScratchNetns<T>(fn: (path: string) => T): T {
 }
 
 /** Loads a traced, uncounted instance of the port's program against the live maps and runs the frame. */
-export function runTrace(
+function runTrace(
   port: PortRecord,
   kind: 'master_ingress' | 'slave_egress',
   frame: Buffer,

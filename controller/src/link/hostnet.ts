@@ -42,7 +42,7 @@ const TABLE_BASE = 0x49760000;
 const PREF_BASE = 20000;
 const PREF_PORTS = 5000;
 
-export function tableOf(portId: number): number {
+function tableOf(portId: number): number {
   return TABLE_BASE + portId;
 }
 
@@ -52,7 +52,7 @@ function prefOf(portId: number): { lookup: number; blackhole: number } {
 }
 
 /** whether a rule preference is one of ours (for gc) */
-export function isOurPref(pref: number): boolean {
+function isOurPref(pref: number): boolean {
   return pref >= PREF_BASE && pref < PREF_BASE + 2 * PREF_PORTS;
 }
 
@@ -177,7 +177,7 @@ export function syncSlaveRoutes(port: PortRecord, addrs: Array<{ family: Family;
 // ---- forward accepts ----
 
 /** The comment our accept rules carry: the state (pin subtree) and the peer. */
-export function acceptComment(peerName: string): string {
+function acceptComment(peerName: string): string {
   return `ipvlan-bpf:${basename(pinRoot())}:${peerName}`;
 }
 

@@ -83,7 +83,7 @@ export interface LinkAddOptions {
   mtu?: number;
 }
 
-export function validateIfname(name: string): void {
+function validateIfname(name: string): void {
   if (name.length === 0) throw new IvbError('IPVLAN_E_NAME', 'device name is empty', EINVAL);
   if (Buffer.byteLength(name) > 15) {
     throw new IvbError('IPVLAN_E_NAME', `"${name}" is not a valid ifname: longer than 15 bytes`, EINVAL);
@@ -177,7 +177,7 @@ export { masterLinkLocal, slaveLinkLocal } from './link-local.js';
  * Deletes link NAME of NETNS through rtnetlink; one that is gone already (or
  * whose namespace is) is no error: what was to be removed is not there.
  */
-export function deleteLinkIfThere(name: string, netns: string | null): void {
+function deleteLinkIfThere(name: string, netns: string | null): void {
   try {
     withRtnl(netns, (w) => w.delLink(name));
   } catch (e) {

@@ -12,7 +12,7 @@ import { isIvbError } from '../errors.js';
 import type { PortRecord, SlaveRecord } from '../state.js';
 
 /** The alias we put on a slave: how a slave is recognised from inside its namespace. */
-export const ALIAS_PREFIX = 'ipvlan-bpf:';
+const ALIAS_PREFIX = 'ipvlan-bpf:';
 
 export function slaveAlias(portId: number, peerName: string): string {
   return `${ALIAS_PREFIX}${portId}:${peerName}`;

@@ -27,13 +27,12 @@ import { listPorts, type PortRecord } from '../state.js';
 import { reasonLabel } from '../stats/counters.js';
 import { summarizeFrame } from './summary.js';
 
-export const SETTINGS_PIN = 'ivb_settings';
-export const EVENTS_PIN = 'ivb_events';
+const SETTINGS_PIN = 'ivb_settings';
+const EVENTS_PIN = 'ivb_events';
 
-/** ivb_settings.events */
-export const EVENTS_OFF = 0;
-export const EVENTS_DROPS = 1;
-export const EVENTS_ALL = 2;
+/** ivb_settings.events: 0 off, 1 drops only, 2 every event */
+const EVENTS_DROPS = 1;
+const EVENTS_ALL = 2;
 
 const ACTION_NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(IvbAction).map(([k, v]) => [v, k.toLowerCase()]),
@@ -55,7 +54,7 @@ function pin(name: string): string {
   return p;
 }
 
-export function readSettings(): IvbSettings {
+function readSettings(): IvbSettings {
   const fd = objGet(pin(SETTINGS_PIN));
   try {
     const v = mapLookup(fd, key0(), IvbSettingsLayout.size);
@@ -65,7 +64,7 @@ export function readSettings(): IvbSettings {
   }
 }
 
-export function writeSettings(s: IvbSettings): void {
+function writeSettings(s: IvbSettings): void {
   const fd = objGet(pin(SETTINGS_PIN));
   try {
     mapUpdate(fd, key0(), encodeIvbSettings(s));
@@ -126,7 +125,7 @@ let leaseSeq = 0;
  * Turns events on at `level` (EVENTS_DROPS or EVENTS_ALL) until release() is
  * called; `perSec` (per CPU, 0 = the datapath's default) is applied too.
  */
-export class EventsLease {
+class EventsLease {
   private readonly name: string;
   private released = false;
 
@@ -204,7 +203,7 @@ export interface MonitorEvent {
 }
 
 /** Names for port ids and ifindexes, refreshed when an unknown one shows up. */
-export class Names {
+class Names {
   private ports = new Map<number, PortRecord>();
   private loadedAt = 0;
 
@@ -240,7 +239,7 @@ function wallClockMs(tsNs: bigint): number {
   return Date.now() - Number((nowMono - tsNs) / 1_000_000n);
 }
 
-export function decodeEvent(raw: Buffer, names: Names): MonitorEvent {
+function decodeEvent(raw: Buffer, names: Names): MonitorEvent {
   const e = decodeIvbEvent(raw);
   const head = e.head.subarray(0, Math.min(e.capLen, e.head.length));
   const port = names.port(e.portId);

@@ -15,7 +15,7 @@ function ip4Text(b: Buffer, off: number): string {
 }
 
 /** RFC 5952 text of 16 bytes (the datapath's own formatter). */
-export function ip6Text(b: Buffer, off: number): string {
+function ip6Text(b: Buffer, off: number): string {
   return bytesToAddr(6, b.subarray(off, off + 16));
 }
 

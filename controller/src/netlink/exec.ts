@@ -48,12 +48,6 @@ export function ip(args: readonly string[], netns?: string | null): string {
   return runOk('ip', full);
 }
 
-/** `ip [-n NS] -batch -`: several commands in one process, stopping at the first failure; false if one failed */
-export function ipBatchTry(commands: readonly string[], netns?: string | null): boolean {
-  const args = [...(netns ? ['-n', netns] : []), '-batch', '-'];
-  return run('ip', args, `${commands.join('\n')}\n`).status === 0;
-}
-
 /** `ip [-n NS] ARGS`, without throwing */
 export function ipTry(args: readonly string[], netns?: string | null): RunResult {
   const full = netns ? ['-n', netns, ...args] : [...args];

@@ -56,10 +56,6 @@ export function getLink(name: string, netns?: NetnsRef): IpLink | null {
   }
 }
 
-export function getLinkByIndex(ifindex: number, netns?: NetnsRef): IpLink | null {
-  return listLinks(netns).find((l) => l.ifindex === ifindex) ?? null;
-}
-
 export function listAddrs(netns?: NetnsRef): IpAddrLink[] {
   return rtnlAddrs(netns ?? null);
 }

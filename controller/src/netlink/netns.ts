@@ -28,7 +28,7 @@ export function currentNetnsInode(): number {
  * natural choice, but a sandbox's init may be undumpable (its /proc links
  * refuse even root); kthreadd (PID 2) always runs in the init namespaces.
  */
-export function initTaskProc(): string {
+function initTaskProc(): string {
   for (const pid of [1, 2]) {
     try {
       statSync(`/proc/${pid}/ns/net`);

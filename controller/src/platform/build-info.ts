@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../paths.js';
 
 /** The objects the controller loads at run time (bpf/*.bpf.o); the package ships exactly these. */
-export const SHIPPED_OBJECTS = ['guard.bpf.o', 'master_ingress.bpf.o', 'peer_egress.bpf.o', 'slave_egress.bpf.o'] as const;
+const SHIPPED_OBJECTS = ['guard.bpf.o', 'master_ingress.bpf.o', 'peer_egress.bpf.o', 'slave_egress.bpf.o'] as const;
 
 /** hex digits of the build id (of a sha256) */
 const BUILD_ID_HEX = 16;
@@ -52,7 +52,7 @@ function recordPath(root: string): string {
 }
 
 /** Hashes the shipped objects under ROOT/bpf. */
-export function hashObjects(root = repoRoot()): ObjectsHash {
+function hashObjects(root = repoRoot()): ObjectsHash {
   const objects: Record<string, string> = {};
   const missing: string[] = [];
   const all = createHash('sha256');
@@ -90,7 +90,7 @@ export function recordBuild(root = repoRoot()): BuildRecord {
   return rec;
 }
 
-export function readBuildRecord(root = repoRoot()): BuildRecord | null {
+function readBuildRecord(root = repoRoot()): BuildRecord | null {
   try {
     return JSON.parse(readFileSync(recordPath(root), 'utf8')) as BuildRecord;
   } catch (e) {

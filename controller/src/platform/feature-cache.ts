@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { isSysError } from '../errors.js';
 import type { FeatureReport } from './features.js';
 
-export function featureCacheDir(): string {
+function featureCacheDir(): string {
   return process.env.IPVLAN_BPF_CACHE_DIR ?? '/var/cache/ipvlan-bpf';
 }
 
@@ -53,7 +53,7 @@ function listOptional(dir: string): string[] {
 }
 
 /** What the probes' answers depend on; BUILD names our objects' build (build-info's id). */
-export function featureCacheKey(build: string): string {
+function featureCacheKey(build: string): string {
   return JSON.stringify({
     boot: readOptional('/proc/sys/kernel/random/boot_id'),
     kernel: release(),

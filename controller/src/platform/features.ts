@@ -119,7 +119,7 @@ function withBtf(name: FeatureName, usedFor: string, fn: (btf: KernelBtf) => Ker
   }
 }
 
-export function probeBtf(shared?: VmlinuxBtf): KernelFeature {
+function probeBtf(shared?: VmlinuxBtf): KernelFeature {
   const usedFor = 'CO-RE: the shipped objects are relocated to this kernel at load';
   const btf = shared ?? KernelBtf.loadVmlinux();
   if (!(btf instanceof KernelBtf)) {

@@ -61,7 +61,7 @@ export function cliRequirements(object: string | undefined): readonly Requiremen
 }
 
 /** The executable NAME in PATH, or null. */
-export function findInPath(name: string, path = process.env.PATH ?? ''): string | null {
+function findInPath(name: string, path = process.env.PATH ?? ''): string | null {
   for (const dir of path.split(delimiter)) {
     if (dir === '') continue;
     const p = join(dir, name);

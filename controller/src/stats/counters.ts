@@ -15,7 +15,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BpfError,
   closeFd,
   mapInfo,
   mapKeys,
@@ -45,7 +44,7 @@ import { mapsPinDir } from '../paths.js';
 const BPF_MAP_TYPE_ARRAY = 2;
 const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
 
-export const COUNTERS_PIN = 'ivb_counters';
+const COUNTERS_PIN = 'ivb_counters';
 
 /** action and reason of a counter_rows.def "other" row: a decision the table does not list */
 export const UNLISTED = 255;
@@ -183,7 +182,7 @@ export function clearCounterSlot(countersFd: number, slot: number): void {
 }
 
 /** Adds per-CPU block `add` into the block at `slot` (only blocks the datapath never writes: no race). */
-export function addIntoCounterSlot(countersFd: number, slot: number, add: Buffer): void {
+function addIntoCounterSlot(countersFd: number, slot: number, add: Buffer): void {
   const size = perCpuValueSize(COUNTER_BLOCK_SIZE);
   const sum = mapLookup(countersFd, u32(slot), size) ?? Buffer.alloc(size);
   for (let off = 0; off + 8 <= size; off += 8) sum.writeBigUInt64LE(sum.readBigUInt64LE(off) + add.readBigUInt64LE(off), off);
@@ -234,7 +233,7 @@ export function reasonText(reason: number): string {
  * by a dense id the control plane gives (ports, slaves, fan-out slots), whose
  * used entries are the ones not all zero.
  */
-export const OCCUPANCY_MAPS = ['ivb_ports', 'ivb_addrs4', 'ivb_addrs6', 'ivb_local_addrs', 'ivb_slaves', 'ivb_fanout_slots', 'ivb_guard', 'ivb_counters'] as const;
+const OCCUPANCY_MAPS = ['ivb_ports', 'ivb_addrs4', 'ivb_addrs6', 'ivb_local_addrs', 'ivb_slaves', 'ivb_fanout_slots', 'ivb_guard', 'ivb_counters'] as const;
 
 export interface MapFill {
   name: string;
