@@ -23,6 +23,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { CLI, TestEnv, ip, must, waitUntil } from './topo.js';
 import { ETH_P_IP, eth, inetChecksum, ip4, ipv4, mac, udp } from './frames.js';
 import { readCounterRows, type CounterRow } from '../../controller/src/stats/counters.js';
+import { buildMasterWire } from '../../controller/src/lab/wire.js';
 import { closeFd, mapLookup, objGet } from '../../native/libbpf.js';
 import { IvbSlaveFlags, IvbSlaveLayout, decodeIvbSlave, encodeIvbSlaveKey } from '../../maps/generated.js';
 
@@ -135,22 +136,15 @@ export async function buildObsTopo(env: TestEnv): Promise<ObsTopo> {
   const wire = env.netns('wire');
   const ns = { s0: env.netns('ns0'), s1: env.netns('ns1'), s2: env.netns('ns2'), s3: env.netns('ns3') };
   for (const n of [host, wire, ...Object.values(ns)]) quiet(n);
-  ip(host, 'link', 'add', 'eth0m', 'address', A_MAC, 'type', 'veth', 'peer', 'name', 'wp0', 'address', WIRE0_MAC, 'netns', wire);
-  ip(host, 'link', 'add', 'eth1m', 'address', B_MAC, 'type', 'veth', 'peer', 'name', 'wp1', 'address', WIRE1_MAC, 'netns', wire);
-  for (const [dev, addr] of [['eth0m', `${IP.host0}/24`], ['eth1m', `${IP.host1}/24`]] as const) {
-    ip(host, 'addr', 'add', addr, 'dev', dev);
-    ip(host, 'link', 'set', dev, 'up');
-  }
-  for (const [dev, addr] of [['wp0', `${IP.wire0}/24`], ['wp1', `${IP.wire1}/24`]] as const) {
-    ip(wire, 'addr', 'add', addr, 'dev', dev);
-    ip(wire, 'link', 'set', dev, 'up');
+  for (const [master, peer, masterMac, peerMac, host4, wire4] of [
+    ['eth0m', 'wp0', A_MAC, WIRE0_MAC, IP.host0, IP.wire0],
+    ['eth1m', 'wp1', B_MAC, WIRE1_MAC, IP.host1, IP.wire1],
+  ] as const) {
+    // static neighbours between host and wire: no ARP crossing the masters while a test counts
+    const spec = { host, wire, master, peer, masterMac, peerMac, masterAddrs: [`${host4}/24`], routerAddrs: [`${wire4}/24`], staticNeighbours: true };
+    buildMasterWire(must, spec);
   }
   ip(host, 'route', 'add', 'unreachable', '198.19.99.0/24');
-  // static neighbours between host and wire: no ARP crossing the masters while a test counts
-  ip(host, 'neigh', 'replace', IP.wire0, 'lladdr', WIRE0_MAC, 'dev', 'eth0m', 'nud', 'permanent');
-  ip(host, 'neigh', 'replace', IP.wire1, 'lladdr', WIRE1_MAC, 'dev', 'eth1m', 'nud', 'permanent');
-  ip(wire, 'neigh', 'replace', IP.host0, 'lladdr', A_MAC, 'dev', 'wp0', 'nud', 'permanent');
-  ip(wire, 'neigh', 'replace', IP.host1, 'lladdr', B_MAC, 'dev', 'wp1', 'nud', 'permanent');
   env.cliOk('-n', host, 'link', 'add', 'link', 'eth0m', 'name', 's0', 'type', 'ipvlan', 'mode', 'l2', 'bridge');
   env.cliOk('-n', host, 'link', 'add', 'link', 'eth0m', 'name', 's1', 'mtu', '1280', 'type', 'ipvlan', 'mode', 'l2', 'bridge');
   env.cliOk('-n', host, 'link', 'add', 'link', 'eth1m', 'name', 's2', 'type', 'ipvlan', 'mode', 'l3', 'bridge');

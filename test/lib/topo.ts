@@ -16,6 +16,7 @@ import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { HOWTO, buildMasterWire, configureSlave as configureSlaveWith, howtoWireSpec } from '../../controller/src/lab/wire.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(REPO, 'bin', 'ipvlan-bpf.js');
@@ -483,33 +484,24 @@ export interface Wire {
 }
 
 /**
+ * The HOWTO's wire (controller/src/lab/wire.ts) in this file's namespaces:
  * host ns: master eth0m (a veth, MAC MASTERMAC) with 198.18.0.2/24 and 2001:db8::2/64;
  * wire ns: its peer wp0 in bridge br0, the router, 198.18.0.1/24 and 2001:db8::1/64,
  * forwarding on. A bridge, so that a test can hang more "wire" hosts off it.
  */
-export function buildWire(env: TestEnv, masterMac = '02:00:00:00:00:02'): Wire {
+export function buildWire(env: TestEnv, masterMac: string = HOWTO.masterMac): Wire {
   const host = env.netns('host');
   const wire = env.netns('wire');
-  ip(host, 'link', 'add', 'eth0m', 'address', masterMac, 'type', 'veth', 'peer', 'name', 'wp0', 'netns', wire);
-  ip(wire, 'link', 'add', 'br0', 'type', 'bridge');
-  ip(wire, 'link', 'set', 'wp0', 'master', 'br0');
-  ip(wire, 'link', 'set', 'wp0', 'up');
-  ip(wire, 'link', 'set', 'br0', 'up');
-  ip(wire, 'addr', 'add', '198.18.0.1/24', 'dev', 'br0');
-  ip(wire, 'addr', 'add', '2001:db8::1/64', 'dev', 'br0', 'nodad');
-  must('ip', ['netns', 'exec', wire, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
-  ip(host, 'link', 'set', 'eth0m', 'up');
-  ip(host, 'addr', 'add', '198.18.0.2/24', 'dev', 'eth0m');
-  ip(host, 'addr', 'add', '2001:db8::2/64', 'dev', 'eth0m', 'nodad');
+  buildMasterWire(must, { ...howtoWireSpec(host, wire, 'wp0', masterMac), bridge: 'br0' });
   return {
     host,
     wire,
-    master: 'eth0m',
+    master: HOWTO.master,
     masterMac,
-    routerV4: '198.18.0.1',
-    routerV6: '2001:db8::1',
-    hostV4: '198.18.0.2',
-    hostV6: '2001:db8::2',
+    routerV4: HOWTO.router4,
+    routerV6: HOWTO.router6,
+    hostV4: HOWTO.master4,
+    hostV6: HOWTO.master6,
   };
 }
 
@@ -518,22 +510,6 @@ export function buildWire(env: TestEnv, masterMac = '02:00:00:00:00:02'): Wire {
  * (nodad) address, default routes via the router (GW4/GW6) or, for l3, out
  * of the device.
  */
-export function configureSlave(
-  ns: string,
-  dev: string,
-  v4: string,
-  v6: string,
-  via: { gw4: string; gw6: string } | 'dev',
-): void {
-  ip(ns, 'link', 'set', 'dev', dev, 'up');
-  ip(ns, 'link', 'set', 'dev', 'lo', 'up');
-  ip(ns, 'addr', 'add', v4, 'dev', dev);
-  ip(ns, 'addr', 'add', v6, 'dev', dev, 'nodad');
-  if (via === 'dev') {
-    ip(ns, 'route', 'add', 'default', 'dev', dev);
-    ip(ns, '-6', 'route', 'add', 'default', 'dev', dev);
-  } else {
-    ip(ns, 'route', 'add', 'default', 'via', via.gw4, 'dev', dev);
-    ip(ns, '-6', 'route', 'add', 'default', 'via', via.gw6, 'dev', dev);
-  }
+export function configureSlave(ns: string, dev: string, v4: string, v6: string, via: { gw4: string; gw6: string } | 'dev'): void {
+  configureSlaveWith(must, ns, dev, v4, v6, via);
 }
