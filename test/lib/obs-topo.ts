@@ -20,9 +20,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { readFileSync, readdirSync } from 'node:fs';
-import { CLI, TestEnv, ip, must, waitUntil } from './topo.js';
-import { ETH_P_IP, eth, inetChecksum, ip4, ipv4, mac, udp } from './frames.js';
-import { readCounterRows, type CounterRow } from '../../controller/src/stats/counters.js';
+import { CLI, TestEnv, ip, must, sendRaw, waitUntil } from './topo.js';
+import { echoReplyFrame, etherFrame, udp4Frame } from './frames.js';
 import { buildMasterWire } from '../../controller/src/lab/wire.js';
 import { closeFd, mapLookup, objGet } from '../../native/libbpf.js';
 import { IvbSlaveFlags, IvbSlaveLayout, decodeIvbSlave, encodeIvbSlaveKey } from '../../maps/generated.js';
@@ -180,55 +179,7 @@ export async function buildObsTopo(env: TestEnv): Promise<ObsTopo> {
   return { env, host, wire, ns };
 }
 
-// --- frames -----------------------------------------------------------------
-
-/** An ICMP echo reply: no host answers one, so it makes no traffic of its own. */
-export function echoReplyFrame(dstMac: string, srcMac: string, src: string, dst: string, total = 98): Buffer {
-  const data = Buffer.alloc(total - 14 - 20 - 8, 0x42);
-  const icmp = Buffer.concat([Buffer.from([0, 0, 0, 0, 0x12, 0x34, 0, 1]), data]);
-  icmp.writeUInt16BE(inetChecksum(icmp), 2);
-  return eth(mac(dstMac), mac(srcMac), ETH_P_IP, ipv4({ src: ip4(src), dst: ip4(dst), protocol: 1, payload: icmp }));
-}
-
-export function udpFrame(dstMac: string, srcMac: string, src: string, dst: string): Buffer {
-  return eth(mac(dstMac), mac(srcMac), ETH_P_IP, ipv4({ src: ip4(src), dst: ip4(dst), payload: udp(40000, 9) }));
-}
-
-export function etherFrame(dstMac: string, srcMac: string, type: number, len = 60): Buffer {
-  return eth(mac(dstMac), mac(srcMac), type, Buffer.alloc(len - 14, 0x33));
-}
-
-const SENDER = [
-  'import socket, sys',
-  's = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)',
-  's.bind((sys.argv[1], 0))',
-  'f = bytes.fromhex(sys.argv[2])',
-  'import errno, time',
-  // ENOBUFS: the frame was dropped on the way (a full backlog on a busy machine): send it again
-  'for _ in range(int(sys.argv[3])):',
-  '    for attempt in range(2000):',
-  '        try:',
-  '            s.send(f)',
-  '            break',
-  '        except OSError as e:',
-  '            if e.errno != errno.ENOBUFS or attempt == 1999: raise',
-  '            time.sleep(0.001)',
-].join('\n');
-
-/** Sends FRAME COUNT times out of DEV inside NS (a packet socket: the frame goes out byte for byte). */
-export function sendRaw(ns: string, dev: string, frame: Buffer, count: number): void {
-  const r = spawnSync('ip', ['netns', 'exec', ns, 'python3', '-c', SENDER, dev, frame.toString('hex'), String(count)], {
-    encoding: 'utf8',
-    timeout: 10_000,
-  });
-  if (r.status !== 0) throw new Error(`raw send in ${ns} on ${dev}: ${r.stderr || r.error}`);
-}
-
 // --- counters ---------------------------------------------------------------
-
-export function counterRows(env: TestEnv): CounterRow[] {
-  return readCounterRows(join(env.pinDir, 'maps'));
-}
 
 /** stats -j as the CLI prints it. */
 export interface StatsDev {
@@ -314,10 +265,10 @@ export function dropCases(): DropCase[] {
     c('spoofed_mac', 3, 's0', 's0', 'eth0m', echoReplyFrame(WIRE0_MAC, '02:00:00:00:aa:aa', IP.s0, IP.wire0), (t) => [t.ns.s0, 's0']),
     c('spoofed_source', 4, 's0', 's0', 'eth0m', echoReplyFrame(WIRE0_MAC, A_MAC, '198.18.10.77', IP.wire0), (t) => [t.ns.s0, 's0']),
     c('no_owner', 5, 'eth0m', 'wire', 'eth0m', echoReplyFrame(A_MAC, WIRE0_MAC, IP.wire0, IP.nobody0), (t) => [t.wire, 'wp0']),
-    c('l3_multicast', 2, 's2', 's2', 'eth1m', udpFrame('01:00:5e:00:00:fb', B_MAC, IP.s2, '224.0.0.251'), (t) => [t.ns.s2, 's2']),
-    c('l3_broadcast', 3, 's2', 's2', 'eth1m', udpFrame(B_MAC, B_MAC, IP.s2, '255.255.255.255'), (t) => [t.ns.s2, 's2']),
+    c('l3_multicast', 2, 's2', 's2', 'eth1m', udp4Frame({ dmac: '01:00:5e:00:00:fb', smac: B_MAC, src: IP.s2, dst: '224.0.0.251' }), (t) => [t.ns.s2, 's2']),
+    c('l3_broadcast', 3, 's2', 's2', 'eth1m', udp4Frame({ dmac: B_MAC, smac: B_MAC, src: IP.s2, dst: '255.255.255.255' }), (t) => [t.ns.s2, 's2']),
     c('l3_protocol', 2, 's2', 's2', 'eth1m', etherFrame(B_MAC, B_MAC, 0x88b5), (t) => [t.ns.s2, 's2']),
-    c('fib_lookup_failed', 3, 's2', 's2', 'eth1m', udpFrame(B_MAC, B_MAC, IP.s2, IP.unreachable), (t) => [t.ns.s2, 's2']),
+    c('fib_lookup_failed', 3, 's2', 's2', 'eth1m', udp4Frame({ dmac: B_MAC, smac: B_MAC, src: IP.s2, dst: IP.unreachable }), (t) => [t.ns.s2, 's2']),
   ];
 }
 

@@ -513,3 +513,29 @@ export function buildWire(env: TestEnv, masterMac: string = HOWTO.masterMac): Wi
 export function configureSlave(ns: string, dev: string, v4: string, v6: string, via: { gw4: string; gw6: string } | 'dev'): void {
   configureSlaveWith(must, ns, dev, v4, v6, via);
 }
+
+const SENDER = [
+  'import errno, socket, sys, time',
+  'dev, frame, count, gap = sys.argv[1], bytes.fromhex(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])',
+  's = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)',
+  's.bind((dev, 0))',
+  'for _ in range(count):',
+  // ENOBUFS: the frame was dropped on the way (a full backlog on a busy machine): send it again
+  '    for attempt in range(2000):',
+  '        try:',
+  '            s.send(frame)',
+  '            break',
+  '        except OSError as e:',
+  '            if e.errno != errno.ENOBUFS or attempt == 1999: raise',
+  '            time.sleep(0.001)',
+  '    time.sleep(gap)',
+].join('\n');
+
+/**
+ * Sends FRAME COUNT times out of DEV inside NS, GAPMS apart, with a python3
+ * AF_PACKET socket: the frame goes out byte for byte, any MAC, any source,
+ * as a hostile namespace owner can send it.
+ */
+export function sendRaw(ns: string, dev: string, frame: Buffer, count = 1, gapMs = 2): void {
+  must('ip', ['netns', 'exec', ns, 'python3', '-c', SENDER, dev, frame.toString('hex'), String(count), String(gapMs / 1000)], { timeoutMs: 20_000 });
+}
