@@ -16,11 +16,10 @@
  * broadcasts, which no receiver answers, so nothing but what a test sends
  * ever reaches a counter.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { readFileSync, readdirSync } from 'node:fs';
-import { CLI, TestEnv, ip, must, sendRaw, waitUntil } from './topo.js';
+import { Agent, CLI, TestEnv, ip, must, sendRaw, waitUntil } from './topo.js';
 import { echoReplyFrame, etherFrame, udp4Frame } from './frames.js';
 import { buildMasterWire } from '../../controller/src/lab/wire.js';
 import { closeFd, mapLookup, objGet } from '../../native/libbpf.js';
@@ -82,50 +81,28 @@ function threadStates(pid: number): string {
 /** The agents of this file still running: their log goes into a set-up failure's message. */
 const liveAgents = new Set<ObsAgent>();
 
-/** An ipvlan-bpf agent with arguments, killed (with its process group) at cleanup. */
-export class ObsAgent {
-  readonly lines: string[] = [];
-  readonly proc: ChildProcess;
-  private exited: Promise<void>;
-  done = false;
-
+/**
+ * topo.ts's Agent with arguments and the learner's trace on, its exit noted
+ * in its lines, killed (with its process group) at cleanup.
+ */
+export class ObsAgent extends Agent {
   constructor(env: TestEnv, args: string[]) {
     // its trace is what a failed set-up prints (buildObsTopo)
-    this.proc = spawn(process.execPath, [CLI, 'agent', ...args], { env: { ...env.env, IPVLAN_BPF_LEARNER_TRACE: '1' }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    for (const s of [this.proc.stdout, this.proc.stderr]) if (s) createInterface({ input: s }).on('line', (l) => this.lines.push(l));
+    super({ ...env.env, IPVLAN_BPF_LEARNER_TRACE: '1' }, [process.execPath, CLI, 'agent', ...args]);
     liveAgents.add(this);
-    this.exited = new Promise((res) => this.proc.once('exit', (code, signal) => {
+    this.proc.once('exit', (code, signal) => {
       this.lines.push(`(agent exited: ${signal ?? code})`);
       liveAgents.delete(this);
-      this.done = true;
-      res();
-    }));
-    env.onCleanup(() => this.kill());
+    });
+    env.onCleanup(() => this.killGroup());
   }
 
-  async line(re: RegExp, timeoutMs = 10_000): Promise<string> {
-    return (await waitUntil(`agent line ${re}`, () => this.lines.find((l) => re.test(l)), timeoutMs, 20)).value;
+  get done(): boolean {
+    return !this.running;
   }
 
-  async stop(): Promise<void> {
-    if (this.done) return;
-    try {
-      process.kill(this.proc.pid!, 'SIGTERM');
-    } catch {
-      /* gone */
-    }
-    const t = setTimeout(() => this.kill(), 3000);
-    await this.exited;
-    clearTimeout(t);
-    this.kill();
-  }
-
-  kill(): void {
-    try {
-      process.kill(-this.proc.pid!, 'SIGKILL');
-    } catch {
-      /* nothing left */
-    }
+  line(re: RegExp, timeoutMs = 10_000): Promise<string> {
+    return this.waitForLine(re, timeoutMs);
   }
 }
 

@@ -213,7 +213,7 @@ export class Agent {
   readonly lines: string[] = [];
   readonly proc: ChildProcess;
   private exited: Promise<void>;
-  private done = false;
+  private ended = false;
 
   /** COMMAND: how the agent is started (an installed package's, a service's command line) */
   constructor(env: NodeJS.ProcessEnv, command: readonly string[] = [process.execPath, CLI, 'agent']) {
@@ -224,7 +224,7 @@ export class Agent {
     }
     this.exited = new Promise((res) => {
       this.proc.once('exit', () => {
-        this.done = true;
+        this.ended = true;
         res();
       });
     });
@@ -235,7 +235,7 @@ export class Agent {
   }
 
   get running(): boolean {
-    return !this.done;
+    return !this.ended;
   }
 
   matching(re: RegExp): string[] {
@@ -249,7 +249,7 @@ export class Agent {
 
   /** SIGTERM (the agent's clean stop), escalating to SIGKILL of the group after 3 s. */
   async stop(): Promise<void> {
-    if (this.done) return this.killGroup();
+    if (this.ended) return this.killGroup();
     try {
       process.kill(this.pid, 'SIGTERM');
     } catch {
@@ -263,7 +263,7 @@ export class Agent {
 
   /** SIGKILL of the agent process alone, as a crash would be. */
   async crash(): Promise<void> {
-    if (!this.done) process.kill(this.pid, 'SIGKILL');
+    if (!this.ended) process.kill(this.pid, 'SIGKILL');
     await this.exited;
   }
 
