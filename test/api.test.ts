@@ -13,8 +13,9 @@ import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
-import { REPO, TestEnv, linkOf } from './lib/topo.js';
-import { A_MAC, IP, ObsAgent, buildObsTopo, echoReplyFrame, sendRaw, statsJson, type ObsTopo } from './lib/obs-topo.js';
+import { REPO, TestEnv, linkOf, sendRaw } from './lib/topo.js';
+import { A_MAC, IP, ObsAgent, buildObsTopo, statsJson, type ObsTopo } from './lib/obs-topo.js';
+import { echoReplyFrame } from './lib/frames.js';
 
 const env = new TestEnv('api', 'ivbap');
 const sockDir = mkdtempSync(join(tmpdir(), 'ivb-api-'));

@@ -6,7 +6,7 @@
  * increments; explain itself changes no counter.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestEnv } from './lib/topo.js';
+import { TestEnv, sendRaw } from './lib/topo.js';
 import {
   A_MAC,
   B_MAC,
@@ -16,16 +16,13 @@ import {
   WIRE0_MAC,
   WIRE1_MAC,
   buildObsTopo,
-  counterRows,
   dropCases,
-  echoReplyFrame,
-  etherFrame,
   s1Down,
   s1Up,
-  sendRaw,
-  udpFrame,
   type ObsTopo,
 } from './lib/obs-topo.js';
+import { echoReplyFrame, etherFrame, udp4Frame } from './lib/frames.js';
+import { counters } from './lib/hard-topo.js';
 import type { CounterRow } from '../controller/src/stats/counters.js';
 import { IvbAction, IvbDropReasonTable } from '../maps/generated.js';
 
@@ -66,15 +63,15 @@ const CASES: Case[] = [
   // master ingress
   { name: 'wire unicast to a slave', master: 'eth0m', from: 'wire', frame: echoReplyFrame(A_MAC, WIRE0_MAC, IP.wire0, IP.s0), via: wire0, verdict: 'deliver', reason: 'none', target: 's0' },
   { name: 'wire unicast to nobody', master: 'eth0m', from: 'wire', frame: echoReplyFrame(A_MAC, WIRE0_MAC, IP.wire0, IP.nobody0), via: wire0, verdict: 'pass', reason: 'no_owner' },
-  { name: 'wire broadcast, l2', master: 'eth0m', from: 'wire', frame: udpFrame('ff:ff:ff:ff:ff:ff', WIRE0_MAC, IP.wire0, '198.18.10.255'), via: wire0, verdict: 'pass', reason: 'none', copies: 2 },
+  { name: 'wire broadcast, l2', master: 'eth0m', from: 'wire', frame: udp4Frame({ dmac: 'ff:ff:ff:ff:ff:ff', smac: WIRE0_MAC, src: IP.wire0, dst: '198.18.10.255' }), via: wire0, verdict: 'pass', reason: 'none', copies: 2 },
   { name: 'wire non-IP frame', master: 'eth0m', from: 'wire', frame: etherFrame(A_MAC, WIRE0_MAC, 0x88b5), via: wire0, verdict: 'pass', reason: 'none' },
   { name: 'wire unicast to an l3 slave', master: 'eth1m', from: 'wire', frame: echoReplyFrame(B_MAC, WIRE1_MAC, IP.wire1, IP.s3), via: wire1, verdict: 'deliver', reason: 'none', target: 's3' },
-  { name: 'wire broadcast, l3', master: 'eth1m', from: 'wire', frame: udpFrame('ff:ff:ff:ff:ff:ff', WIRE1_MAC, IP.wire1, '198.18.11.255'), via: wire1, verdict: 'pass', reason: 'no_owner' },
+  { name: 'wire broadcast, l3', master: 'eth1m', from: 'wire', frame: udp4Frame({ dmac: 'ff:ff:ff:ff:ff:ff', smac: WIRE1_MAC, src: IP.wire1, dst: '198.18.11.255' }), via: wire1, verdict: 'pass', reason: 'no_owner' },
   // slave egress, l2
   { name: 'l2 sibling', master: 'eth0m', from: 's0', frame: echoReplyFrame(A_MAC, A_MAC, IP.s0, IP.s1), via: s0, verdict: 'deliver', reason: 'none', target: 's1' },
   { name: 'l2 to the wire', master: 'eth0m', from: 's0', frame: echoReplyFrame(WIRE0_MAC, A_MAC, IP.s0, IP.wire0), via: s0, verdict: 'to_wire', reason: 'none', target: 'eth0m' },
   { name: 'l2 to the master', master: 'eth0m', from: 's0', frame: echoReplyFrame(A_MAC, A_MAC, IP.s0, IP.host0), via: s0, verdict: 'to_master', reason: 'none', target: 'eth0m' },
-  { name: 'l2 broadcast from a slave', master: 'eth0m', from: 's0', frame: udpFrame('ff:ff:ff:ff:ff:ff', A_MAC, IP.s0, '198.18.10.255'), via: s0, verdict: 'to_wire', reason: 'none', copies: 1, target: 'eth0m' },
+  { name: 'l2 broadcast from a slave', master: 'eth0m', from: 's0', frame: udp4Frame({ dmac: 'ff:ff:ff:ff:ff:ff', smac: A_MAC, src: IP.s0, dst: '198.18.10.255' }), via: s0, verdict: 'to_wire', reason: 'none', copies: 1, target: 'eth0m' },
   // slave egress, l3
   { name: 'l3 sibling', master: 'eth1m', from: 's2', frame: echoReplyFrame(B_MAC, B_MAC, IP.s2, IP.s3), via: s2, verdict: 'deliver', reason: 'none', target: 's3' },
   { name: 'l3 routed to the wire', master: 'eth1m', from: 's2', frame: echoReplyFrame(B_MAC, B_MAC, IP.s2, IP.wire1), via: s2, verdict: 'route', reason: 'none' },
@@ -125,19 +122,19 @@ afterAll(async () => {
 
 describe('explain agrees with real traffic', () => {
   it.each(CASES.map((c) => [c.name, c] as const))('%s', (_name, c) => {
-    const r0 = counterRows(env);
+    const r0 = counters(env);
     const e = explainFrame(c);
     // explain runs the programs without counting
-    expect(grown(r0, counterRows(env)).size).toBe(0);
+    expect(grown(r0, counters(env)).size).toBe(0);
     expect({ verdict: e.verdict, reason: e.reason }).toEqual({ verdict: c.verdict, reason: c.reason });
     if (c.target !== undefined) expect(e.target).toBe(c.target);
     expect(e.fanout_copies).toBe(c.copies ?? 0);
     expect(e.program).toBe(c.from === 'wire' ? 'master_ingress' : 'slave_egress');
 
-    const before = counterRows(env);
+    const before = counters(env);
     const [ns, d] = c.via(t);
     sendRaw(ns, d, c.frame, 3);
-    const g = grown(before, counterRows(env));
+    const g = grown(before, counters(env));
     const dir = c.from === 'wire' ? 0 : 1;
     // the frame's own decision, three times
     expect(g.get(`${e.verdict}/${e.reason}/${dir}`), JSON.stringify([...g])).toBe(3);
@@ -149,18 +146,18 @@ describe('explain agrees with real traffic', () => {
     env.cliOk('-n', t.ns.s0, 'link', 'set', 'dev', 's0', 'type', 'ipvlan', 'mode', 'l2', 'private');
     try {
       expect(explainFrame({ name: '', master: 'eth0m', from: 's0', frame: priv, via: s0, verdict: '', reason: '' })).toMatchObject({ verdict: 'drop', reason: 'private' });
-      const before = counterRows(env);
+      const before = counters(env);
       sendRaw(t.ns.s0, 's0', priv, 2);
-      expect(grown(before, counterRows(env)).get('drop/private/1')).toBe(2);
+      expect(grown(before, counters(env)).get('drop/private/1')).toBe(2);
     } finally {
       env.cliOk('-n', t.ns.s0, 'link', 'set', 'dev', 's0', 'type', 'ipvlan', 'mode', 'l2', 'bridge');
     }
     await s1Down(t);
     try {
       expect(explainFrame({ name: '', master: 'eth0m', from: 'wire', frame: SLAVE_DOWN_FRAME, via: wire0, verdict: '', reason: '' })).toMatchObject({ verdict: 'pass', reason: 'slave_down' });
-      const before = counterRows(env);
+      const before = counters(env);
       sendRaw(t.wire, 'wp0', SLAVE_DOWN_FRAME, 2);
-      expect(grown(before, counterRows(env)).get('pass/slave_down/0')).toBe(2);
+      expect(grown(before, counters(env)).get('pass/slave_down/0')).toBe(2);
     } finally {
       await s1Up(t);
     }

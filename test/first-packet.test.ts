@@ -19,8 +19,8 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { TestEnv, buildWire, ip, must, run, sleep, waitUntil, type Agent, type Wire } from './lib/topo.js';
-import { sendRaw, udp4Frame } from './lib/hard-topo.js';
+import { TestEnv, buildWire, ip, must, run, sendRaw, sleep, waitUntil, type Agent, type Wire } from './lib/topo.js';
+import { udp4Frame } from './lib/frames.js';
 
 const env = new TestEnv('first-packet', 'ivbfp');
 const ROUNDS = Number(process.env.IVB_FIRST_PACKET_ROUNDS ?? 1000);

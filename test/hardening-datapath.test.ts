@@ -13,20 +13,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { TestEnv, buildWire, configureSlave, ip, ipJson, must, nsExec, ping, snmp, sleep, waitUntil, type Agent, type IpLinkJson, type Wire } from './lib/topo.js';
-import {
-  IvbDropReason,
-  drops,
-  gratuitousArp,
-  installSourceCounters,
-  peerIfindexOf,
-  sawFrom,
-  sendRaw,
-  startAgentPatient,
-  udp4Frame,
-  udp6Frame,
-  unsolicitedNa,
-} from './lib/hard-topo.js';
+import { TestEnv, buildWire, configureSlave, ip, ipJson, must, nsExec, ping, sendRaw, snmp, sleep, waitUntil, type Agent, type IpLinkJson, type Wire } from './lib/topo.js';
+import { IvbDropReason, drops, installSourceCounters, peerIfindexOf, sawFrom, startAgentPatient } from './lib/hard-topo.js';
+import { gratuitousArp, udp4Frame, udp6Frame, unsolicitedNa } from './lib/frames.js';
 
 const env = new TestEnv('hard-dp', 'ivbhd');
 let w: Wire;

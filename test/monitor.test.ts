@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { CLI, TestEnv, run, waitUntil } from './lib/topo.js';
+import { CLI, TestEnv, run, sendRaw, waitUntil } from './lib/topo.js';
 import {
   A_MAC,
   IP,
@@ -20,13 +20,12 @@ import {
   WIRE0_MAC,
   buildObsTopo,
   dropCases,
-  echoReplyFrame,
   provokePrivate,
   s1Down,
   s1Up,
-  sendRaw,
   type ObsTopo,
 } from './lib/obs-topo.js';
+import { echoReplyFrame } from './lib/frames.js';
 
 const env = new TestEnv('monitor', 'ivbmo');
 // every frame decided on the table as it is: with the slow path a frame to or

@@ -21,8 +21,9 @@
  */
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestEnv, buildWire, ip, ipJson, must, sleep, waitUntil, type Agent, type Wire } from './lib/topo.js';
-import { buildTwoSlaves, sendRaw, startAgentPatient, udp4Frame, udp6Frame } from './lib/hard-topo.js';
+import { TestEnv, buildWire, ip, ipJson, must, sendRaw, sleep, waitUntil, type Agent, type Wire } from './lib/topo.js';
+import { buildTwoSlaves, startAgentPatient } from './lib/hard-topo.js';
+import { udp4Frame, udp6Frame } from './lib/frames.js';
 import { macHash, mcFilterBits } from '../controller/src/agent/multicast.js';
 
 const env = new TestEnv('multicast', 'ivbmc');

@@ -11,9 +11,9 @@
  * throughout. Raw frames go out of the wire's br0 with an AF_PACKET socket.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestEnv, buildWire, ip, ipJson, must, nsExec, ping, snmp, sleep, waitUntil, type Agent, type IpLinkJson, type Wire } from './lib/topo.js';
-import { IvbDropReason, buildTwoSlaves, counters, peerIfindexOf, sendRaw, startAgentPatient } from './lib/hard-topo.js';
-import { ETH_P_IP, IPPROTO_ICMP, eth, inetChecksum, ip4, ipv4, mac } from './lib/frames.js';
+import { TestEnv, buildWire, ip, ipJson, must, nsExec, ping, sendRaw, snmp, sleep, waitUntil, type Agent, type IpLinkJson, type Wire } from './lib/topo.js';
+import { IvbDropReason, buildTwoSlaves, counters, peerIfindexOf, startAgentPatient } from './lib/hard-topo.js';
+import { echoRequestFrame } from './lib/frames.js';
 
 const env = new TestEnv('parity14', 'ivbp14');
 let w: Wire;
@@ -29,9 +29,7 @@ const OTHER_MAC = '02:00:00:00:77:77';
 
 /** An ICMP echo request as the wire's router would send it (valid checksums). */
 function echoRequest(dmac: string, src: string, dst: string): Buffer {
-  const icmp = Buffer.concat([Buffer.from([8, 0, 0, 0, 0x14, 0x14, 0, 1]), Buffer.alloc(32, 0x5a)]);
-  icmp.writeUInt16BE(inetChecksum(icmp), 2);
-  return eth(mac(dmac), mac(routerMac), ETH_P_IP, ipv4({ src: ip4(src), dst: ip4(dst), protocol: IPPROTO_ICMP, payload: icmp }));
+  return echoRequestFrame(dmac, routerMac, src, dst);
 }
 
 /** Datapath rows (summed over CPUs) of the master's ingress with REASON. */

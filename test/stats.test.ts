@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TestEnv, ip, nsExec } from './lib/topo.js';
+import { TestEnv, ip, nsExec, sendRaw } from './lib/topo.js';
 import {
   A_MAC,
   IP,
@@ -22,14 +22,12 @@ import {
   delta,
   dev,
   dropCases,
-  echoReplyFrame,
   provokePrivate,
   provokeSlaveDown,
-  sendRaw,
   statsJson,
-  udpFrame,
   type ObsTopo,
 } from './lib/obs-topo.js';
+import { echoReplyFrame, udp4Frame } from './lib/frames.js';
 
 const env = new TestEnv('stats', 'ivbst');
 const sockDir = mkdtempSync(join(tmpdir(), 'ivb-stats-'));
@@ -63,7 +61,7 @@ describe('stats counts exactly what was sent', () => {
   });
 
   it('wire broadcast: one copy per slave (rx.multicast), the original to the master', () => {
-    const frame = udpFrame('ff:ff:ff:ff:ff:ff', WIRE0_MAC, IP.wire0, '198.18.10.255');
+    const frame = udp4Frame({ dmac: 'ff:ff:ff:ff:ff:ff', smac: WIRE0_MAC, src: IP.wire0, dst: '198.18.10.255' });
     const before = statsJson(env, DIRECT);
     sendRaw(t.wire, 'wp0', frame, 3);
     const after = statsJson(env, DIRECT);

@@ -13,6 +13,7 @@
  */
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { buildMasterWire } from '../../controller/src/lab/wire.js';
 import { ip, ipTry, must, nsx, run, sysctl } from './sh.js';
 
 export const W = 'ivbb-w';
@@ -47,17 +48,26 @@ export function cleanupAll(): void {
 
 export function buildBase(): void {
   cleanupAll();
-  for (const ns of [W, H, S1, S2]) must('ip', ['netns', 'add', ns]);
-  ip(W, 'link', 'add', 'wire0', 'address', WIRE_MAC, 'type', 'veth', 'peer', 'name', 'm0', 'address', M_MAC, 'netns', H);
-  for (const [ns, dev] of [[W, 'wire0'], [H, 'm0'], [W, 'lo'], [H, 'lo'], [S1, 'lo'], [S2, 'lo']] as const) ip(ns, 'link', 'set', dev, 'up');
+  for (const ns of [W, H, S1, S2]) {
+    must('ip', ['netns', 'add', ns]);
+    ip(ns, 'link', 'set', 'lo', 'up');
+  }
+  // the master m0, a veth to the wire (IPv4 only); permanent neighbours, so no ARP crosses m0 while a workload counts
+  buildMasterWire(must, {
+    host: H,
+    wire: W,
+    master: 'm0',
+    peer: 'wire0',
+    masterMac: M_MAC,
+    peerMac: WIRE_MAC,
+    masterAddrs: [`${M_IP}/24`],
+    routerAddrs: [`${WIRE_IP}/24`],
+    staticNeighbours: true,
+  });
   // m0: NAPI with GRO (veth's receive ring), received packets steered to core 1
   nsx(H, 'ethtool', '-K', 'm0', 'gro', 'on');
   nsx(H, 'sh', '-c', 'echo 2 > /sys/class/net/m0/queues/rx-0/rps_cpus');
-  ip(W, 'addr', 'add', `${WIRE_IP}/24`, 'dev', 'wire0');
   ip(W, 'route', 'add', '198.18.1.0/24', 'via', M_IP);
-  ip(W, 'neigh', 'replace', M_IP, 'lladdr', M_MAC, 'dev', 'wire0', 'nud', 'permanent');
-  ip(H, 'addr', 'add', `${M_IP}/24`, 'dev', 'm0');
-  ip(H, 'neigh', 'replace', WIRE_IP, 'lladdr', WIRE_MAC, 'dev', 'm0', 'nud', 'permanent');
   for (const ns of [W, H, S1, S2]) {
     sysctl(ns, 'net.ipv4.conf.all.rp_filter', '0');
     sysctl(ns, 'net.ipv4.conf.default.rp_filter', '0');

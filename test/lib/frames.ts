@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * A small Ethernet/ARP/IPv4/IPv6 frame builder for the BPF unit tests.
+ * A small Ethernet/ARP/IPv4/IPv6 frame builder for the BPF unit tests, and
+ * the whole frames the end-to-end tests send with topo.ts sendRaw.
  *
  * Deliberately independent of the datapath's own parsing: every header is
  * laid out here from the RFC / kernel struct, so a wrong offset in bpf/ shows
@@ -185,17 +186,35 @@ export interface Ipv6Options {
 	nextHeader?: number;
 	payload?: Buffer;
 	version?: number;
+	/**
+	 * fill in the payload's ICMPv6 or UDP checksum over the pseudo-header (a
+	 * receiving stack drops IPv6 UDP without one); the unit tests leave it 0
+	 */
+	l4Checksum?: boolean;
 }
 
 export function ipv6(o: Ipv6Options): Buffer {
 	const payload = o.payload ?? Buffer.alloc(0);
+	const nh = o.nextHeader ?? IPPROTO_UDP;
 	const h = Buffer.alloc(40);
 	h.writeUInt32BE(((o.version ?? 6) << 28) >>> 0, 0);
 	h.writeUInt16BE(payload.length, 4);
-	h[6] = o.nextHeader ?? IPPROTO_UDP;
+	h[6] = nh;
 	h[7] = o.hopLimit ?? 64;
 	h.set(o.src, 8);
 	h.set(o.dst, 24);
+	if (o.l4Checksum) {
+		const at = nh === IPPROTO_ICMPV6 ? 2 : 6;
+		const pseudo = Buffer.alloc(40);
+		pseudo.set(o.src, 0);
+		pseudo.set(o.dst, 16);
+		pseudo.writeUInt32BE(payload.length, 32);
+		pseudo[39] = nh;
+		payload.writeUInt16BE(0, at);
+		const sum = inetChecksum(concat([pseudo, payload]));
+		// UDP sends a computed 0 as 0xffff (0 means "no checksum", which IPv6 forbids)
+		payload.writeUInt16BE(nh === IPPROTO_UDP && sum === 0 ? 0xffff : sum, at);
+	}
 	return concat([h, payload]);
 }
 
@@ -264,4 +283,62 @@ export function withIpv6HopLimitPlusOne(frame: Buffer): Buffer {
 export function ipv4HeaderChecksumOk(frame: Buffer): boolean {
 	const ihl = ((frame[14] ?? 0) & 0xf) * 4;
 	return inetChecksum(frame.subarray(14, 14 + ihl)) === 0;
+}
+
+// ---------------------------------------------------------------------------
+// Whole frames for the end-to-end tests, from text addresses
+
+/** Ethernet + IPv4 + UDP from port 40000 to DPORT (9, discard, unless given); valid header checksum, UDP's 0 (none) */
+export function udp4Frame(o: { dmac: string; smac: string; src: string; dst: string; dport?: number }): Buffer {
+	return eth(mac(o.dmac), mac(o.smac), ETH_P_IP, ipv4({ src: ip4(o.src), dst: ip4(o.dst), payload: udp(40000, o.dport ?? 9) }));
+}
+
+/** Ethernet + IPv6 + UDP from port 40000 to 9, with the checksum a receiving stack wants */
+export function udp6Frame(o: { dmac: string; smac: string; src: string; dst: string }): Buffer {
+	const payload = udp(40000, 9, Buffer.alloc(8));
+	return eth(mac(o.dmac), mac(o.smac), ETH_P_IPV6, ipv6({ src: ip6(o.src), dst: ip6(o.dst), payload, l4Checksum: true }));
+}
+
+/** An unsolicited neighbour advertisement for TARGET (override flag), to all nodes */
+export function unsolicitedNa(o: { smac: string; src: string; target: string }): Buffer {
+	const p = Buffer.alloc(32);
+	p[0] = 136;
+	p.writeUInt32BE(0x20000000, 4); // O
+	ip6(o.target).copy(p, 8);
+	p[24] = 2; // target link-layer address option
+	p[25] = 1;
+	mac(o.smac).copy(p, 26);
+	const v6 = ipv6({ src: ip6(o.src), dst: ip6('ff02::1'), nextHeader: IPPROTO_ICMPV6, hopLimit: 255, payload: p, l4Checksum: true });
+	return eth(mac('33:33:00:00:00:01'), mac(o.smac), ETH_P_IPV6, v6);
+}
+
+/** A gratuitous ARP (request, spa == tpa) from SMAC claiming ADDR, broadcast, zero-padded to 60 bytes */
+export function gratuitousArp(o: { smac: string; addr: string }): Buffer {
+	const a = arp({ sha: mac(o.smac), spa: ip4(o.addr), tpa: ip4(o.addr) });
+	return eth(BROADCAST_MAC, mac(o.smac), ETH_P_ARP, concat([a, Buffer.alloc(18)]));
+}
+
+const ICMP_ECHOREPLY = 0;
+const ICMP_ECHO = 8;
+
+function icmpEcho4Frame(type: number, dstMac: string, srcMac: string, src: string, dst: string, total: number): Buffer {
+	const data = Buffer.alloc(total - 14 - 20 - 8, 0x42);
+	const icmp = concat([Buffer.from([type, 0, 0, 0, 0x12, 0x34, 0, 1]), data]);
+	icmp.writeUInt16BE(inetChecksum(icmp), 2);
+	return eth(mac(dstMac), mac(srcMac), ETH_P_IP, ipv4({ src: ip4(src), dst: ip4(dst), protocol: IPPROTO_ICMP, payload: icmp }));
+}
+
+/** An ICMP echo reply of TOTAL bytes: no host answers one, so it makes no traffic of its own. */
+export function echoReplyFrame(dstMac: string, srcMac: string, src: string, dst: string, total = 98): Buffer {
+	return icmpEcho4Frame(ICMP_ECHOREPLY, dstMac, srcMac, src, dst, total);
+}
+
+/** An ICMP echo request of TOTAL bytes (valid checksums), which the destination's stack answers and counts. */
+export function echoRequestFrame(dstMac: string, srcMac: string, src: string, dst: string, total = 98): Buffer {
+	return icmpEcho4Frame(ICMP_ECHO, dstMac, srcMac, src, dst, total);
+}
+
+/** A frame of ethertype TYPE and LEN bytes, filled with 0x33 */
+export function etherFrame(dstMac: string, srcMac: string, type: number, len = 60): Buffer {
+	return eth(mac(dstMac), mac(srcMac), type, Buffer.alloc(len - 14, 0x33));
 }

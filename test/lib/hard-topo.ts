@@ -1,11 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /**
- * Helpers for the hardening tests (issue 6) on top of topo.ts: crafted
- * frames sent from inside a slave's namespace with a python3 AF_PACKET
- * socket (what a hostile namespace owner can do: any MAC, any source), the
- * pinned per-CPU counters read back, nft packet counters on the wire, a
- * bounded ping flow with its loss, and calls into the controller library
- * (dist/) in a child process with the test's private state.
+ * Helpers for the hardening tests (issue 6) on top of topo.ts (whose
+ * sendRaw sends the crafted frames of frames.ts from inside a slave's
+ * namespace): the pinned per-CPU counters read back, nft packet counters on
+ * the wire, a bounded ping flow with its loss, and calls into the controller
+ * library (dist/) in a child process with the test's private state.
  */
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -15,136 +14,6 @@ import { readCounterRows, type CounterRow } from '../../controller/src/stats/cou
 import { Agent, REPO, configureSlave, ip, must, run, waitUntil, type Result, type TestEnv, type Wire } from './topo.js';
 
 export { IvbDropReason };
-
-// ---------------------------------------------------------------------------
-// Frames
-
-export function macBuf(s: string): Buffer {
-  return Buffer.from(s.split(':').map((h) => parseInt(h, 16)));
-}
-
-export function v4(s: string): Buffer {
-  return Buffer.from(s.split('.').map(Number));
-}
-
-export function v6(s: string): Buffer {
-  const [h = '', t = ''] = s.split('::');
-  const head = h ? h.split(':') : [];
-  const tail = s.includes('::') && t ? t.split(':') : [];
-  const all = [...head, ...Array<string>(8 - head.length - tail.length).fill('0'), ...tail];
-  const b = Buffer.alloc(16);
-  all.forEach((g, i) => b.writeUInt16BE(parseInt(g, 16), i * 2));
-  return b;
-}
-
-function csum(b: Buffer): number {
-  let s = 0;
-  for (let i = 0; i + 1 < b.length; i += 2) s += b.readUInt16BE(i);
-  if (b.length % 2) s += b[b.length - 1]! << 8;
-  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
-  return ~s & 0xffff;
-}
-
-function ethHdr(dst: string, src: string, type: number): Buffer {
-  const h = Buffer.alloc(14);
-  macBuf(dst).copy(h, 0);
-  macBuf(src).copy(h, 6);
-  h.writeUInt16BE(type, 12);
-  return h;
-}
-
-/** Ethernet + IPv4 + UDP (valid checksums) */
-export function udp4Frame(o: { dmac: string; smac: string; src: string; dst: string; dport?: number }): Buffer {
-  const data = Buffer.from('ivb-hardening');
-  const u = Buffer.alloc(8 + data.length);
-  u.writeUInt16BE(40000, 0);
-  u.writeUInt16BE(o.dport ?? 9, 2);
-  u.writeUInt16BE(u.length, 4);
-  data.copy(u, 8);
-  const ip = Buffer.alloc(20);
-  ip[0] = 0x45;
-  ip.writeUInt16BE(20 + u.length, 2);
-  ip[8] = 64;
-  ip[9] = 17;
-  v4(o.src).copy(ip, 12);
-  v4(o.dst).copy(ip, 16);
-  ip.writeUInt16BE(csum(ip), 10);
-  return Buffer.concat([ethHdr(o.dmac, o.smac, 0x0800), ip, u]);
-}
-
-function ipv6Frame(dmac: string, smac: string, src: Buffer, dst: Buffer, nh: number, payload: Buffer, hop = 64): Buffer {
-  const h = Buffer.alloc(40);
-  h.writeUInt32BE(0x60000000, 0);
-  h.writeUInt16BE(payload.length, 4);
-  h[6] = nh;
-  h[7] = hop;
-  src.copy(h, 8);
-  dst.copy(h, 24);
-  if (nh === 58 || nh === 17) {
-    // ICMPv6 or UDP checksum over the pseudo-header (IPv6 UDP without one is dropped by the receiving stack)
-    const at = nh === 58 ? 2 : 6;
-    const ph = Buffer.alloc(40);
-    src.copy(ph, 0);
-    dst.copy(ph, 16);
-    ph.writeUInt32BE(payload.length, 32);
-    ph[39] = nh;
-    payload.writeUInt16BE(0, at);
-    const sum = csum(Buffer.concat([ph, payload]));
-    payload.writeUInt16BE(nh === 17 && sum === 0 ? 0xffff : sum, at);
-  }
-  return Buffer.concat([ethHdr(dmac, smac, 0x86dd), h, payload]);
-}
-
-/** Ethernet + IPv6 + UDP (checksum 0 is not allowed in IPv6, but nothing here checks L4) */
-export function udp6Frame(o: { dmac: string; smac: string; src: string; dst: string }): Buffer {
-  const u = Buffer.alloc(16);
-  u.writeUInt16BE(40000, 0);
-  u.writeUInt16BE(9, 2);
-  u.writeUInt16BE(16, 4);
-  return ipv6Frame(o.dmac, o.smac, v6(o.src), v6(o.dst), 17, u);
-}
-
-/** An unsolicited neighbour advertisement for TARGET (override flag), to all nodes */
-export function unsolicitedNa(o: { smac: string; src: string; target: string }): Buffer {
-  const p = Buffer.alloc(32);
-  p[0] = 136;
-  p.writeUInt32BE(0x20000000, 4); // O
-  v6(o.target).copy(p, 8);
-  p[24] = 2; // target link-layer address option
-  p[25] = 1;
-  macBuf(o.smac).copy(p, 26);
-  return ipv6Frame('33:33:00:00:00:01', o.smac, v6(o.src), v6('ff02::1'), 58, p, 255);
-}
-
-/** A gratuitous ARP (request, spa == tpa) from SMAC claiming ADDR, broadcast */
-export function gratuitousArp(o: { smac: string; addr: string }): Buffer {
-  const a = Buffer.alloc(28);
-  a.writeUInt16BE(1, 0);
-  a.writeUInt16BE(0x0800, 2);
-  a[4] = 6;
-  a[5] = 4;
-  a.writeUInt16BE(1, 6);
-  macBuf(o.smac).copy(a, 8);
-  v4(o.addr).copy(a, 14);
-  v4(o.addr).copy(a, 24);
-  return Buffer.concat([ethHdr('ff:ff:ff:ff:ff:ff', o.smac, 0x0806), a, Buffer.alloc(18)]);
-}
-
-const SENDER = `
-import socket, sys, time
-dev, hexframe, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((dev, 0))
-f = bytes.fromhex(hexframe)
-for i in range(count):
-    s.send(f)
-    time.sleep(0.002)
-`;
-
-/** Sends FRAME COUNT times out of DEV inside NS with a raw AF_PACKET socket (as a hostile namespace can). */
-export function sendRaw(ns: string, dev: string, frame: Buffer, count = 1): void {
-  must('ip', ['netns', 'exec', ns, 'python3', '-c', SENDER, dev, frame.toString('hex'), String(count)], { timeoutMs: 20_000 });
-}
 
 // ---------------------------------------------------------------------------
 // Counters and state

@@ -16,13 +16,12 @@
  * broadcasts, which no receiver answers, so nothing but what a test sends
  * ever reaches a counter.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { readFileSync, readdirSync } from 'node:fs';
-import { CLI, TestEnv, ip, must, waitUntil } from './topo.js';
-import { ETH_P_IP, eth, inetChecksum, ip4, ipv4, mac, udp } from './frames.js';
-import { readCounterRows, type CounterRow } from '../../controller/src/stats/counters.js';
+import { Agent, CLI, TestEnv, ip, must, sendRaw, waitUntil } from './topo.js';
+import { echoReplyFrame, etherFrame, udp4Frame } from './frames.js';
+import { buildMasterWire } from '../../controller/src/lab/wire.js';
 import { closeFd, mapLookup, objGet } from '../../native/libbpf.js';
 import { IvbSlaveFlags, IvbSlaveLayout, decodeIvbSlave, encodeIvbSlaveKey } from '../../maps/generated.js';
 
@@ -82,50 +81,28 @@ function threadStates(pid: number): string {
 /** The agents of this file still running: their log goes into a set-up failure's message. */
 const liveAgents = new Set<ObsAgent>();
 
-/** An ipvlan-bpf agent with arguments, killed (with its process group) at cleanup. */
-export class ObsAgent {
-  readonly lines: string[] = [];
-  readonly proc: ChildProcess;
-  private exited: Promise<void>;
-  done = false;
-
+/**
+ * topo.ts's Agent with arguments and the learner's trace on, its exit noted
+ * in its lines, killed (with its process group) at cleanup.
+ */
+export class ObsAgent extends Agent {
   constructor(env: TestEnv, args: string[]) {
     // its trace is what a failed set-up prints (buildObsTopo)
-    this.proc = spawn(process.execPath, [CLI, 'agent', ...args], { env: { ...env.env, IPVLAN_BPF_LEARNER_TRACE: '1' }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    for (const s of [this.proc.stdout, this.proc.stderr]) if (s) createInterface({ input: s }).on('line', (l) => this.lines.push(l));
+    super({ ...env.env, IPVLAN_BPF_LEARNER_TRACE: '1' }, [process.execPath, CLI, 'agent', ...args]);
     liveAgents.add(this);
-    this.exited = new Promise((res) => this.proc.once('exit', (code, signal) => {
+    this.proc.once('exit', (code, signal) => {
       this.lines.push(`(agent exited: ${signal ?? code})`);
       liveAgents.delete(this);
-      this.done = true;
-      res();
-    }));
-    env.onCleanup(() => this.kill());
+    });
+    env.onCleanup(() => this.killGroup());
   }
 
-  async line(re: RegExp, timeoutMs = 10_000): Promise<string> {
-    return (await waitUntil(`agent line ${re}`, () => this.lines.find((l) => re.test(l)), timeoutMs, 20)).value;
+  get done(): boolean {
+    return !this.running;
   }
 
-  async stop(): Promise<void> {
-    if (this.done) return;
-    try {
-      process.kill(this.proc.pid!, 'SIGTERM');
-    } catch {
-      /* gone */
-    }
-    const t = setTimeout(() => this.kill(), 3000);
-    await this.exited;
-    clearTimeout(t);
-    this.kill();
-  }
-
-  kill(): void {
-    try {
-      process.kill(-this.proc.pid!, 'SIGKILL');
-    } catch {
-      /* nothing left */
-    }
+  line(re: RegExp, timeoutMs = 10_000): Promise<string> {
+    return this.waitForLine(re, timeoutMs);
   }
 }
 
@@ -135,22 +112,15 @@ export async function buildObsTopo(env: TestEnv): Promise<ObsTopo> {
   const wire = env.netns('wire');
   const ns = { s0: env.netns('ns0'), s1: env.netns('ns1'), s2: env.netns('ns2'), s3: env.netns('ns3') };
   for (const n of [host, wire, ...Object.values(ns)]) quiet(n);
-  ip(host, 'link', 'add', 'eth0m', 'address', A_MAC, 'type', 'veth', 'peer', 'name', 'wp0', 'address', WIRE0_MAC, 'netns', wire);
-  ip(host, 'link', 'add', 'eth1m', 'address', B_MAC, 'type', 'veth', 'peer', 'name', 'wp1', 'address', WIRE1_MAC, 'netns', wire);
-  for (const [dev, addr] of [['eth0m', `${IP.host0}/24`], ['eth1m', `${IP.host1}/24`]] as const) {
-    ip(host, 'addr', 'add', addr, 'dev', dev);
-    ip(host, 'link', 'set', dev, 'up');
-  }
-  for (const [dev, addr] of [['wp0', `${IP.wire0}/24`], ['wp1', `${IP.wire1}/24`]] as const) {
-    ip(wire, 'addr', 'add', addr, 'dev', dev);
-    ip(wire, 'link', 'set', dev, 'up');
+  for (const [master, peer, masterMac, peerMac, host4, wire4] of [
+    ['eth0m', 'wp0', A_MAC, WIRE0_MAC, IP.host0, IP.wire0],
+    ['eth1m', 'wp1', B_MAC, WIRE1_MAC, IP.host1, IP.wire1],
+  ] as const) {
+    // static neighbours between host and wire: no ARP crossing the masters while a test counts
+    const spec = { host, wire, master, peer, masterMac, peerMac, masterAddrs: [`${host4}/24`], routerAddrs: [`${wire4}/24`], staticNeighbours: true };
+    buildMasterWire(must, spec);
   }
   ip(host, 'route', 'add', 'unreachable', '198.19.99.0/24');
-  // static neighbours between host and wire: no ARP crossing the masters while a test counts
-  ip(host, 'neigh', 'replace', IP.wire0, 'lladdr', WIRE0_MAC, 'dev', 'eth0m', 'nud', 'permanent');
-  ip(host, 'neigh', 'replace', IP.wire1, 'lladdr', WIRE1_MAC, 'dev', 'eth1m', 'nud', 'permanent');
-  ip(wire, 'neigh', 'replace', IP.host0, 'lladdr', A_MAC, 'dev', 'wp0', 'nud', 'permanent');
-  ip(wire, 'neigh', 'replace', IP.host1, 'lladdr', B_MAC, 'dev', 'wp1', 'nud', 'permanent');
   env.cliOk('-n', host, 'link', 'add', 'link', 'eth0m', 'name', 's0', 'type', 'ipvlan', 'mode', 'l2', 'bridge');
   env.cliOk('-n', host, 'link', 'add', 'link', 'eth0m', 'name', 's1', 'mtu', '1280', 'type', 'ipvlan', 'mode', 'l2', 'bridge');
   env.cliOk('-n', host, 'link', 'add', 'link', 'eth1m', 'name', 's2', 'type', 'ipvlan', 'mode', 'l3', 'bridge');
@@ -186,55 +156,7 @@ export async function buildObsTopo(env: TestEnv): Promise<ObsTopo> {
   return { env, host, wire, ns };
 }
 
-// --- frames -----------------------------------------------------------------
-
-/** An ICMP echo reply: no host answers one, so it makes no traffic of its own. */
-export function echoReplyFrame(dstMac: string, srcMac: string, src: string, dst: string, total = 98): Buffer {
-  const data = Buffer.alloc(total - 14 - 20 - 8, 0x42);
-  const icmp = Buffer.concat([Buffer.from([0, 0, 0, 0, 0x12, 0x34, 0, 1]), data]);
-  icmp.writeUInt16BE(inetChecksum(icmp), 2);
-  return eth(mac(dstMac), mac(srcMac), ETH_P_IP, ipv4({ src: ip4(src), dst: ip4(dst), protocol: 1, payload: icmp }));
-}
-
-export function udpFrame(dstMac: string, srcMac: string, src: string, dst: string): Buffer {
-  return eth(mac(dstMac), mac(srcMac), ETH_P_IP, ipv4({ src: ip4(src), dst: ip4(dst), payload: udp(40000, 9) }));
-}
-
-export function etherFrame(dstMac: string, srcMac: string, type: number, len = 60): Buffer {
-  return eth(mac(dstMac), mac(srcMac), type, Buffer.alloc(len - 14, 0x33));
-}
-
-const SENDER = [
-  'import socket, sys',
-  's = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)',
-  's.bind((sys.argv[1], 0))',
-  'f = bytes.fromhex(sys.argv[2])',
-  'import errno, time',
-  // ENOBUFS: the frame was dropped on the way (a full backlog on a busy machine): send it again
-  'for _ in range(int(sys.argv[3])):',
-  '    for attempt in range(2000):',
-  '        try:',
-  '            s.send(f)',
-  '            break',
-  '        except OSError as e:',
-  '            if e.errno != errno.ENOBUFS or attempt == 1999: raise',
-  '            time.sleep(0.001)',
-].join('\n');
-
-/** Sends FRAME COUNT times out of DEV inside NS (a packet socket: the frame goes out byte for byte). */
-export function sendRaw(ns: string, dev: string, frame: Buffer, count: number): void {
-  const r = spawnSync('ip', ['netns', 'exec', ns, 'python3', '-c', SENDER, dev, frame.toString('hex'), String(count)], {
-    encoding: 'utf8',
-    timeout: 10_000,
-  });
-  if (r.status !== 0) throw new Error(`raw send in ${ns} on ${dev}: ${r.stderr || r.error}`);
-}
-
 // --- counters ---------------------------------------------------------------
-
-export function counterRows(env: TestEnv): CounterRow[] {
-  return readCounterRows(join(env.pinDir, 'maps'));
-}
 
 /** stats -j as the CLI prints it. */
 export interface StatsDev {
@@ -320,10 +242,10 @@ export function dropCases(): DropCase[] {
     c('spoofed_mac', 3, 's0', 's0', 'eth0m', echoReplyFrame(WIRE0_MAC, '02:00:00:00:aa:aa', IP.s0, IP.wire0), (t) => [t.ns.s0, 's0']),
     c('spoofed_source', 4, 's0', 's0', 'eth0m', echoReplyFrame(WIRE0_MAC, A_MAC, '198.18.10.77', IP.wire0), (t) => [t.ns.s0, 's0']),
     c('no_owner', 5, 'eth0m', 'wire', 'eth0m', echoReplyFrame(A_MAC, WIRE0_MAC, IP.wire0, IP.nobody0), (t) => [t.wire, 'wp0']),
-    c('l3_multicast', 2, 's2', 's2', 'eth1m', udpFrame('01:00:5e:00:00:fb', B_MAC, IP.s2, '224.0.0.251'), (t) => [t.ns.s2, 's2']),
-    c('l3_broadcast', 3, 's2', 's2', 'eth1m', udpFrame(B_MAC, B_MAC, IP.s2, '255.255.255.255'), (t) => [t.ns.s2, 's2']),
+    c('l3_multicast', 2, 's2', 's2', 'eth1m', udp4Frame({ dmac: '01:00:5e:00:00:fb', smac: B_MAC, src: IP.s2, dst: '224.0.0.251' }), (t) => [t.ns.s2, 's2']),
+    c('l3_broadcast', 3, 's2', 's2', 'eth1m', udp4Frame({ dmac: B_MAC, smac: B_MAC, src: IP.s2, dst: '255.255.255.255' }), (t) => [t.ns.s2, 's2']),
     c('l3_protocol', 2, 's2', 's2', 'eth1m', etherFrame(B_MAC, B_MAC, 0x88b5), (t) => [t.ns.s2, 's2']),
-    c('fib_lookup_failed', 3, 's2', 's2', 'eth1m', udpFrame(B_MAC, B_MAC, IP.s2, IP.unreachable), (t) => [t.ns.s2, 's2']),
+    c('fib_lookup_failed', 3, 's2', 's2', 'eth1m', udp4Frame({ dmac: B_MAC, smac: B_MAC, src: IP.s2, dst: IP.unreachable }), (t) => [t.ns.s2, 's2']),
   ];
 }
 

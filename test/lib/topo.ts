@@ -16,6 +16,7 @@ import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { HOWTO, buildMasterWire, configureSlave as configureSlaveWith, howtoWireSpec } from '../../controller/src/lab/wire.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(REPO, 'bin', 'ipvlan-bpf.js');
@@ -212,7 +213,7 @@ export class Agent {
   readonly lines: string[] = [];
   readonly proc: ChildProcess;
   private exited: Promise<void>;
-  private done = false;
+  private ended = false;
 
   /** COMMAND: how the agent is started (an installed package's, a service's command line) */
   constructor(env: NodeJS.ProcessEnv, command: readonly string[] = [process.execPath, CLI, 'agent']) {
@@ -223,7 +224,7 @@ export class Agent {
     }
     this.exited = new Promise((res) => {
       this.proc.once('exit', () => {
-        this.done = true;
+        this.ended = true;
         res();
       });
     });
@@ -234,7 +235,7 @@ export class Agent {
   }
 
   get running(): boolean {
-    return !this.done;
+    return !this.ended;
   }
 
   matching(re: RegExp): string[] {
@@ -248,7 +249,7 @@ export class Agent {
 
   /** SIGTERM (the agent's clean stop), escalating to SIGKILL of the group after 3 s. */
   async stop(): Promise<void> {
-    if (this.done) return this.killGroup();
+    if (this.ended) return this.killGroup();
     try {
       process.kill(this.pid, 'SIGTERM');
     } catch {
@@ -262,7 +263,7 @@ export class Agent {
 
   /** SIGKILL of the agent process alone, as a crash would be. */
   async crash(): Promise<void> {
-    if (!this.done) process.kill(this.pid, 'SIGKILL');
+    if (!this.ended) process.kill(this.pid, 'SIGKILL');
     await this.exited;
   }
 
@@ -483,33 +484,24 @@ export interface Wire {
 }
 
 /**
+ * The HOWTO's wire (controller/src/lab/wire.ts) in this file's namespaces:
  * host ns: master eth0m (a veth, MAC MASTERMAC) with 198.18.0.2/24 and 2001:db8::2/64;
  * wire ns: its peer wp0 in bridge br0, the router, 198.18.0.1/24 and 2001:db8::1/64,
  * forwarding on. A bridge, so that a test can hang more "wire" hosts off it.
  */
-export function buildWire(env: TestEnv, masterMac = '02:00:00:00:00:02'): Wire {
+export function buildWire(env: TestEnv, masterMac: string = HOWTO.masterMac): Wire {
   const host = env.netns('host');
   const wire = env.netns('wire');
-  ip(host, 'link', 'add', 'eth0m', 'address', masterMac, 'type', 'veth', 'peer', 'name', 'wp0', 'netns', wire);
-  ip(wire, 'link', 'add', 'br0', 'type', 'bridge');
-  ip(wire, 'link', 'set', 'wp0', 'master', 'br0');
-  ip(wire, 'link', 'set', 'wp0', 'up');
-  ip(wire, 'link', 'set', 'br0', 'up');
-  ip(wire, 'addr', 'add', '198.18.0.1/24', 'dev', 'br0');
-  ip(wire, 'addr', 'add', '2001:db8::1/64', 'dev', 'br0', 'nodad');
-  must('ip', ['netns', 'exec', wire, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
-  ip(host, 'link', 'set', 'eth0m', 'up');
-  ip(host, 'addr', 'add', '198.18.0.2/24', 'dev', 'eth0m');
-  ip(host, 'addr', 'add', '2001:db8::2/64', 'dev', 'eth0m', 'nodad');
+  buildMasterWire(must, { ...howtoWireSpec(host, wire, 'wp0', masterMac), bridge: 'br0' });
   return {
     host,
     wire,
-    master: 'eth0m',
+    master: HOWTO.master,
     masterMac,
-    routerV4: '198.18.0.1',
-    routerV6: '2001:db8::1',
-    hostV4: '198.18.0.2',
-    hostV6: '2001:db8::2',
+    routerV4: HOWTO.router4,
+    routerV6: HOWTO.router6,
+    hostV4: HOWTO.master4,
+    hostV6: HOWTO.master6,
   };
 }
 
@@ -518,22 +510,32 @@ export function buildWire(env: TestEnv, masterMac = '02:00:00:00:00:02'): Wire {
  * (nodad) address, default routes via the router (GW4/GW6) or, for l3, out
  * of the device.
  */
-export function configureSlave(
-  ns: string,
-  dev: string,
-  v4: string,
-  v6: string,
-  via: { gw4: string; gw6: string } | 'dev',
-): void {
-  ip(ns, 'link', 'set', 'dev', dev, 'up');
-  ip(ns, 'link', 'set', 'dev', 'lo', 'up');
-  ip(ns, 'addr', 'add', v4, 'dev', dev);
-  ip(ns, 'addr', 'add', v6, 'dev', dev, 'nodad');
-  if (via === 'dev') {
-    ip(ns, 'route', 'add', 'default', 'dev', dev);
-    ip(ns, '-6', 'route', 'add', 'default', 'dev', dev);
-  } else {
-    ip(ns, 'route', 'add', 'default', 'via', via.gw4, 'dev', dev);
-    ip(ns, '-6', 'route', 'add', 'default', 'via', via.gw6, 'dev', dev);
-  }
+export function configureSlave(ns: string, dev: string, v4: string, v6: string, via: { gw4: string; gw6: string } | 'dev'): void {
+  configureSlaveWith(must, ns, dev, v4, v6, via);
+}
+
+const SENDER = [
+  'import errno, socket, sys, time',
+  'dev, frame, count, gap = sys.argv[1], bytes.fromhex(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])',
+  's = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)',
+  's.bind((dev, 0))',
+  'for _ in range(count):',
+  // ENOBUFS: the frame was dropped on the way (a full backlog on a busy machine): send it again
+  '    for attempt in range(2000):',
+  '        try:',
+  '            s.send(frame)',
+  '            break',
+  '        except OSError as e:',
+  '            if e.errno != errno.ENOBUFS or attempt == 1999: raise',
+  '            time.sleep(0.001)',
+  '    time.sleep(gap)',
+].join('\n');
+
+/**
+ * Sends FRAME COUNT times out of DEV inside NS, GAPMS apart, with a python3
+ * AF_PACKET socket: the frame goes out byte for byte, any MAC, any source,
+ * as a hostile namespace owner can send it.
+ */
+export function sendRaw(ns: string, dev: string, frame: Buffer, count = 1, gapMs = 2): void {
+  must('ip', ['netns', 'exec', ns, 'python3', '-c', SENDER, dev, frame.toString('hex'), String(count), String(gapMs / 1000)], { timeoutMs: 20_000 });
 }

@@ -10,17 +10,18 @@
  * namespaces: nothing here touches the machine's own devices.
  */
 import { existsSync } from 'node:fs';
+import { buildMasterWire, configureSlave, howtoWireSpec, sysctlIn, HOWTO } from '../lab/wire.js';
 import { ip, ipTry, run, runOk } from '../netlink/exec.js';
 
-export const MASTER = 'eth0m';
-export const MASTER_MAC = '02:00:00:00:00:02';
+export const MASTER = HOWTO.master;
+export const MASTER_MAC = HOWTO.masterMac;
 export const ROUTER_DEV = 'eth0r';
 
 export const ADDR = {
-  router4: '198.18.0.1',
-  router6: '2001:db8::1',
-  master4: '198.18.0.2',
-  master6: '2001:db8::2',
+  router4: HOWTO.router4,
+  router6: HOWTO.router6,
+  master4: HOWTO.master4,
+  master6: HOWTO.master6,
   remote4: '198.19.0.1',
   broadcast4: '255.255.255.255',
 } as const;
@@ -67,53 +68,30 @@ export function allNamespaces(t: Topology): string[] {
   return [t.slaves[0].ns, t.slaves[1].ns, t.host, t.router];
 }
 
-function sysctl(ns: string, ...kv: string[]): void {
-  runOk('ip', ['netns', 'exec', ns, 'sysctl', '-qw', ...kv]);
-}
-
 function addNetns(ns: string): void {
   runOk('ip', ['netns', 'add', ns]);
   ip(['link', 'set', 'dev', 'lo', 'up'], ns);
 }
 
-/** The external router: the master's veth peer, plus a "remote" network behind it on lo. */
-function buildRouter(t: Topology): void {
-  const r = t.router;
-  ip(['link', 'set', 'dev', ROUTER_DEV, 'up'], r);
-  ip(['addr', 'add', `${ADDR.router4}/24`, 'dev', ROUTER_DEV], r);
-  ip(['addr', 'add', `${ADDR.router6}/64`, 'dev', ROUTER_DEV, 'nodad'], r);
-  ip(['addr', 'add', `${ADDR.remote4}/32`, 'dev', 'lo'], r);
-  // a router forwards; no redirects, so the l3 hairpin via the router stays quiet
-  sysctl(r, 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1', 'net.ipv4.conf.all.send_redirects=0',
-    `net.ipv4.conf.${ROUTER_DEV}.send_redirects=0`);
-}
-
-function buildHost(t: Topology): void {
-  const h = t.host;
-  ip(['link', 'set', 'dev', MASTER, 'up'], h);
-  ip(['addr', 'add', `${ADDR.master4}/24`, 'dev', MASTER], h);
-  ip(['addr', 'add', `${ADDR.master6}/64`, 'dev', MASTER, 'nodad'], h);
-  ip(['route', 'add', 'default', 'via', ADDR.router4, 'dev', MASTER], h);
-  ip(['-6', 'route', 'add', 'default', 'via', ADDR.router6, 'dev', MASTER], h);
-}
-
-/** Creates the namespaces, the master and the router; the slaves come later, through the library. */
+/**
+ * Creates the namespaces, the master and the router (the HOWTO's wire, with
+ * the host's default routes via the router); the slaves come later, through
+ * the library.
+ */
 export function buildTopology(t: Topology): void {
   for (const ns of allNamespaces(t)) addNetns(ns);
-  ip(['link', 'add', 'name', MASTER, 'address', MASTER_MAC, 'type', 'veth', 'peer', 'name', ROUTER_DEV, 'netns', t.router], t.host);
-  buildRouter(t);
-  buildHost(t);
+  buildMasterWire(runOk, { ...howtoWireSpec(t.host, t.router, ROUTER_DEV), defaultRoutes: true });
+  // a "remote" network behind the router, on its lo
+  ip(['addr', 'add', `${ADDR.remote4}/32`, 'dev', 'lo'], t.router);
+  // no redirects, so the l3 hairpin via the router stays quiet
+  sysctlIn(runOk, t.router, 'net.ipv4.conf.all.send_redirects=0', `net.ipv4.conf.${ROUTER_DEV}.send_redirects=0`);
   // the broadcast check counts echo requests answered by the slaves
-  for (const s of t.slaves) sysctl(s.ns, 'net.ipv4.icmp_echo_ignore_broadcasts=0');
+  for (const s of t.slaves) sysctlIn(runOk, s.ns, 'net.ipv4.icmp_echo_ignore_broadcasts=0');
 }
 
-/** The HOWTO's per-namespace steps (up, lo, addresses, default routes), IPv6 without DAD. */
+/** The HOWTO's per-namespace steps (up, lo, addresses, default routes via the router), IPv6 without DAD. */
 export function configureSlaveL2(s: SlaveSpec): void {
-  ip(['link', 'set', 'dev', s.dev, 'up'], s.ns);
-  ip(['addr', 'add', `${s.l2.v4}/24`, 'dev', s.dev], s.ns);
-  ip(['addr', 'add', `${s.l2.v6}/64`, 'dev', s.dev, 'nodad'], s.ns);
-  ip(['route', 'add', 'default', 'via', ADDR.router4, 'dev', s.dev], s.ns);
-  ip(['-6', 'route', 'add', 'default', 'via', ADDR.router6, 'dev', s.dev], s.ns);
+  configureSlave(runOk, s.ns, s.dev, `${s.l2.v4}/24`, `${s.l2.v6}/64`, { gw4: ADDR.router4, gw6: ADDR.router6 });
 }
 
 /**
