@@ -36,7 +36,6 @@ import {
   M_MAC,
   PIN_DIR,
   portId,
-  S1,
   vethBridge,
   vethPair,
   vethRouting,
