@@ -184,13 +184,13 @@ describe('the npm package', () => {
   });
 
   it('a missing run-time package is one line naming the Debian package', () => {
-    // only node: no ip, sysctl, nft
+    // only node: no ip, nft (sysctl: only the demo's)
     const bare = join(WORK, 'bare');
     mkdirSync(bare, { recursive: true });
     if (!existsSync(join(bare, 'node'))) symlinkSync(process.execPath, join(bare, 'node'));
     const r = installed('ipvlan-bpf', ['link', 'show'], { PATH: `${join(PREFIX, 'bin')}:${bare}` });
     expect(r.status).toBe(1);
-    expect(r.stderr.trim().split('\n')).toEqual(['ipvlan-bpf: ip (iproute2), sysctl (procps), nft (nftables) are missing: apt-get install iproute2 procps nftables']);
+    expect(r.stderr.trim().split('\n')).toEqual(['ipvlan-bpf: ip (iproute2), nft (nftables) are missing: apt-get install iproute2 nftables']);
     // libbpf hidden from this process only (a private mount namespace)
     const lib = run('sh', ['-c', 'ldconfig -p | awk \'/libbpf\\.so\\.1 /{print $NF; exit}\'']).stdout.trim();
     expect(lib).not.toBe('');

@@ -16,7 +16,7 @@ import { TestEnv, ip, ipJson } from './lib/topo.js';
 import { rtnlAddrs, rtnlLinks } from '../controller/src/netlink/rtnl.js';
 import type { IpAddrLink, IpLink } from '../controller/src/netlink/links.js';
 import { LibcError, closeFd, netlinkRecv, netlinkSocket, setRecvTimeout } from '../native/libc.js';
-import { IFF_NOARP, IFF_UP, namespaceFile, rtnlRoutes, withRtnl } from '../controller/src/netlink/rtnl.js';
+import { IFF_NOARP, IFF_UP, namespaceFile, nsidNames, rtnlRoutes, rtnlRules, withRtnl } from '../controller/src/netlink/rtnl.js';
 import { giveSlaveLinkLocal, masterLinkLocal, slaveLinkLocal } from '../controller/src/link/link-local.js';
 import { nftRuleset } from '../controller/src/netlink/nftables.js';
 import { addrBytes } from '../controller/src/netlink/addr.js';
@@ -205,8 +205,13 @@ describe('rtnetlink writes (CNI ADD, the learner and the link-local fix-up witho
     expect(main.filter((r) => r.dst.startsWith('198.18.1') && r.dst !== '198.18.11.0/24').map((r) => r.protocol ?? 'boot')).toEqual(['boot', 'boot']);
     expect(ipJson<RouteJson[]>(a, '-6', 'route', 'show', 'table', String(0x49760077))).toEqual([expect.objectContaining({ dst: '2001:db8:12::/48', gateway: '2001:db8:11::9', dev: 'va' })]);
     expect(ipJson<RouteJson[]>(a, '-4', 'route', 'show', 'table', String(0x49760077))).toEqual([expect.objectContaining({ dst: '198.18.14.5', dev: 'va', scope: 'link' })]);
-    expect(rtnlRoutes(a, 4, 0x49760077)).toEqual([{ dst: '198.18.14.5', dstLen: 32, oif: va.ifindex }]);
-    expect(rtnlRoutes(a, 6, 0x49760077)).toEqual([{ dst: '2001:db8:12::', dstLen: 48, oif: va.ifindex }]);
+    expect(rtnlRoutes(a, 4, 0x49760077)).toEqual([{ dst: '198.18.14.5', dstLen: 32, oif: va.ifindex, gateway: null, type: 1 }]);
+    expect(rtnlRoutes(a, 6, 0x49760077)).toEqual([{ dst: '2001:db8:12::', dstLen: 48, oif: va.ifindex, gateway: '2001:db8:11::9', type: 1 }]);
+    // other types only when asked for (a flush takes them too)
+    ip(a, 'route', 'add', 'blackhole', '198.18.15.0/24', 'table', String(0x49760077));
+    expect(rtnlRoutes(a, 4, 0x49760077)).toHaveLength(1);
+    expect(rtnlRoutes(a, 4, 0x49760077, true).find((r) => r.type === 6)).toMatchObject({ dst: '198.18.15.0', dstLen: 24, oif: null });
+    withRtnl(a, (w) => w.delRoute({ family: 4, dst: addrBytes(4, '198.18.15.0'), dstLen: 24, table: 0x49760077, type: 6, what: 'd0' }));
     // a table never used is empty, not an error
     expect(rtnlRoutes(a, 4, 0x49760078)).toEqual([]);
     // add without replace refuses a route that exists
@@ -228,6 +233,46 @@ describe('rtnetlink writes (CNI ADD, the learner and the link-local fix-up witho
       err = e;
     }
     expect((err as IvbError).errno).toBe(3);
+  });
+
+  it('policy rules as ip rule add / del make them; nsids as ip netns list-id names them; a link\'s MAC and MTU', () => {
+    interface RuleJson {
+      priority: number;
+      iif?: string;
+      table?: string;
+      action?: string;
+      iif_detached?: unknown;
+    }
+    withRtnl(a, (w) => {
+      w.addRule({ family: 4, priority: 20010, iifname: 'va', table: 0x49760005, what: 'rule 1' });
+      w.addRule({ family: 6, priority: 20011, iifname: 'va', blackhole: true, what: 'rule 2' });
+      w.addRule({ family: 4, priority: 20012, iifname: 'nosuch0', table: 0x49760006, what: 'rule 3' });
+    });
+    const v4 = ipJson<RuleJson[]>(a, '-4', 'rule', 'show');
+    expect(v4.find((r) => r.priority === 20010)).toMatchObject({ iif: 'va', table: String(0x49760005) });
+    expect(v4.find((r) => r.priority === 20012)).toHaveProperty('iif_detached');
+    expect(ipJson<RuleJson[]>(a, '-6', 'rule', 'show').find((r) => r.priority === 20011)).toMatchObject({ iif: 'va', action: 'blackhole' });
+    const ours = rtnlRules(a, 4).filter((r) => r.priority >= 20000 && r.priority < 30000);
+    expect(ours).toEqual([
+      { priority: 20010, iifname: 'va', table: 0x49760005, action: 1, iifDetached: false },
+      { priority: 20012, iifname: 'nosuch0', table: 0x49760006, action: 1, iifDetached: true },
+    ]);
+    expect(rtnlRules(a, 6).find((r) => r.priority === 20011)).toMatchObject({ iifname: 'va', action: 6 });
+    withRtnl(a, (w) => {
+      w.delRule({ family: 4, priority: 20010, what: 'd1' });
+      w.delRule({ family: 6, priority: 20011, what: 'd2' });
+      w.delRule({ family: 4, priority: 20012, what: 'd3' });
+    });
+    expect(ipJson<RuleJson[]>(a, '-4', 'rule', 'show').map((r) => r.priority)).toEqual([0, 32766, 32767]);
+    expect(() => withRtnl(a, (w) => w.delRule({ family: 4, priority: 20010, what: 'ip -4 rule del pref 20010' }))).toThrow(/ip -4 rule del pref 20010: /);
+
+    const theirs = ipJson<Array<{ nsid: number; name?: string }>>(a, 'netns', 'list-id');
+    expect(theirs.length).toBeGreaterThan(0); // va's peer lives in b
+    expect([...nsidNames(a)].sort()).toEqual(theirs.filter((e) => e.name).map((e) => [e.nsid, e.name]).sort());
+
+    withRtnl(a, (w) => w.setLink('vx', { address: '02:00:00:00:09:77', mtu: 1333 }));
+    expect(ipJson<IpLink[]>(a, 'link', 'show', 'dev', 'vx')[0]).toMatchObject({ address: '02:00:00:00:09:77', mtu: 1333 });
+    withRtnl(a, (w) => w.setLink('vx', { address: '02:00:00:00:09:01', mtu: 1500 }));
   });
 
   it("the link-local fix-up: generation off, the master's link-local replaced by the slave's", () => {

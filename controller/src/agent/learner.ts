@@ -14,9 +14,9 @@ import { RtnlListener, type ListenerReport, type RtnlEvent } from '../netlink/li
 import { watch, type FSWatcher } from 'node:fs';
 import { join } from 'node:path';
 import { ensureDir, stateDir } from '../paths.js';
-import { ipTry } from '../netlink/exec.js';
+import { nsidNames, withRtnl } from '../netlink/rtnl.js';
 import { listAddrs, type IpAddrLink, type IpLink } from '../netlink/links.js';
-import { NETNS_RUN_DIR, initNetnsInode, netnsExists, netnsInodeOfPath, netnsPath, nsidNames } from '../netlink/netns.js';
+import { NETNS_RUN_DIR, initNetnsInode, netnsExists, netnsInodeOfPath, netnsPath } from '../netlink/netns.js';
 import { listPorts, readPort, withLock, writePort, type PortRecord } from '../state.js';
 import {
   addrEntry,
@@ -940,10 +940,10 @@ export class Learner {
           if (macChanged) {
             // our own change: the netlink guard would refuse it like any other
             clearGuard(port.portId, loc.record.peerIfindex);
-            ipTry(['link', 'set', 'dev', loc.link.ifname, 'address', mac], loc.netns);
-            ipTry(['link', 'set', 'dev', loc.record.peerName, 'address', mac], port.master.netns);
+            this.followMasterLink(loc.netns, loc.link.ifname, { address: mac });
+            this.followMasterLink(port.master.netns, loc.record.peerName, { address: mac });
           }
-          if (mtuChanged) ipTry(['link', 'set', 'dev', loc.link.ifname, 'mtu', String(master.mtu)], loc.netns);
+          if (mtuChanged) this.followMasterLink(loc.netns, loc.link.ifname, { mtu: master.mtu });
         }
         fresh.master.name = master.ifname;
         fresh.master.mac = mac;
@@ -957,6 +957,16 @@ export class Learner {
       this.scheduleResync(w, 300);
     }
     return master;
+  }
+
+  /** One end of a slave takes its master's new MAC or MTU; a refusal (the link went meanwhile) is logged, the next change or resync tries again. */
+  private followMasterLink(netns: string | null, ifname: string, change: { address?: string; mtu?: number }): void {
+    try {
+      withRtnl(netns, (w) => w.setLink(ifname, change));
+    } catch (e) {
+      if (!isIvbError(e, 'IPVLAN_E_IPROUTE')) throw e;
+      this.log(e.message);
+    }
   }
 
   /** A slave up where it lives holds the kernel's dev_id link-local and no other (link-local.ts). */

@@ -22,8 +22,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { IvbError, errorLine, isIvbError, isSysError } from '../errors.js';
-import { run, type RunResult } from '../netlink/exec.js';
-import { getLink, listAddrs, type IpLink } from '../netlink/links.js';
+import { run } from '../netlink/exec.js';
+import { getLink, listAddrs, listLinks, type IpLink } from '../netlink/links.js';
 import {
   currentNetnsInode,
   initNetnsInode,
@@ -37,7 +37,7 @@ import { listPorts, readPort, withLock, type PortRecord } from '../state.js';
 import { bpffsRoot, repoRoot, stateDir } from '../paths.js';
 import { linkAdd, pruneSlave } from '../link/manager.js';
 import { giveSlaveLinkLocal, slaveLinkLocal } from '../link/link-local.js';
-import { IFF_UP, withRtnl, type RtnlWriter } from '../netlink/rtnl.js';
+import { IFF_UP, RT_TABLE_MAIN, rtnlRoutes, withRtnl, type RtnlWriter } from '../netlink/rtnl.js';
 import { sysctlWrite } from '../netlink/sysctl.js';
 import { addrBytes } from '../netlink/addr.js';
 import { parseAlias } from '../link/slaves.js';
@@ -111,22 +111,6 @@ function netnsPathExists(path: string): boolean {
   }
 }
 
-/** A command inside the container's namespace. */
-function inNs(nsPath: string, cmd: string, args: readonly string[], input?: string): RunResult {
-  return run('nsenter', [`--net=${nsPath}`, '--', cmd, ...args], input);
-}
-
-function nsIp(nsPath: string, args: readonly string[]): string {
-  const r = inNs(nsPath, 'ip', args);
-  if (r.status !== 0) throw new CniError(CNI_E.INTERNAL, `ip ${args.join(' ')} (in ${nsPath}): ${r.stderr.trim() || `exit ${r.status}`}`);
-  return r.stdout;
-}
-
-function nsIpJson<T>(nsPath: string, args: readonly string[]): T {
-  const out = nsIp(nsPath, ['-j', ...args]).trim();
-  return JSON.parse(out === '' ? '[]' : out) as T;
-}
-
 /** The link NAME in the namespace at NSPATH (rtnetlink there); null when there is none. */
 function nsLink(nsPath: string, name: string): IpLink | null {
   return getLink(name, { file: nsPath });
@@ -134,23 +118,11 @@ function nsLink(nsPath: string, name: string): IpLink | null {
 
 // ---------------------------------------------------------------- master
 
-interface IpRoute {
-  dst: string;
-  dev?: string;
-  gateway?: string;
-}
-
-function ipArgs(netns: string | null, args: string[]): string[] {
-  return netns ? ['-n', netns, ...args] : args;
-}
-
 /** The interface of the first default route (IPv4, then IPv6), as the reference plugin picks it. */
 function defaultRouteInterface(netns: string | null): string {
-  for (const fam of ['-4', '-6']) {
-    const r = run('ip', ipArgs(netns, ['-j', fam, 'route', 'show', 'default']));
-    if (r.status !== 0) continue;
-    const routes = JSON.parse(r.stdout.trim() || '[]') as IpRoute[];
-    const dev = routes.find((x) => x.dev)?.dev;
+  for (const fam of [4, 6] as const) {
+    const oif = rtnlRoutes(netns, fam, RT_TABLE_MAIN).find((r) => r.dstLen === 0 && r.oif !== null)?.oif;
+    const dev = oif !== undefined && oif !== null ? listLinks(netns).find((l) => l.ifindex === oif)?.ifname : undefined;
     if (dev) return dev;
   }
   throw new CniError(CNI_E.INVALID_CONFIG, 'no "master" given and no default route to take it from');
@@ -453,12 +425,6 @@ export function cmdDel(conf: NetConf, env: Partial<CniEnv> & { containerId: stri
 
 // ---------------------------------------------------------------- CHECK
 
-interface IpRouteFull {
-  dst: string;
-  gateway?: string;
-  dev?: string;
-}
-
 export function cmdCheck(conf: NetConf, env: CniEnv, log: Log): void {
   if (compareVersions(conf.cniVersion, '0.4.0') < 0) {
     throw new CniError(CNI_E.INCOMPATIBLE_VERSION, `config version "${conf.cniVersion}" does not allow CHECK`);
@@ -513,11 +479,11 @@ export function cmdCheck(conf: NetConf, env: CniEnv, log: Log): void {
   for (const rt of prev.routes ?? []) {
     const c = parseCidr(rt.dst);
     if (!c) continue;
-    const fam = c.family === 6 ? '-6' : '-4';
-    const isDefault = c.prefixlen === 0;
-    const list = nsIpJson<IpRouteFull[]>(env.netns, [fam, 'route', 'show', ...(rt.table !== undefined ? ['table', String(rt.table)] : []), ...(isDefault ? ['default'] : ['to', 'match', rt.dst])]);
-    const dst = isDefault ? 'default' : `${c.addr}/${c.prefixlen}`;
-    const hit = list.some((r) => (r.dst === dst || (c.prefixlen === (c.family === 4 ? 32 : 128) && r.dst === c.addr)) && (!rt.gw || (r.gateway !== undefined && sameAddr(r.gateway, rt.gw))));
+    const want = addrBytes(c.family, c.addr);
+    const same = (text: string | null, b: Buffer): boolean => text !== null && addrBytes(c.family, text).equals(b);
+    const hit = rtnlRoutes({ file: env.netns }, c.family, rt.table ?? RT_TABLE_MAIN).some(
+      (r) => r.dstLen === c.prefixlen && (c.prefixlen === 0 || same(r.dst, want)) && (!rt.gw || same(r.gateway, addrBytes(c.family, rt.gw))),
+    );
     if (!hit) throw fail(`route to ${rt.dst}${rt.gw ? ` via ${rt.gw}` : ''} not found in ${env.netns}`);
   }
   log(`CHECK ${env.containerId}/${env.ifname}: ok`);
@@ -603,7 +569,7 @@ export function cmdStatus(conf: NetConf, cniPath: string, log: Log): void {
   } catch (e) {
     throw unavailable(errorLine(e));
   }
-  for (const tool of ['ip', 'nsenter', 'sysctl']) {
+  for (const tool of ['ip', 'nft']) {
     if (run('sh', ['-c', `command -v ${tool}`]).status !== 0) throw unavailable(`${tool} is not installed`);
   }
   // the master must exist where ADD would look for it (not knowable for linkInContainer)

@@ -11,14 +11,13 @@ import { mapDelete, mapKeys } from '../../../native/libbpf.js';
 import { clearGuard, maps, mapsExist, removeGuard, destroyPortDatapath, sweepUnknownPorts } from '../bpf/datapath.js';
 import { IvbGuardEntryLayout, IvbGuardKeyLayout, decodeIvbGuardEntry } from '../../../maps/generated.js';
 import { mapLookup } from '../../../native/libbpf.js';
-import { ipTry } from '../netlink/exec.js';
 import { listLinks } from '../netlink/links.js';
 import { NETNS_RUN_DIR } from '../netlink/netns.js';
 import { listPorts, readPort, withLock } from '../state.js';
 import { IvbError } from '../errors.js';
 import { locateMaster, masterMoved } from './identity.js';
 import { pinRoot } from '../paths.js';
-import { followMasterMove, peerAlias, portDelete, pruneSlave } from './manager.js';
+import { deleteLinkIfThere, followMasterMove, peerAlias, portDelete, pruneSlave } from './manager.js';
 import { locateSlaves } from './slaves.js';
 import { gcHostnet } from './hostnet.js';
 
@@ -118,7 +117,7 @@ export function gc(): string[] {
         // only peers of this state (their alias names our pin subtree): other
         // subtrees (a demo, a test run) are not ours to judge
         if (l.ifalias !== peerAlias()) continue;
-        ipTry(['link', 'del', l.ifname], ns);
+        deleteLinkIfThere(l.ifname, ns);
         removed.push(`orphan peer ${l.ifname}${ns ? ` in netns ${ns}` : ''}`);
       }
     }

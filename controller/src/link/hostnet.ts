@@ -28,9 +28,9 @@ import { basename } from 'node:path';
 import { IvbError, isIvbError } from '../errors.js';
 import { sysctlRead, sysctlWrite } from '../netlink/sysctl.js';
 import { netnsExists } from '../netlink/netns.js';
-import { run, ip, ipJson, ipTry } from '../netlink/exec.js';
+import { run } from '../netlink/exec.js';
 import { pinRoot } from '../paths.js';
-import { rtnlRoutes, withRtnl } from '../netlink/rtnl.js';
+import { rtnlRoutes, rtnlRules, withRtnl, type RtnlRule } from '../netlink/rtnl.js';
 import { addrBytes } from '../netlink/addr.js';
 import { nftRuleset, type NftChain, type NftItem, type NftRule } from '../netlink/nftables.js';
 import type { L3sSaved, PortRecord } from '../state.js';
@@ -56,19 +56,49 @@ function isOurPref(pref: number): boolean {
   return pref >= PREF_BASE && pref < PREF_BASE + 2 * PREF_PORTS;
 }
 
-function famFlag(f: Family): string {
-  return f === 4 ? '-4' : '-6';
+
+const ENOENT = 2;
+const ESRCH = 3;
+const ENODEV = 19;
+const ENETDOWN = 100;
+
+/** Deletes every FAMILY rule of preference PREF in NETNS (a rule may have been added twice by hand); none is no error. */
+function delRules(f: Family, pref: number, netns: string | null): void {
+  withRtnl(netns, (w) => {
+    for (let i = 0; i < 64; i++) {
+      try {
+        w.delRule({ family: f, priority: pref, what: `ip -${f} rule del pref ${pref}` });
+      } catch (e) {
+        if (isIvbError(e, 'IPVLAN_E_IPROUTE') && e.errno === ENOENT) return;
+        throw e;
+      }
+    }
+  });
 }
 
-interface RuleJson {
-  priority: number;
-  iif?: string;
-  table?: string;
-  action?: string;
+/** Deletes every FAMILY route of TABLE in NETNS (`ip route flush table`). */
+function flushTable(f: Family, table: number, netns: string | null): void {
+  const routes = rtnlRoutes(netns, f, table, true);
+  if (routes.length === 0) return;
+  withRtnl(netns, (w) => {
+    for (const r of routes) {
+      try {
+        w.delRoute({ family: f, dst: addrBytes(f, r.dst ?? (f === 4 ? '0.0.0.0' : '::')), dstLen: r.dstLen, table, type: r.type, ...(r.oif !== null ? { oif: r.oif } : {}), what: `ip -${f} route del ${r.dst ?? 'default'}/${r.dstLen} table ${table}` });
+      } catch (e) {
+        // gone meanwhile (its device went, and the kernel took its routes)
+        if (!(isIvbError(e, 'IPVLAN_E_IPROUTE') && e.errno === ESRCH)) throw e;
+      }
+    }
+  });
 }
 
-function rules(f: Family, netns: string | null): RuleJson[] {
-  return ipJson<RuleJson[]>([famFlag(f), 'rule', 'show'], netns);
+/** Runs FN; a namespace that is gone (or any refusal) leaves nothing to do, as `ip` without checking its status did. */
+function ifThere(fn: () => void): void {
+  try {
+    fn();
+  } catch (e) {
+    if (!isIvbError(e, 'IPVLAN_E_IPROUTE')) throw e;
+  }
 }
 
 /** The port's `iif MASTER lookup TABLE` rules (v4, v6), added once. */
@@ -76,8 +106,9 @@ export function ensurePortRules(port: PortRecord): void {
   const ns = port.master.netns;
   const pref = prefOf(port.portId).lookup;
   for (const f of [4, 6] as const) {
-    if (rules(f, ns).some((r) => r.priority === pref)) continue;
-    ip([famFlag(f), 'rule', 'add', 'pref', String(pref), 'iif', port.master.name, 'lookup', String(tableOf(port.portId))], ns);
+    if (rtnlRules(ns, f).some((r) => r.priority === pref)) continue;
+    const table = tableOf(port.portId);
+    withRtnl(ns, (w) => w.addRule({ family: f, priority: pref, iifname: port.master.name, table, what: `ip -${f} rule add pref ${pref} iif ${port.master.name} lookup ${table}` }));
   }
 }
 
@@ -85,12 +116,8 @@ export function ensurePortRules(port: PortRecord): void {
 export function removePortRules(portId: number, netns: string | null): void {
   const p = prefOf(portId);
   for (const f of [4, 6] as const) {
-    for (const pref of [p.lookup, p.blackhole]) {
-      while (ipTry([famFlag(f), 'rule', 'del', 'pref', String(pref)], netns).status === 0) {
-        /* a rule may have been added twice by hand */
-      }
-    }
-    ipTry([famFlag(f), 'route', 'flush', 'table', String(tableOf(portId))], netns);
+    for (const pref of [p.lookup, p.blackhole]) ifThere(() => delRules(f, pref, netns));
+    ifThere(() => flushTable(f, tableOf(portId), netns));
   }
 }
 
@@ -112,9 +139,6 @@ export interface SlaveRouteOp {
   present: boolean;
 }
 
-const ESRCH = 3;
-const ENODEV = 19;
-const ENETDOWN = 100;
 
 /**
  * Applies OPS to the port's table over one rtnetlink socket in the master's
@@ -288,8 +312,8 @@ export function enterL3s(port: PortRecord): void {
   try {
     const pref = prefOf(port.portId).blackhole;
     for (const f of saved.blackhole) {
-      ipTry([famFlag(f), 'rule', 'del', 'pref', String(pref)], ns);
-      ip([famFlag(f), 'rule', 'add', 'pref', String(pref), 'iif', m, 'blackhole'], ns);
+      delRules(f, pref, ns);
+      withRtnl(ns, (w) => w.addRule({ family: f, priority: pref, iifname: m, blackhole: true, what: `ip -${f} rule add pref ${pref} iif ${m} blackhole` }));
     }
     for (const key of Object.keys(saved.sysctls)) sysctlPut(key, '1', ns);
   } catch (e) {
@@ -306,7 +330,7 @@ export function leaveL3s(port: PortRecord): void {
   // the master may be gone (with its namespace, or alone: its keys with it): nothing left to restore then
   if (netnsExists(ns)) for (const [key, value] of Object.entries(saved.sysctls)) sysctlWrite(key, value, ns);
   const pref = prefOf(port.portId).blackhole;
-  for (const f of saved.blackhole) ipTry([famFlag(f), 'rule', 'del', 'pref', String(pref)], ns);
+  for (const f of saved.blackhole) ifThere(() => delRules(f, pref, ns));
   delete port.l3s;
 }
 
@@ -338,19 +362,18 @@ export function gcHostnet(netns: string | null, livePeers: ReadonlySet<string>):
     removed.push(`accept rule for ${peer} in ${r.family} ${r.table} ${r.chain}${netns ? ` (netns ${netns})` : ''}`);
   }
   for (const f of [4, 6] as const) {
-    let list: Array<RuleJson & { iif_detached?: unknown }>;
+    let list: RtnlRule[];
     try {
-      list = rules(f, netns);
+      list = rtnlRules(netns, f);
     } catch (e) {
       // the namespace was deleted since it was listed
       if (isIvbError(e, 'IPVLAN_E_IPROUTE')) continue;
       throw e;
     }
     for (const r of list) {
-      if (!isOurPref(r.priority) || !('iif_detached' in r)) continue;
-      ipTry([famFlag(f), 'rule', 'del', 'pref', String(r.priority)], netns);
-      const table = Number(r.table);
-      if (table >= TABLE_BASE && table < TABLE_BASE + 0x10000) ipTry([famFlag(f), 'route', 'flush', 'table', String(table)], netns);
+      if (!isOurPref(r.priority) || !r.iifDetached) continue;
+      ifThere(() => delRules(f, r.priority, netns));
+      if (r.table >= TABLE_BASE && r.table < TABLE_BASE + 0x10000) ifThere(() => flushTable(f, r.table, netns));
       removed.push(`IPv${f} rule ${r.priority} of a master that is gone${netns ? ` (netns ${netns})` : ''}`);
     }
   }

@@ -10,7 +10,6 @@
 import { basename } from 'node:path';
 import { IvbError, EBUSY, EEXIST, EINVAL, ENODEV, errorLine, isIvbError } from '../errors.js';
 import { pinRoot } from '../paths.js';
-import { ip, run } from '../netlink/exec.js';
 import { IFF_NOARP, IFF_UP, namespaceFile, withRtnl } from '../netlink/rtnl.js';
 import { sysctlRead, sysctlWrite as sysctlSet } from '../netlink/sysctl.js';
 import { getLink, listAddrs, type IpLink } from '../netlink/links.js';
@@ -177,7 +176,7 @@ export { masterLinkLocal, slaveLinkLocal } from './link-local.js';
  * Deletes link NAME of NETNS through rtnetlink; one that is gone already (or
  * whose namespace is) is no error: what was to be removed is not there.
  */
-function deleteLinkIfThere(name: string, netns: string | null): void {
+export function deleteLinkIfThere(name: string, netns: string | null): void {
   try {
     withRtnl(netns, (w) => w.delLink(name));
   } catch (e) {
@@ -231,12 +230,19 @@ export function masterCarries(master: IpLink): boolean {
   return master.flags.includes('UP') && master.flags.includes('LOWER_UP');
 }
 
-/** Sets PEERS (host-side peer names in the master's namespace) up or down, in one `ip -batch`. */
+/** Sets PEERS (host-side peer names in the master's namespace) up or down, over one rtnetlink socket. */
 export function setPeersCarrier(peers: readonly string[], carries: boolean, netns: string | null): void {
   if (peers.length === 0) return;
-  const batch = peers.map((p) => `link set dev ${p} ${carries ? 'up' : 'down'}`).join('\n');
-  // -force: a peer deleted meanwhile must not stop the others
-  run('ip', [...(netns ? ['-n', netns] : []), '-force', '-batch', '-'], batch);
+  withRtnl(netns, (w) => {
+    for (const p of peers) {
+      try {
+        w.setLink(p, { flags: carries ? IFF_UP : 0, mask: IFF_UP });
+      } catch (e) {
+        // a peer deleted meanwhile must not stop the others
+        if (!(isIvbError(e, 'IPVLAN_E_IPROUTE') && e.errno === ENODEV)) throw e;
+      }
+    }
+  });
 }
 
 /**
@@ -529,7 +535,7 @@ export function followMasterMove(portId: number, to: { netns: string | null; net
       if (fromReachable) {
         const peer = getLink(rec.peerName, from);
         if (peer && peer.ifindex === rec.peerIfindex) {
-          ip(['link', 'set', 'dev', rec.peerName, 'netns', to.netns ?? '1'], from);
+          withRtnl(from, (w) => w.moveLink(peer.ifindex, namespaceFile(to.netns), rec.peerName, `link set dev ${rec.peerName} netns ${to.netns ?? 'init'}`));
         }
       }
       const moved = getLink(rec.peerName, to.netns);

@@ -7,7 +7,7 @@
  * again from the master's side.
  */
 import { getLink, listLinks, type IpLink } from '../netlink/links.js';
-import { nsidNames } from '../netlink/netns.js';
+import { nsidNames } from '../netlink/rtnl.js';
 import { isIvbError } from '../errors.js';
 import type { PortRecord, SlaveRecord } from '../state.js';
 

@@ -5,7 +5,6 @@
  * (/run/netns/NAME) or as the init namespace, and find it again by inode.
  */
 import { readdirSync, statSync } from 'node:fs';
-import { ipJson } from './exec.js';
 import { IvbError, isSysError } from '../errors.js';
 
 export const NETNS_RUN_DIR = '/run/netns';
@@ -118,18 +117,4 @@ export function netnsExists(name: string | null): boolean {
     if (isSysError(e, 'ENOENT')) return false;
     throw e;
   }
-}
-
-interface NsIdEntry {
-  nsid: number;
-  name?: string;
-}
-
-/** nsid (as seen from `inNetns`) -> namespace name, for named namespaces. */
-export function nsidNames(inNetns: string | null): Map<number, string> {
-  const m = new Map<number, string>();
-  // (no ids yet is an empty list, not an error: a failure here is one)
-  const list = ipJson<NsIdEntry[]>(['netns', 'list-id'], inNetns);
-  for (const e of list) if (e.name) m.set(e.nsid, e.name);
-  return m;
 }

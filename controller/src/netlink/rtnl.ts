@@ -15,9 +15,10 @@
  */
 import { LibcError, closeFd, describeErrno, netlinkRecv, netlinkSend, netlinkSocket, openRdonly, setNetlinkExtAck, setRecvTimeout } from '../../../native/libc.js';
 import { withNetns } from '../../../native/libbpf.js';
-import { IvbError } from '../errors.js';
+import { IvbError, isSysError } from '../errors.js';
 import { bytesToAddr, type Family } from './addr.js';
-import { initNetnsPath, netnsPath, netnsRefFile, type NetnsRef } from './netns.js';
+import { NETNS_RUN_DIR, initNetnsPath, netnsPath, netnsRefFile, type NetnsRef } from './netns.js';
+import { readdirSync } from 'node:fs';
 import type { IpAddrInfo, IpAddrLink, IpLink } from './links.js';
 
 const NETLINK_ROUTE = 0;
@@ -43,6 +44,21 @@ const RTM_NEWROUTE = 24;
 const RTM_DELROUTE = 25;
 const RTM_GETROUTE = 26;
 const NLM_F_REPLACE = 0x100;
+const RTM_NEWNSID = 88;
+const RTM_GETNSID = 90;
+const NETNSA_NSID = 1;
+const NETNSA_FD = 3;
+const RTM_NEWRULE = 32;
+const RTM_DELRULE = 33;
+const RTM_GETRULE = 34;
+const FRA_IIFNAME = 3;
+const FRA_PRIORITY = 6;
+const FRA_TABLE = 15;
+/** fib_rule_hdr.action */
+export const FR_ACT_TO_TBL = 1;
+export const FR_ACT_BLACKHOLE = 6;
+/** fib_rule_hdr.flags: the rule's iif device does not exist (ip shows iif_detached) */
+const FIB_RULE_IIF_DETACHED = 0x8;
 const RT_SCOPE_NOWHERE = 255;
 const AF_UNSPEC = 0;
 const AF_INET = 2;
@@ -79,7 +95,7 @@ const RTA_METRICS = 8;
 const RTA_TABLE = 15;
 const RTAX_MTU = 2;
 const RTAX_ADVMSS = 8;
-const RT_TABLE_MAIN = 254;
+export const RT_TABLE_MAIN = 254;
 const RTPROT_BOOT = 3;
 const RTN_UNICAST = 1;
 const RT_SCOPE_UNIVERSE = 0;
@@ -328,14 +344,18 @@ export interface RtnlRoute {
   dst: string | null;
   dstLen: number;
   oif: number | null;
+  gateway: string | null;
+  /** RTN_*: 1 unicast, 6 blackhole, ... */
+  type: number;
 }
 
 /**
- * The unicast routes of TABLE for FAMILY in NETNS (RTM_GETROUTE dump, kept
- * by table here: the kernel's filter needs strict checking). A table never
- * used is simply empty; a failed dump throws, never "no routes".
+ * The unicast routes of TABLE for FAMILY in NETNS (with ALLTYPES: blackhole,
+ * unreachable and the rest too), from an RTM_GETROUTE dump kept by table
+ * here (the kernel's filter needs strict checking). A table never used is
+ * simply empty; a failed dump throws, never "no routes".
  */
-export function rtnlRoutes(netns: NetnsRef, family: Family, table: number): RtnlRoute[] {
+export function rtnlRoutes(netns: NetnsRef, family: Family, table: number, allTypes = false): RtnlRoute[] {
   const req = Buffer.alloc(12);
   req.writeUInt8(family === 4 ? AF_INET : AF_INET6, 0);
   const out: RtnlRoute[] = [];
@@ -343,16 +363,121 @@ export function rtnlRoutes(netns: NetnsRef, family: Family, table: number): Rtnl
     if (m.type !== RTM_NEWROUTE || m.body.length < 12) continue;
     const a = attrs(m.body, 12, m.body.length);
     const t = a.get(RTA_TABLE)?.readUInt32LE(0) ?? m.body.readUInt8(4);
-    if (t !== table || m.body.readUInt8(7) !== RTN_UNICAST) continue;
-    const dst = a.get(RTA_DST);
-    const padded = Buffer.alloc(16);
-    dst?.copy(padded, 0, 0, Math.min(dst.length, 16));
+    const type = m.body.readUInt8(7);
+    if (t !== table || (!allTypes && type !== RTN_UNICAST)) continue;
+    const text = (raw: Buffer | undefined): string | null => {
+      if (!raw) return null;
+      const padded = Buffer.alloc(16);
+      raw.copy(padded, 0, 0, Math.min(raw.length, 16));
+      return bytesToAddr(family, padded);
+    };
     out.push({
-      dst: dst ? bytesToAddr(family, padded) : null,
+      dst: text(a.get(RTA_DST)),
       dstLen: m.body.readUInt8(1),
       oif: a.get(RTA_OIF)?.readUInt32LE(0) ?? null,
+      gateway: text(a.get(RTA_GATEWAY)),
+      type,
     });
   }
+  return out;
+}
+
+/** One policy rule, as a dump gives it. */
+export interface RtnlRule {
+  priority: number;
+  iifname?: string;
+  table: number;
+  action: number;
+  /** the iif device does not exist (any more) */
+  iifDetached: boolean;
+}
+
+/** The policy rules of FAMILY in NETNS (RTM_GETRULE dump); a failed dump throws. */
+export function rtnlRules(netns: NetnsRef, family: Family): RtnlRule[] {
+  const req = Buffer.alloc(12);
+  req.writeUInt8(family === 4 ? AF_INET : AF_INET6, 0);
+  const out: RtnlRule[] = [];
+  for (const m of dump(RTM_GETRULE, req, netns)) {
+    if (m.type !== RTM_NEWRULE || m.body.length < 12) continue;
+    const a = attrs(m.body, 12, m.body.length);
+    const iifname = cstr(a.get(FRA_IIFNAME));
+    out.push({
+      priority: a.get(FRA_PRIORITY)?.readUInt32LE(0) ?? 0,
+      ...(iifname !== undefined ? { iifname } : {}),
+      table: a.get(FRA_TABLE)?.readUInt32LE(0) ?? m.body.readUInt8(4),
+      action: m.body.readUInt8(7),
+      iifDetached: (m.body.readUInt32LE(8) & FIB_RULE_IIF_DETACHED) !== 0,
+    });
+  }
+  return out;
+}
+
+/**
+ * nsid (as NETNS sees them) -> name, for the namespaces named under
+ * /run/netns that NETNS has an id for (`ip netns list-id`): one RTM_GETNSID
+ * per named namespace, over one socket in NETNS. Asking assigns no id.
+ */
+export function nsidNames(netns: NetnsRef): Map<number, string> {
+  const out = new Map<number, string>();
+  let names: string[];
+  try {
+    names = readdirSync(NETNS_RUN_DIR);
+  } catch (e) {
+    if (isSysError(e, 'ENOENT')) return out; // no namespace was ever named
+    throw e;
+  }
+  if (names.length === 0) return out;
+  inNamespace(netns, () => {
+    const fd = netlinkSocket(NETLINK_ROUTE);
+    const buf = Buffer.alloc(4096);
+    try {
+      setRecvTimeout(fd, DUMP_TIMEOUT_MS);
+      for (const name of names) {
+        let nsFd: number;
+        try {
+          nsFd = openRdonly(`${NETNS_RUN_DIR}/${name}`);
+        } catch (e) {
+          // deleted since it was listed, or not a namespace file
+          if (e instanceof LibcError) continue;
+          throw e;
+        }
+        try {
+          const s = ++seq;
+          // struct rtgenmsg (family, padded to 4), then NETNSA_FD
+          const msg = Buffer.concat([Buffer.alloc(16), Buffer.alloc(4), u32(NETNSA_FD, nsFd)]);
+          msg.writeUInt32LE(msg.length, 0);
+          msg.writeUInt16LE(RTM_GETNSID, 4);
+          msg.writeUInt16LE(NLM_F_REQUEST, 6);
+          msg.writeUInt32LE(s, 8);
+          netlinkSend(fd, msg);
+          for (let done = false; !done; ) {
+            const n = netlinkRecv(fd, buf);
+            for (let off = 0; off + 16 <= n; ) {
+              const len = buf.readUInt32LE(off);
+              if (len < 16 || off + len > n) throw new IvbError('IPVLAN_E_IPROUTE', 'rtnetlink: truncated message');
+              if (buf.readUInt32LE(off + 8) === s) {
+                const type = buf.readUInt16LE(off + 4);
+                if (type === RTM_NEWNSID) {
+                  const id = attrs(buf, off + 20, off + len).get(NETNSA_NSID)?.readInt32LE(0);
+                  if (id !== undefined && id >= 0) out.set(id, name);
+                  done = true;
+                } else if (type === NLMSG_ERROR) {
+                  const errno = -buf.readInt32LE(off + 16);
+                  if (errno !== 0) throw new IvbError('IPVLAN_E_IPROUTE', `netns id of ${name}: ${describeErrno(errno)}`, errno);
+                  done = true;
+                }
+              }
+              off += align4(len);
+            }
+          }
+        } finally {
+          closeFd(nsFd);
+        }
+      }
+    } finally {
+      closeFd(fd);
+    }
+  });
   return out;
 }
 
@@ -498,14 +623,22 @@ export class RtnlWriter {
    * those of FLAGS (UP, NOARP), its alias, its IPv6 address generation mode
    * (the kernel applies them in that order, as one `ip link set` line).
    */
-  setLink(name: string, o: { flags?: number; mask?: number; alias?: string; addrGenModeNone?: boolean }): void {
+  setLink(name: string, o: { flags?: number; mask?: number; alias?: string; addrGenModeNone?: boolean; address?: string; mtu?: number }): void {
     const body = Buffer.concat([
       ifinfomsg(0, o.flags ?? 0, o.mask ?? 0),
       str(IFLA_IFNAME, name),
+      ...(o.address !== undefined ? [macAttr(IFLA_ADDRESS, o.address)] : []),
+      ...(o.mtu !== undefined ? [u32(IFLA_MTU, o.mtu)] : []),
       ...(o.alias !== undefined ? [str(IFLA_IFALIAS, o.alias)] : []),
       ...(o.addrGenModeNone ? [nest(IFLA_AF_SPEC, nest(AF_INET6, u8(IFLA_INET6_ADDR_GEN_MODE, 1)))] : []),
     ]);
-    const parts = [o.alias !== undefined ? 'alias' : '', o.mask ? 'flags' : '', o.addrGenModeNone ? 'addrgenmode none' : ''].filter(Boolean);
+    const parts = [
+      o.address !== undefined ? `address ${o.address}` : '',
+      o.mtu !== undefined ? `mtu ${o.mtu}` : '',
+      o.alias !== undefined ? 'alias' : '',
+      o.mask ? 'flags' : '',
+      o.addrGenModeNone ? 'addrgenmode none' : '',
+    ].filter(Boolean);
     this.request(RTM_NEWLINK, 0, body, `link set dev ${name} ${parts.join(', ')}`);
   }
 
@@ -600,13 +733,14 @@ export class RtnlWriter {
   }
 
   /** Deletes the route to DST/DSTLEN in TABLE (out of OIF when given), as `ip route del` matches it. */
-  delRoute(r: { family: Family; dst: Buffer; dstLen: number; table: number; oif?: number; what: string }): void {
+  delRoute(r: { family: Family; dst: Buffer; dstLen: number; table: number; oif?: number; type?: number; what: string }): void {
     const len = r.family === 4 ? 4 : 16;
     const head = Buffer.alloc(12);
     head.writeUInt8(r.family === 4 ? AF_INET : AF_INET6, 0);
     head.writeUInt8(r.dstLen, 1);
     head.writeUInt8(r.table < 256 ? r.table : 0, 4);
     head.writeUInt8(RT_SCOPE_NOWHERE, 6);
+    head.writeUInt8(r.type ?? 0, 7);
     const body = Buffer.concat([
       head,
       u32(RTA_TABLE, r.table),
@@ -614,6 +748,30 @@ export class RtnlWriter {
       ...(r.oif ? [u32(RTA_OIF, r.oif)] : []),
     ]);
     this.request(RTM_DELROUTE, 0, body, r.what);
+  }
+
+  /** `ip rule add pref PRIORITY iif IIFNAME lookup TABLE` (or `blackhole`). */
+  addRule(r: { family: Family; priority: number; iifname: string; table?: number; blackhole?: boolean; what: string }): void {
+    // struct fib_rule_hdr: family, dst_len, src_len, tos, table, res1, res2, action, flags u32
+    const head = Buffer.alloc(12);
+    head.writeUInt8(r.family === 4 ? AF_INET : AF_INET6, 0);
+    const table = r.blackhole ? 0 : (r.table ?? RT_TABLE_MAIN);
+    head.writeUInt8(table < 256 ? table : 0, 4);
+    head.writeUInt8(r.blackhole ? FR_ACT_BLACKHOLE : FR_ACT_TO_TBL, 7);
+    const body = Buffer.concat([
+      head,
+      u32(FRA_PRIORITY, r.priority),
+      str(FRA_IIFNAME, r.iifname),
+      ...(r.blackhole ? [] : [u32(FRA_TABLE, table)]),
+    ]);
+    this.request(RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, body, r.what);
+  }
+
+  /** `ip rule del pref PRIORITY`: one rule of that preference, whatever else it says. */
+  delRule(r: { family: Family; priority: number; what: string }): void {
+    const head = Buffer.alloc(12);
+    head.writeUInt8(r.family === 4 ? AF_INET : AF_INET6, 0);
+    this.request(RTM_DELRULE, 0, Buffer.concat([head, u32(FRA_PRIORITY, r.priority)]), r.what);
   }
 
   /** Deletes link NAME (a veth takes its peer with it). */

@@ -22,17 +22,16 @@ export interface Requirement {
 }
 
 const LIBBPF: Requirement = { kind: 'library', name: 'libbpf.so.1', debianPackage: 'libbpf1', why: 'loads the BPF objects' };
-const IP: Requirement = { kind: 'command', name: 'ip', debianPackage: 'iproute2', why: 'links, addresses, routes, namespaces' };
-const SYSCTL: Requirement = { kind: 'command', name: 'sysctl', debianPackage: 'procps', why: 'forwarding and neighbour settings' };
+const IP: Requirement = { kind: 'command', name: 'ip', debianPackage: 'iproute2', why: 'nft in a named namespace (ip netns exec); the demo' };
+const SYSCTL: Requirement = { kind: 'command', name: 'sysctl', debianPackage: 'procps', why: "the demo's namespaces" };
 const NFT: Requirement = { kind: 'command', name: 'nft', debianPackage: 'nftables', why: "accept rules in the host's drop-policy forward chains" };
-const NSENTER: Requirement = { kind: 'command', name: 'nsenter', debianPackage: 'util-linux', why: "entering a container's namespace by path" };
 const SETPRIV: Requirement = { kind: 'command', name: 'setpriv', debianPackage: 'util-linux', why: 'ties the address monitors to the agent (pdeathsig)' };
 const PING: Requirement = { kind: 'command', name: 'ping', debianPackage: 'iputils-ping', why: "the demo's traffic" };
 
-const DATAPATH = [LIBBPF, IP, SYSCTL, NFT];
+const DATAPATH = [LIBBPF, IP, NFT];
 
 /** Every run-time requirement (for documentation and `version`). */
-export const ALL_REQUIREMENTS: readonly Requirement[] = [LIBBPF, IP, SYSCTL, NFT, NSENTER, SETPRIV, PING];
+export const ALL_REQUIREMENTS: readonly Requirement[] = [LIBBPF, IP, SYSCTL, NFT, SETPRIV, PING];
 
 /**
  * What each `ipvlan-bpf` object needs. `version` and `cni install` need
@@ -49,11 +48,11 @@ const CLI_NEEDS: Record<string, readonly Requirement[]> = {
   gc: DATAPATH,
   upgrade: DATAPATH,
   agent: [...DATAPATH, SETPRIV],
-  demo: [...DATAPATH, SETPRIV, PING],
+  demo: [...DATAPATH, SYSCTL, SETPRIV, PING],
 };
 
 /** What the CNI plugin's ADD/DEL/CHECK/GC/STATUS need (VERSION needs nothing). */
-export const CNI_NEEDS: readonly Requirement[] = [...DATAPATH, NSENTER];
+export const CNI_NEEDS: readonly Requirement[] = DATAPATH;
 
 export function cliRequirements(object: string | undefined): readonly Requirement[] {
   if (object === 'version' || object === 'cni') return [];
