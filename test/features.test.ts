@@ -136,6 +136,12 @@ describe('`version` probes once per boot (platform/feature-cache.ts)', () => {
     writeFileSync(file, JSON.stringify({ ...rec, key: JSON.stringify({ ...key, boot: 'another-boot' }) }));
     expect(version(cacheDir).featuresCached).toBe(false);
     expect(version(cacheDir).featuresCached).toBe(true);
+    // a libbpf other than the one the probes ran with (upgraded, removed, hidden)
+    const good = JSON.parse(readFileSync(file, 'utf8')) as { libbpf: { path: string; stamp: string } };
+    expect(good.libbpf.path).toMatch(/\/libbpf\.so\.1/);
+    writeFileSync(file, JSON.stringify({ ...good, libbpf: { ...good.libbpf, stamp: 'another-file' } }));
+    expect(version(cacheDir).featuresCached).toBe(false);
+    expect(version(cacheDir).featuresCached).toBe(true);
     writeFileSync(file, '{"key": "torn');
     expect(version(cacheDir).featuresCached).toBe(false);
     expect(version(cacheDir).featuresCached).toBe(true);

@@ -14,7 +14,7 @@ import { release } from 'node:os';
 import { repoRoot } from '../paths.js';
 import { buildIdentity, type BuildIdentity } from '../platform/build-info.js';
 import type { FeatureName, KernelFeature } from '../platform/features.js';
-import { cachedFeatures } from '../platform/feature-cache.js';
+import { cachedFeatures, probeAndRecord } from '../platform/feature-cache.js';
 import { EINVAL, IvbError } from '../errors.js';
 import { ALL_REQUIREMENTS, missingLine, missingRequirements, type Requirement } from '../platform/requirements.js';
 
@@ -44,8 +44,11 @@ export function packageVersion(): { name: string; version: string } {
 
 /** FRESH: probe again even when this boot's probe is cached (`version --probe`) */
 async function versionReport(fresh = false): Promise<VersionReport> {
-  const missing = await missingRequirements(ALL_REQUIREMENTS);
   const objects = buildIdentity();
+  const build = objects.buildId ?? `unbuilt ${packageVersion().version}`;
+  // this boot's answer, while the libbpf it came from is unchanged: no binding to load
+  const earlier = fresh ? null : cachedFeatures(build);
+  const missing = await missingRequirements(earlier ? ALL_REQUIREMENTS.filter((r) => r.kind !== 'library') : ALL_REQUIREMENTS);
   const report: VersionReport = {
     ...packageVersion(),
     objects,
@@ -61,9 +64,9 @@ async function versionReport(fresh = false): Promise<VersionReport> {
     report.featuresError = `not probed: ${missingLine(libbpfMissing)}`;
     return report;
   }
-  // the binding (koffi, libbpf) is loaded only when the probes run, not for this boot's cached answer
+  // the binding (koffi, libbpf) is loaded only when the probes run
   const probe = async () => (await import('../platform/features.js')).probeFeatures();
-  const { report: probed, probedAt, cached } = await cachedFeatures(objects.buildId ?? `unbuilt ${report.version}`, probe, fresh);
+  const { report: probed, probedAt, cached } = earlier ?? (await probeAndRecord(build, probe));
   report.featuresProbedAt = probedAt;
   report.featuresCached = cached;
   report.libbpf = probed.libbpf;

@@ -8,7 +8,7 @@
  * again and says whether they still match that record.
  */
 import { createHash } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../paths.js';
@@ -70,6 +70,8 @@ function hashObjects(root = repoRoot()): ObjectsHash {
 }
 
 function firstLineOf(cmd: string, args: readonly string[], cwd: string): string | null {
+  // only the build records: `version` does not load child_process
+  const { spawnSync } = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
   const r = spawnSync(cmd, args, { cwd, encoding: 'utf8' });
   if (r.error || r.status !== 0) return null;
   return r.stdout.split('\n')[0]?.trim() || null;

@@ -12,6 +12,11 @@
  * - who asks (the effective uid: probes need CAP_BPF) and which libbpf and
  *   which build of ours probes.
  *
+ * The record also names the libbpf the probes ran with (its path, as this
+ * process mapped it, and its inode, size and times): while that file is
+ * unchanged, `version` knows libbpf is there without loading the binding
+ * (koffi, ~10 ms). Replaced, removed or hidden, the record is not used.
+ *
  * The record is one JSON file in /var/cache/ipvlan-bpf (IPVLAN_BPF_CACHE_DIR
  * for another folder). A file that is not a regular file owned by us, or is
  * writable by others, is not read; one that does not parse or whose key
@@ -19,7 +24,7 @@
  * Where the folder cannot be written (a read-only root, not root) the probe
  * simply runs every time.
  */
-import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { isSysError } from '../errors.js';
@@ -64,10 +69,37 @@ function featureCacheKey(build: string): string {
   });
 }
 
+/** A library file as this process mapped it: where, and what it was then. */
+interface LibraryStamp {
+  path: string;
+  stamp: string;
+}
+
+function fileStamp(path: string): string | null {
+  try {
+    const st = statSync(path);
+    return st.isFile() ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}` : null;
+  } catch (e) {
+    if (isSysError(e, 'ENOENT', 'EACCES', 'EPERM', 'ENOTDIR')) return null;
+    throw e;
+  }
+}
+
+/** The file SONAME was loaded from by this process (/proc/self/maps), with its stamp; null when not mapped. */
+function mappedLibrary(soname: string): LibraryStamp | null {
+  const line = readOptional('/proc/self/maps').split('\n').find((l) => l.endsWith(`/${soname}`) || l.includes(`/${soname.replace(/\.so\.\d+$/, '.so.')}`));
+  const path = line?.slice(line.indexOf('/'));
+  if (!path) return null;
+  const stamp = fileStamp(path);
+  return stamp === null ? null : { path, stamp };
+}
+
 interface CachedFeatures {
   key: string;
   probedAt: string;
   report: FeatureReport;
+  /** the libbpf the probes ran with */
+  libbpf?: LibraryStamp | null;
 }
 
 /** The cached probe for KEY, or null (none, another key, or a file we do not trust). */
@@ -115,15 +147,22 @@ export interface ProbedFeatures {
   cached: boolean;
 }
 
-/** This boot's probe for BUILD, probing (PROBE) only when there is none or FRESH asks. */
-export async function cachedFeatures(build: string, probe: () => Promise<FeatureReport>, fresh = false): Promise<ProbedFeatures> {
+/**
+ * This boot's earlier probe for BUILD, when there is one and the libbpf it
+ * ran with is still the same file (so the library is known to be there);
+ * else null.
+ */
+export function cachedFeatures(build: string): ProbedFeatures | null {
+  const hit = readCached(featureCacheKey(build));
+  if (!hit?.libbpf || fileStamp(hit.libbpf.path) !== hit.libbpf.stamp) return null;
+  return { report: hit.report, probedAt: hit.probedAt, cached: true };
+}
+
+/** Runs PROBE now and records its answer for the rest of the boot. */
+export async function probeAndRecord(build: string, probe: () => Promise<FeatureReport>): Promise<ProbedFeatures> {
   const key = featureCacheKey(build);
-  if (!fresh) {
-    const hit = readCached(key);
-    if (hit) return { report: hit.report, probedAt: hit.probedAt, cached: true };
-  }
   const report = await probe();
   const probedAt = new Date().toISOString();
-  writeCached({ key, probedAt, report });
+  writeCached({ key, probedAt, report, libbpf: mappedLibrary('libbpf.so.1') });
   return { report, probedAt, cached: false };
 }
