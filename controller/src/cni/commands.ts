@@ -18,7 +18,6 @@
  * traffic flows as soon as ADD returns, agent or not. The agent, when it
  * runs, learns the same addresses from the kernel and agrees.
  */
-import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { IvbError, errorLine, isIvbError, isSysError } from '../errors.js';
@@ -229,8 +228,9 @@ export function cmdAdd(conf: NetConf, env: CniEnv, log: Log): Record<string, unk
   }
   const undo: Array<() => void> = [];
   try {
-    // --- the link: created next to the master, moved into the container, renamed
-    const tmpName = `ivbt${randomBytes(4).toString('hex')}`;
+    // --- the link: its veth pair made by one request, the slave straight in the container under
+    // CNI_IFNAME (no temporary name in the host, no move: a name need only be free in the container)
+    const inside: NetnsRef = { file: env.netns };
     const made = withLock(() => {
       const master = getLink(masterName, masterNs);
       if (!master) throw new CniError(CNI_E.INVALID_CONFIG, `failed to find master "${masterName}"${masterNs ? ` in netns ${masterNs}` : ''}`);
@@ -249,8 +249,9 @@ export function cmdAdd(conf: NetConf, env: CniEnv, log: Log): Record<string, unk
       try {
         return linkAdd({
           master: masterName,
-          name: tmpName,
+          name: env.ifname,
           netns: masterNs,
+          slaveNetns: inside,
           mode: conf.mode,
           flag: conf.flag,
           typeArgs: true,
@@ -260,24 +261,15 @@ export function cmdAdd(conf: NetConf, env: CniEnv, log: Log): Record<string, unk
         if (e instanceof IvbError && (e.code === 'IPVLAN_E_BAD_MASTER' || e.code === 'IPVLAN_E_BUSY' || e.code === 'IPVLAN_E_NO_DEVICE')) {
           throw new CniError(CNI_E.INVALID_CONFIG, e.message);
         }
+        if (e instanceof IvbError && e.code === 'IPVLAN_E_EXISTS') {
+          throw new CniError(CNI_E.INTERNAL, `container veth name "${env.ifname}" already exists in ${env.netns}`);
+        }
         throw e;
       }
     });
     const { port, slave } = made;
-    lap('link add (master side)');
+    lap('link add (the pair, the slave in the container)');
     undo.push(() => pruneSlave(port.portId, slave.peerName));
-    const inside: NetnsRef = { file: env.netns };
-    const made2 = getLink(tmpName, masterNs);
-    if (!made2) throw new CniError(CNI_E.INTERNAL, `${tmpName} vanished from ${masterNs ?? 'the host namespace'}`);
-    try {
-      // into the container and renamed there by one request (the name was free above; taken since,
-      // the link is moved but keeps its temporary name: the undo deletes the pair wherever it is)
-      if (conf.linkInContainer) withRtnl(inside, (w) => w.renameLink(made2.ifindex, env.ifname, `link set dev ${tmpName} name ${env.ifname}`));
-      else withRtnl(masterNs, (w) => w.moveLink(made2.ifindex, env.netns, env.ifname, `link set dev ${tmpName} netns ${env.netns} name ${env.ifname}`));
-    } catch (e) {
-      if (isIvbError(e, 'IPVLAN_E_IPROUTE')) throw new CniError(CNI_E.INTERNAL, `failed to move ${tmpName} into ${env.netns}: ${e.message}`);
-      throw e;
-    }
     const link = getLink(env.ifname, inside);
     if (!link) throw new CniError(CNI_E.INTERNAL, `${env.ifname} vanished from ${env.netns}`);
 
@@ -294,7 +286,7 @@ export function cmdAdd(conf: NetConf, env: CniEnv, log: Log): Record<string, unk
     };
     writeRecord(record);
     undo.push(() => removeRecord(conf.name, env.containerId, env.ifname));
-    lap('move and rename');
+    lap('record');
 
     // --- addresses: IPAM, or the previous plugin's when chained without IPAM
     let ipamResult: CniResult;

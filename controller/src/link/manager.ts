@@ -13,7 +13,7 @@ import { pinRoot } from '../paths.js';
 import { IFF_NOARP, IFF_UP, namespaceFile, withRtnl } from '../netlink/rtnl.js';
 import { sysctlRead, sysctlWrite as sysctlSet } from '../netlink/sysctl.js';
 import { getLink, listAddrs, type IpLink } from '../netlink/links.js';
-import { netnsExists, netnsInodeOfPath, netnsPath, initNetnsInode } from '../netlink/netns.js';
+import { netnsExists, netnsInodeOfPath, netnsPath, initNetnsInode, type NetnsRef } from '../netlink/netns.js';
 import {
   allocPortId,
   listPorts,
@@ -80,6 +80,12 @@ export interface LinkAddOptions {
   /** whether any ipvlan argument was given (iproute2 then always sends the flags) */
   typeArgs: boolean;
   mtu?: number;
+  /**
+   * Create the slave straight in this namespace (given by its file) instead
+   * of NETNS: the CNI plugin's container, which may have no name. Its name
+   * need only be free there.
+   */
+  slaveNetns?: { file: string };
 }
 
 function validateIfname(name: string): void {
@@ -307,7 +313,9 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
   }
   return withLock(() => {
     const m = resolveMaster(o.master, o.netns);
-    if (getLink(o.name, o.netns)) {
+    // where the slave is made: where the command runs, or the namespace given for it
+    const at: NetnsRef = o.slaveNetns ?? o.netns;
+    if (getLink(o.name, at)) {
       throw new IvbError('IPVLAN_E_EXISTS', `Device "${o.name}" already exists`, EEXIST);
     }
     const undo: Undo[] = [];
@@ -353,7 +361,7 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
         w.addVeth(
           peerName,
           { mtu: 65535, mac: masterMac },
-          { name: o.name, mtu, mac: masterMac, netnsPath: o.netns !== p.master.netns ? namespaceFile(o.netns) : undefined },
+          { name: o.name, mtu, mac: masterMac, netnsPath: o.slaveNetns?.file ?? (o.netns !== p.master.netns ? namespaceFile(o.netns) : undefined) },
         ),
       );
       undo.push(() => deleteLinkIfThere(peerName, p.master.netns));
@@ -367,21 +375,22 @@ export function linkAdd(o: LinkAddOptions): LinkAddResult {
       // (where IPv6 is disabled there is none to give: the slave goes without)
       const linkLocal = slaveLinkLocal(masterMac, devId);
       // the alias, and ARP as the port's mode wants it (link add always sets the mode: l3 unless given)
-      withRtnl(o.netns, (w) => w.setLink(o.name, { alias: slaveAlias(p.portId, peerName), ...noarpFlags(o.mode ?? 'l3') }));
-      const slaveLink = getLink(o.name, o.netns);
+      withRtnl(at, (w) => w.setLink(o.name, { alias: slaveAlias(p.portId, peerName), ...noarpFlags(o.mode ?? 'l3') }));
+      const slaveLink = getLink(o.name, at);
       if (
         slaveLink &&
-        giveSlaveLinkLocal({ netns: o.netns, ifname: o.name, ifindex: slaveLink.ifindex, want: linkLocal, present: [] }) &&
+        giveSlaveLinkLocal({ netns: at, ifname: o.name, ifindex: slaveLink.ifindex, want: linkLocal, present: [] }) &&
         learnAddrIfRoom(p.portId, peer.ifindex, { family: 6, addr: linkLocal, prefixlen: 64 })
       ) {
         undo.push(() => unlearnAddr(p.portId, { family: 6, addr: linkLocal }));
       }
       if (ensureGuard()) setGuard(p.master.netnsIno, p.master.ifindex, p.portId, 0);
-      if (slaveLink) setGuard(nsIno(o.netns), slaveLink.ifindex, p.portId, peer.ifindex);
+      const slaveNsIno = o.slaveNetns ? netnsInodeOfPath(o.slaveNetns.file) : nsIno(o.netns);
+      if (slaveLink) setGuard(slaveNsIno, slaveLink.ifindex, p.portId, peer.ifindex);
       undo.push(() => clearGuard(p.portId, peer.ifindex));
       forgetUnowned(p.portId);
       const rec: SlaveRecord = { name: o.name, peerName, peerIfindex: peer.ifindex, devId, slot: p.slaves.length };
-      writeSlaveEntry(p.portId, rec.peerIfindex, { devId, flags: o.netns === p.master.netns ? SLAVE_SAME_NETNS : 0, mtu });
+      writeSlaveEntry(p.portId, rec.peerIfindex, { devId, flags: slaveNsIno === p.master.netnsIno ? SLAVE_SAME_NETNS : 0, mtu });
       undo.push(() => deleteSlaveEntry(p.portId, rec.peerIfindex));
       writeFanoutSlot(p.portId, rec.slot, rec.peerIfindex);
       undo.push(() => deleteFanoutSlot(p.portId, rec.slot));
