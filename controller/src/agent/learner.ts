@@ -699,7 +699,7 @@ export class Learner {
         // our peer is gone: the slave's namespace was deleted (the kernel destroys the slave too)
         this.log(`slave ${loc.record.name} of ${port.master.name} is gone: removing it`);
         try {
-          pruneSlave(port.portId, loc.record.peerName);
+          pruneSlave(port.portId, loc.record.peerName, loc.record.peerIfindex);
         } catch (e) {
           this.log(`cleanup of ${loc.record.name} failed: ${errorLine(e)}`);
         }

@@ -269,7 +269,7 @@ export function cmdAdd(conf: NetConf, env: CniEnv, log: Log): Record<string, unk
     });
     const { port, slave } = made;
     lap('link add (the pair, the slave in the container)');
-    undo.push(() => pruneSlave(port.portId, slave.peerName));
+    undo.push(() => pruneSlave(port.portId, slave.peerName, slave.peerIfindex));
     const link = getLink(env.ifname, inside);
     if (!link) throw new CniError(CNI_E.INTERNAL, `${env.ifname} vanished from ${env.netns}`);
 
@@ -385,7 +385,7 @@ function teardownLink(netns: string | undefined, ifname: string, rec: Attachment
         const port = readPort(alias.portId);
         const s = port?.slaves.find((x) => x.peerName === alias.peerName);
         if (port && s && (link.link_index === undefined || link.link_index === s.peerIfindex)) {
-          pruneSlave(port.portId, s.peerName);
+          pruneSlave(port.portId, s.peerName, s.peerIfindex);
           return;
         }
       } else if (link) {
@@ -395,7 +395,7 @@ function teardownLink(netns: string | undefined, ifname: string, rec: Attachment
     if (rec) {
       const port = readPort(rec.portId);
       const s = port?.slaves.find((x) => x.peerName === rec.peerName && x.peerIfindex === rec.peerIfindex);
-      if (port && s) pruneSlave(port.portId, s.peerName);
+      if (port && s) pruneSlave(port.portId, s.peerName, s.peerIfindex);
     }
   });
 }

@@ -44,7 +44,7 @@ export function gc(): string[] {
       }
       for (const loc of locateSlaves(port)) {
         if (!loc.peer) {
-          pruneSlave(port.portId, loc.record.peerName);
+          pruneSlave(port.portId, loc.record.peerName, loc.record.peerIfindex);
           removed.push(`slave ${loc.record.name} of ${port.master.name}: its veth pair is gone`);
         }
       }

@@ -181,9 +181,16 @@ export { masterLinkLocal, slaveLinkLocal } from './link-local.js';
 /**
  * Deletes link NAME of NETNS through rtnetlink; one that is gone already (or
  * whose namespace is) is no error: what was to be removed is not there.
+ * With IFINDEX, only the link of that name that still has that index: a
+ * name given again to a new link (a peer name comes back with its dev_id)
+ * is not the one to delete.
  */
-export function deleteLinkIfThere(name: string, netns: string | null): void {
+export function deleteLinkIfThere(name: string, netns: string | null, ifindex?: number): void {
   try {
+    if (ifindex !== undefined) {
+      const now = getLink(name, netns);
+      if (!now || now.ifindex !== ifindex) return;
+    }
     withRtnl(netns, (w) => w.delLink(name));
   } catch (e) {
     if (isIvbError(e, 'IPVLAN_E_IPROUTE') && (e.errno === ENODEV || /Cannot open network namespace/.test(e.message))) return;
@@ -667,11 +674,13 @@ export function linkShow(name: string | null, netns: string | null, onlyNetns = 
 }
 
 /** Forgets a slave whose veth pair is gone (its namespace was deleted). */
-export function pruneSlave(portId: number, peerName: string): void {
+export function pruneSlave(portId: number, peerName: string, peerIfindex: number): void {
   withLock(() => {
     const port = readPort(portId);
-    const rec = port?.slaves.find((s) => s.peerName === peerName);
+    // by name and index: a slave deleted and made again gets the same peer name (its dev_id comes
+    // back), and a prune decided from an older read must not take the new one
+    const rec = port?.slaves.find((s) => s.peerName === peerName && s.peerIfindex === peerIfindex);
     if (!port || !rec) return;
-    removeSlave(port, rec, () => deleteLinkIfThere(peerName, port.master.netns));
+    removeSlave(port, rec, () => deleteLinkIfThere(peerName, port.master.netns, peerIfindex));
   });
 }
