@@ -117,7 +117,7 @@ export function gc(): string[] {
         // only peers of this state (their alias names our pin subtree): other
         // subtrees (a demo, a test run) are not ours to judge
         if (l.ifalias !== peerAlias()) continue;
-        deleteLinkIfThere(l.ifname, ns);
+        deleteLinkIfThere(l.ifname, ns, l.ifindex);
         removed.push(`orphan peer ${l.ifname}${ns ? ` in netns ${ns}` : ''}`);
       }
     }
