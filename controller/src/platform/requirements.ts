@@ -25,13 +25,12 @@ const LIBBPF: Requirement = { kind: 'library', name: 'libbpf.so.1', debianPackag
 const IP: Requirement = { kind: 'command', name: 'ip', debianPackage: 'iproute2', why: 'nft in a named namespace (ip netns exec); the demo' };
 const SYSCTL: Requirement = { kind: 'command', name: 'sysctl', debianPackage: 'procps', why: "the demo's namespaces" };
 const NFT: Requirement = { kind: 'command', name: 'nft', debianPackage: 'nftables', why: "accept rules in the host's drop-policy forward chains" };
-const SETPRIV: Requirement = { kind: 'command', name: 'setpriv', debianPackage: 'util-linux', why: 'ties the address monitors to the agent (pdeathsig)' };
 const PING: Requirement = { kind: 'command', name: 'ping', debianPackage: 'iputils-ping', why: "the demo's traffic" };
 
 const DATAPATH = [LIBBPF, IP, NFT];
 
 /** Every run-time requirement (for documentation and `version`). */
-export const ALL_REQUIREMENTS: readonly Requirement[] = [LIBBPF, IP, SYSCTL, NFT, SETPRIV, PING];
+export const ALL_REQUIREMENTS: readonly Requirement[] = [LIBBPF, IP, SYSCTL, NFT, PING];
 
 /**
  * What each `ipvlan-bpf` object needs. `version` and `cni install` need
@@ -47,8 +46,8 @@ const CLI_NEEDS: Record<string, readonly Requirement[]> = {
   sync: DATAPATH,
   gc: DATAPATH,
   upgrade: DATAPATH,
-  agent: [...DATAPATH, SETPRIV],
-  demo: [...DATAPATH, SYSCTL, SETPRIV, PING],
+  agent: DATAPATH,
+  demo: [...DATAPATH, SYSCTL, PING],
 };
 
 /** What the CNI plugin's ADD/DEL/CHECK/GC/STATUS need (VERSION needs nothing). */
