@@ -170,7 +170,7 @@ describe('rtnetlink writes (CNI ADD, the learner and the link-local fix-up witho
     metrics?: Array<Record<string, number>>;
   }
 
-  it('a link moved into a namespace given by its file, renamed there by the same request', () => {
+  it('a link moved into another namespace, renamed there by the same request', () => {
     ip(a, 'link', 'add', 'mv0', 'type', 'veth', 'peer', 'name', 'mv1');
     const idx = ipJson<IpLink[]>(a, 'link', 'show', 'dev', 'mv0')[0]!.ifindex;
     withRtnl(a, (w) => w.moveLink(idx, namespaceFile(b), 'moved0', 'link set dev mv0 netns b name moved0'));
@@ -183,10 +183,8 @@ describe('rtnetlink writes (CNI ADD, the learner and the link-local fix-up witho
     expect(() => withRtnl(a, (w) => w.moveLink(idx2, namespaceFile(b), 'moved0', 'link set dev mv2 netns b name moved0'))).toThrow(/link set dev mv2 netns b name moved0: .*exists/);
     expect(ipJson<IpLink[]>(a, 'link', 'show').some((l) => l.ifname === 'mv2')).toBe(false);
     expect(ipJson<IpLink[]>(b, 'link', 'show', 'dev', 'mv2')).toHaveLength(1);
-    withRtnl({ file: namespaceFile(b) }, (w) => w.renameLink(ipJson<IpLink[]>(b, 'link', 'show', 'dev', 'moved0')[0]!.ifindex, 'renamed0', 'rename'));
-    expect(ipJson<IpLink[]>(b, 'link', 'show', 'dev', 'renamed0')).toHaveLength(1);
     ip(b, 'link', 'del', 'mv2');
-    ip(b, 'link', 'del', 'renamed0');
+    ip(b, 'link', 'del', 'moved0');
   });
 
   it('routes as ip route add / replace / del make them, read back as a dump of one table', () => {

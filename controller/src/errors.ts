@@ -34,12 +34,16 @@ export class IvbError extends Error {
   }
 }
 
+export const ENOENT = 2;
+export const ESRCH = 3;
 export const EINVAL = 22;
 export const EBUSY = 16;
 export const EEXIST = 17;
 export const ENODEV = 19;
 export const EOPNOTSUPP = 95;
 export const EADDRINUSE = 98;
+export const EADDRNOTAVAIL = 99;
+export const ENETDOWN = 100;
 
 /** Any thrown value as one line of text. */
 export function errorLine(e: unknown): string {

@@ -34,7 +34,7 @@ import {
   SLAVE_SAME_NETNS,
 } from '../bpf/datapath.js';
 import { initNetnsPath, netnsInodeOfPath, netnsPath } from '../netlink/netns.js';
-import { masterLinkLocal } from '../link/manager.js';
+import { masterLinkLocal } from '../link/link-local.js';
 import type { Family } from '../netlink/addr.js';
 import { errorLine } from '../errors.js';
 

@@ -5,12 +5,12 @@
  * Namespaces: the master lives in the namespace the runtime runs us in (the
  * "host" namespace: init, or one named under /run/netns); the container's
  * is a path (CNI_NETNS: /run/netns/X, /var/run/netns/X, /proc/PID/ns/net,
- * ...). The slave is created next to the master under a random temporary
- * name, moved with `ip link set netns PATH` and renamed to CNI_IFNAME inside
- * (the reference plugin's temporary-name trick, which keeps a container's
- * ifname from clashing with a host interface). Everything inside the
- * container runs under `nsenter --net=PATH`, which takes any path, so no
- * namespace has to be given a name for us.
+ * ...). The veth pair is made by one request in the master's namespace,
+ * the slave end straight in the container under CNI_IFNAME (its name need
+ * only be free there, so the reference plugin's temporary name in the host
+ * is not needed). Everything inside the container is done from this
+ * process, through rtnetlink and /proc/sys after setns() into the file
+ * CNI_NETNS names, so no namespace has to be given a name for us.
  *
  * Addresses: the plugin knows the container's IPs from IPAM, so it writes
  * them (and the slave's dev_id link-local) into the datapath's address map
@@ -21,7 +21,6 @@
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { IvbError, errorLine, isIvbError, isSysError } from '../errors.js';
-import { run } from '../netlink/exec.js';
 import { getLink, listAddrs, listLinks, type IpLink } from '../netlink/links.js';
 import {
   currentNetnsInode,
@@ -560,9 +559,6 @@ export function cmdStatus(conf: NetConf, cniPath: string, log: Log): void {
     bpffsRoot();
   } catch (e) {
     throw unavailable(errorLine(e));
-  }
-  for (const tool of ['ip', 'nft']) {
-    if (run('sh', ['-c', `command -v ${tool}`]).status !== 0) throw unavailable(`${tool} is not installed`);
   }
   // the master must exist where ADD would look for it (not knowable for linkInContainer)
   if (!conf.linkInContainer) {

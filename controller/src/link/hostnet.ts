@@ -25,12 +25,12 @@
  *   on it, so the master does not become a transit router.
  */
 import { basename } from 'node:path';
-import { IvbError, isIvbError } from '../errors.js';
+import { IvbError, ENETDOWN, ENODEV, ENOENT, ESRCH, isIvbError } from '../errors.js';
 import { sysctlRead, sysctlWrite } from '../netlink/sysctl.js';
 import { netnsExists } from '../netlink/netns.js';
 import { run } from '../netlink/exec.js';
 import { pinRoot } from '../paths.js';
-import { rtnlRoutes, rtnlRules, withRtnl, type RtnlRule } from '../netlink/rtnl.js';
+import { refusedWith, rtnlRoutes, rtnlRules, withRtnl, type RtnlRule } from '../netlink/rtnl.js';
 import { addrBytes } from '../netlink/addr.js';
 import { nftRuleset, type NftChain, type NftItem, type NftRule } from '../netlink/nftables.js';
 import type { L3sSaved, PortRecord } from '../state.js';
@@ -57,11 +57,6 @@ function isOurPref(pref: number): boolean {
 }
 
 
-const ENOENT = 2;
-const ESRCH = 3;
-const ENODEV = 19;
-const ENETDOWN = 100;
-
 /** Deletes every FAMILY rule of preference PREF in NETNS (a rule may have been added twice by hand); none is no error. */
 function delRules(f: Family, pref: number, netns: string | null): void {
   withRtnl(netns, (w) => {
@@ -69,7 +64,7 @@ function delRules(f: Family, pref: number, netns: string | null): void {
       try {
         w.delRule({ family: f, priority: pref, what: `ip -${f} rule del pref ${pref}` });
       } catch (e) {
-        if (isIvbError(e, 'IPVLAN_E_IPROUTE') && e.errno === ENOENT) return;
+        if (refusedWith(e, ENOENT)) return;
         throw e;
       }
     }
@@ -83,10 +78,10 @@ function flushTable(f: Family, table: number, netns: string | null): void {
   withRtnl(netns, (w) => {
     for (const r of routes) {
       try {
-        w.delRoute({ family: f, dst: addrBytes(f, r.dst ?? (f === 4 ? '0.0.0.0' : '::')), dstLen: r.dstLen, table, type: r.type, ...(r.oif !== null ? { oif: r.oif } : {}), what: `ip -${f} route del ${r.dst ?? 'default'}/${r.dstLen} table ${table}` });
+        w.delRoute({ family: f, dst: r.dst === null ? Buffer.alloc(16) : addrBytes(f, r.dst), dstLen: r.dstLen, table, type: r.type, ...(r.oif !== null ? { oif: r.oif } : {}), what: `ip -${f} route del ${r.dst ?? 'default'}/${r.dstLen} table ${table}` });
       } catch (e) {
         // gone meanwhile (its device went, and the kernel took its routes)
-        if (!(isIvbError(e, 'IPVLAN_E_IPROUTE') && e.errno === ESRCH)) throw e;
+        if (!refusedWith(e, ESRCH)) throw e;
       }
     }
   });
@@ -162,7 +157,7 @@ export function applySlaveRoutes(port: PortRecord, ops: readonly SlaveRouteOp[])
         if (o.present) w.addRoute({ family: o.family, dst, dstLen, oif: o.peerIfindex, table, replace: true, what: `route replace ${prefix} dev ${o.peerName} table ${table}` });
         else w.delRoute({ family: o.family, dst, dstLen, table, oif: o.peerIfindex, what: `route del ${prefix} table ${table} dev ${o.peerName}` });
       } catch (e) {
-        if (isIvbError(e, 'IPVLAN_E_IPROUTE') && (o.present ? e.errno === ENETDOWN || e.errno === ENODEV : e.errno === ESRCH || e.errno === ENODEV)) continue;
+        if (o.present ? refusedWith(e, ENETDOWN, ENODEV) : refusedWith(e, ESRCH, ENODEV)) continue;
         first ??= e;
       }
     }

@@ -11,8 +11,8 @@
  * namespace, or was given the master's by the kernel) all do it here.
  */
 import { addrBytes, bytesToAddr } from '../netlink/addr.js';
-import { isIvbError } from '../errors.js';
-import { withRtnl } from '../netlink/rtnl.js';
+import { EADDRNOTAVAIL, EEXIST, isIvbError } from '../errors.js';
+import { tolerating, withRtnl } from '../netlink/rtnl.js';
 import type { NetnsRef } from '../netlink/netns.js';
 
 function macOctets(mac: string): number[] {
@@ -48,18 +48,6 @@ export function masterLinkLocal(mac: string): string {
   return linkLocalText(g);
 }
 
-const EEXIST = 17;
-const EADDRNOTAVAIL = 99;
-
-/** FN, where a refusal with ERRNO means it is done already (gone, or there: another writer was first) */
-function tolerate(errno: number, fn: () => void): void {
-  try {
-    fn();
-  } catch (e) {
-    if (!(isIvbError(e, 'IPVLAN_E_IPROUTE') && e.errno === errno)) throw e;
-  }
-}
-
 export interface LinkLocalTarget {
   /** where the slave lives */
   netns: NetnsRef;
@@ -87,10 +75,12 @@ export function giveSlaveLinkLocal(t: LinkLocalTarget): boolean {
     withRtnl(t.netns, (w) => {
       if (!t.genModeNone) w.setLink(t.ifname, { addrGenModeNone: true });
       for (const a of present) {
-        if (a !== t.want) tolerate(EADDRNOTAVAIL, () => w.delAddr(t.ifindex, 6, addrBytes(6, a), 64, `addr del ${a}/64 dev ${t.ifname}`));
+        // gone meanwhile: done already
+        if (a !== t.want) tolerating(() => w.delAddr(t.ifindex, 6, addrBytes(6, a), 64, `addr del ${a}/64 dev ${t.ifname}`), EADDRNOTAVAIL);
       }
       if (!present.includes(t.want)) {
-        tolerate(EEXIST, () => w.addAddr(t.ifindex, 6, addrBytes(6, t.want), 64, { nodad: true, linkScope: true, what: `addr add ${t.want}/64 dev ${t.ifname}` }));
+        // there already: another writer (the agent, a second command) was first
+        tolerating(() => w.addAddr(t.ifindex, 6, addrBytes(6, t.want), 64, { nodad: true, linkScope: true, what: `addr add ${t.want}/64 dev ${t.ifname}` }), EEXIST);
       }
     });
     return true;

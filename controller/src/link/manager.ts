@@ -10,7 +10,7 @@
 import { basename } from 'node:path';
 import { IvbError, EBUSY, EEXIST, EINVAL, ENODEV, errorLine, isIvbError } from '../errors.js';
 import { pinRoot } from '../paths.js';
-import { IFF_NOARP, IFF_UP, namespaceFile, withRtnl } from '../netlink/rtnl.js';
+import { IFF_NOARP, IFF_UP, namespaceFile, tolerating, withRtnl } from '../netlink/rtnl.js';
 import { sysctlRead, sysctlWrite as sysctlSet } from '../netlink/sysctl.js';
 import { getLink, listAddrs, type IpLink } from '../netlink/links.js';
 import { netnsExists, netnsInodeOfPath, netnsPath, initNetnsInode, type NetnsRef } from '../netlink/netns.js';
@@ -176,8 +176,6 @@ function nextDevId(port: PortRecord): number {
 }
 
 
-export { masterLinkLocal, slaveLinkLocal } from './link-local.js';
-
 /**
  * Deletes link NAME of NETNS through rtnetlink; one that is gone already (or
  * whose namespace is) is no error: what was to be removed is not there.
@@ -248,12 +246,8 @@ export function setPeersCarrier(peers: readonly string[], carries: boolean, netn
   if (peers.length === 0) return;
   withRtnl(netns, (w) => {
     for (const p of peers) {
-      try {
-        w.setLink(p, { flags: carries ? IFF_UP : 0, mask: IFF_UP });
-      } catch (e) {
-        // a peer deleted meanwhile must not stop the others
-        if (!(isIvbError(e, 'IPVLAN_E_IPROUTE') && e.errno === ENODEV)) throw e;
-      }
+      // a peer deleted meanwhile must not stop the others
+      tolerating(() => w.setLink(p, { flags: carries ? IFF_UP : 0, mask: IFF_UP }), ENODEV);
     }
   });
 }

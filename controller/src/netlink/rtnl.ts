@@ -15,9 +15,9 @@
  */
 import { LibcError, closeFd, describeErrno, netlinkRecv, netlinkSend, netlinkSocket, openRdonly, setNetlinkExtAck, setRecvTimeout } from '../../../native/libc.js';
 import { withNetns } from '../../../native/libbpf.js';
-import { IvbError, isSysError } from '../errors.js';
+import { IvbError, isIvbError, isSysError } from '../errors.js';
 import { bytesToAddr, type Family } from './addr.js';
-import { NETNS_RUN_DIR, initNetnsPath, netnsPath, netnsRefFile, type NetnsRef } from './netns.js';
+import { NETNS_RUN_DIR, initNetnsPath, netnsRefFile, type NetnsRef } from './netns.js';
 import { readdirSync } from 'node:fs';
 import type { IpAddrInfo, IpAddrLink, IpLink } from './links.js';
 
@@ -55,8 +55,8 @@ const FRA_IIFNAME = 3;
 const FRA_PRIORITY = 6;
 const FRA_TABLE = 15;
 /** fib_rule_hdr.action */
-export const FR_ACT_TO_TBL = 1;
-export const FR_ACT_BLACKHOLE = 6;
+const FR_ACT_TO_TBL = 1;
+const FR_ACT_BLACKHOLE = 6;
 /** fib_rule_hdr.flags: the rule's iif device does not exist (ip shows iif_detached) */
 const FIB_RULE_IIF_DETACHED = 0x8;
 const RT_SCOPE_NOWHERE = 255;
@@ -427,55 +427,24 @@ export function nsidNames(netns: NetnsRef): Map<number, string> {
     throw e;
   }
   if (names.length === 0) return out;
-  inNamespace(netns, () => {
-    const fd = netlinkSocket(NETLINK_ROUTE);
-    const buf = Buffer.alloc(4096);
-    try {
-      setRecvTimeout(fd, DUMP_TIMEOUT_MS);
-      for (const name of names) {
-        let nsFd: number;
-        try {
-          nsFd = openRdonly(`${NETNS_RUN_DIR}/${name}`);
-        } catch (e) {
-          // deleted since it was listed, or not a namespace file
-          if (e instanceof LibcError) continue;
-          throw e;
-        }
-        try {
-          const s = ++seq;
-          // struct rtgenmsg (family, padded to 4), then NETNSA_FD
-          const msg = Buffer.concat([Buffer.alloc(16), Buffer.alloc(4), u32(NETNSA_FD, nsFd)]);
-          msg.writeUInt32LE(msg.length, 0);
-          msg.writeUInt16LE(RTM_GETNSID, 4);
-          msg.writeUInt16LE(NLM_F_REQUEST, 6);
-          msg.writeUInt32LE(s, 8);
-          netlinkSend(fd, msg);
-          for (let done = false; !done; ) {
-            const n = netlinkRecv(fd, buf);
-            for (let off = 0; off + 16 <= n; ) {
-              const len = buf.readUInt32LE(off);
-              if (len < 16 || off + len > n) throw new IvbError('IPVLAN_E_IPROUTE', 'rtnetlink: truncated message');
-              if (buf.readUInt32LE(off + 8) === s) {
-                const type = buf.readUInt16LE(off + 4);
-                if (type === RTM_NEWNSID) {
-                  const id = attrs(buf, off + 20, off + len).get(NETNSA_NSID)?.readInt32LE(0);
-                  if (id !== undefined && id >= 0) out.set(id, name);
-                  done = true;
-                } else if (type === NLMSG_ERROR) {
-                  const errno = -buf.readInt32LE(off + 16);
-                  if (errno !== 0) throw new IvbError('IPVLAN_E_IPROUTE', `netns id of ${name}: ${describeErrno(errno)}`, errno);
-                  done = true;
-                }
-              }
-              off += align4(len);
-            }
-          }
-        } finally {
-          closeFd(nsFd);
-        }
+  withRtnl(netns, (w) => {
+    for (const name of names) {
+      let nsFd: number;
+      try {
+        nsFd = openRdonly(`${NETNS_RUN_DIR}/${name}`);
+      } catch (e) {
+        // deleted since it was listed, or not a namespace file
+        if (e instanceof LibcError) continue;
+        throw e;
       }
-    } finally {
-      closeFd(fd);
+      try {
+        // struct rtgenmsg (family, padded to 4), then NETNSA_FD
+        const reply = w.request(RTM_GETNSID, 0, Buffer.concat([Buffer.alloc(4), u32(NETNSA_FD, nsFd)]), `netns id of ${name}`, RTM_NEWNSID);
+        const id = reply ? attrs(reply, 4, reply.length).get(NETNSA_NSID)?.readInt32LE(0) : undefined;
+        if (id !== undefined && id >= 0) out.set(id, name);
+      } finally {
+        closeFd(nsFd);
+      }
     }
   });
   return out;
@@ -534,6 +503,20 @@ function refusal(what: string, errno: number, extack: string | undefined): IvbEr
   return new IvbError('IPVLAN_E_IPROUTE', `${what}: ${extack ? `Error: ${extack}` : describeErrno(errno)}`, errno);
 }
 
+/** E is the kernel's refusal of a request with one of ERRNOS (a dump or write here that it answered so). */
+export function refusedWith(e: unknown, ...errnos: number[]): e is IvbError {
+  return isIvbError(e, 'IPVLAN_E_IPROUTE') && e.errno !== undefined && errnos.includes(e.errno);
+}
+
+/** Runs FN; a refusal with one of ERRNOS means what it asked for is so already, and is no error. */
+export function tolerating(fn: () => void, ...errnos: number[]): void {
+  try {
+    fn();
+  } catch (e) {
+    if (!refusedWith(e, ...errnos)) throw e;
+  }
+}
+
 /** The extended-ack message of an NLMSG_ERROR part (BUF[OFF..END]), if the kernel sent one. */
 function extackMessage(buf: Buffer, off: number, end: number): string | undefined {
   const flags = buf.readUInt16LE(off + 6);
@@ -554,8 +537,13 @@ export class RtnlWriter {
 
   constructor(private readonly fd: number) {}
 
-  request(type: number, flags: number, body: Buffer, what: string): void {
+  /**
+   * Sends one request and waits for its ack; with REPLYTYPE, the body of the
+   * kernel's answer of that type (sent before the ack) is returned.
+   */
+  request(type: number, flags: number, body: Buffer, what: string, replyType?: number): Buffer | null {
     const s = ++seq;
+    let reply: Buffer | null = null;
     const msg = Buffer.alloc(16 + body.length);
     msg.writeUInt32LE(msg.length, 0);
     msg.writeUInt16LE(type, 4);
@@ -576,10 +564,15 @@ export class RtnlWriter {
       for (let off = 0; off + 16 <= n; ) {
         const len = this.buf.readUInt32LE(off);
         if (len < 16 || off + len > n) throw new IvbError('IPVLAN_E_IPROUTE', `${what}: truncated netlink answer`);
-        if (this.buf.readUInt32LE(off + 8) === s && this.buf.readUInt16LE(off + 4) === NLMSG_ERROR) {
-          const errno = -this.buf.readInt32LE(off + 16);
-          if (errno === 0) return;
-          throw refusal(what, errno, extackMessage(this.buf, off, off + len));
+        if (this.buf.readUInt32LE(off + 8) === s) {
+          const mtype = this.buf.readUInt16LE(off + 4);
+          if (mtype === NLMSG_ERROR) {
+            const errno = -this.buf.readInt32LE(off + 16);
+            if (errno === 0) return reply;
+            throw refusal(what, errno, extackMessage(this.buf, off, off + len));
+          }
+          // a copy: the receive buffer is reused
+          if (mtype === replyType) reply = Buffer.from(this.buf.subarray(off + 16, off + len));
         }
         off += align4(len);
       }
@@ -664,11 +657,6 @@ export class RtnlWriter {
     head.writeUInt32LE(ifindex, 4);
     const bytes = addr.subarray(0, family === 4 ? 4 : 16);
     this.request(RTM_DELADDR, 0, Buffer.concat([head, attr(IFA_LOCAL, bytes), attr(IFA_ADDRESS, bytes)]), what);
-  }
-
-  /** Renames link IFINDEX to NEWNAME (the link must be down, as for `ip link set name`). */
-  renameLink(ifindex: number, newName: string, what: string): void {
-    this.request(RTM_NEWLINK, 0, Buffer.concat([ifinfomsg(ifindex), str(IFLA_IFNAME, newName)]), what);
   }
 
   /**
@@ -796,5 +784,5 @@ export function withRtnl<T>(netns: NetnsRef, fn: (w: RtnlWriter) => T): T {
 
 /** The file a namespace is reached by: /run/netns/NAME, or the init namespace's through /proc. */
 export function namespaceFile(netns: string | null): string {
-  return netns === null ? initNetnsPath() : netnsPath(netns);
+  return netnsRefFile(netns) ?? initNetnsPath();
 }
