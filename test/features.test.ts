@@ -165,3 +165,66 @@ describe('`version` probes once per boot (platform/feature-cache.ts)', () => {
     expect(r.stderr).toMatch(/version: unknown argument "--probes"/);
   });
 });
+
+describe('a refused netlink guard is remembered for the boot, only in a record we trust (bpf/datapath.ts ensureGuard)', () => {
+  const cacheDir = mkdtempSync(join(tmpdir(), 'ivb-guardcache-'));
+  const scratchTmp = mkdtempSync(join(tmpdir(), 'ivb-guardtmp-'));
+  env.onCleanup(() => {
+    rmSync(cacheDir, { recursive: true, force: true });
+    rmSync(scratchTmp, { recursive: true, force: true });
+  });
+  const file = join(cacheDir, 'guard-refused.json');
+  /** ensureGuard in a new process (the module remembers a refusal for its own life) */
+  const guard = (): { ok: boolean; why: string } => {
+    const datapath = join(REPO, 'dist', 'controller', 'src', 'bpf', 'datapath.js');
+    const code = `import { ensureGuard, guardRefusalReason } from ${JSON.stringify(datapath)};\nconsole.log(JSON.stringify({ ok: ensureGuard(), why: guardRefusalReason() }));`;
+    const r = run(process.execPath, ['--input-type=module', '-e', code], { env: { ...env.env, IPVLAN_BPF_CACHE_DIR: cacheDir, TMPDIR: scratchTmp } });
+    expect(r.status, r.stderr).toBe(0);
+    return JSON.parse(r.stdout) as { ok: boolean; why: string };
+  };
+  const lsm = probeBpfLsm().available;
+
+  it.runIf(lsm)('a kernel that runs the guard: attached, nothing recorded', () => {
+    const g = guard();
+    expect(g.ok).toBe(true);
+    expect(() => statSync(file)).toThrow(/ENOENT/);
+    rmSync(join(env.pinDir, 'guard_link'), { force: true });
+  });
+
+  it.runIf(!lsm)("the first refusal is recorded with the kernel's reason and used by the next command", () => {
+    const first = guard();
+    expect(first.ok).toBe(false);
+    expect(first.why).toMatch(/\(E[A-Z]+\)/);
+    const st = statSync(file);
+    expect({ uid: st.uid, mode: st.mode & 0o777 }).toEqual({ uid: 0, mode: 0o644 });
+    // a record of ours is the answer: the next command does not load the object
+    const rec = JSON.parse(readFileSync(file, 'utf8')) as { key: string; reason: string };
+    writeFileSync(file, JSON.stringify({ ...rec, reason: 'the recorded reason' }));
+    expect(guard()).toEqual({ ok: false, why: 'the recorded reason' });
+  });
+
+  it.runIf(!lsm)('not believed: writable by others, another boot, a rebuilt object; the old /tmp marker is not read', () => {
+    const rec = JSON.parse(readFileSync(file, 'utf8')) as { key: string; reason: string };
+    const planted = (r: object, mode = 0o644): void => {
+      writeFileSync(file, JSON.stringify(r));
+      chmodSync(file, mode);
+    };
+    // anyone could have written it: the kernel is asked again, and the record replaced
+    planted({ ...rec, reason: 'planted' }, 0o666);
+    const asked = guard();
+    expect(asked.why).not.toBe('planted');
+    expect(asked.why).toMatch(/\(E[A-Z]+\)/);
+    expect(statSync(file).mode & 0o777).toBe(0o644);
+    const key = JSON.parse(rec.key) as Record<string, unknown>;
+    planted({ ...rec, key: JSON.stringify({ ...key, boot: 'another-boot' }), reason: 'planted' });
+    expect(guard().why).not.toBe('planted');
+    planted({ ...rec, key: JSON.stringify({ ...key, build: `${String(key.build)}-before-a-rebuild` }), reason: 'planted' });
+    expect(guard().why).not.toBe('planted');
+    // the marker earlier builds kept in the world-writable $TMPDIR, per kernel release only
+    rmSync(file);
+    writeFileSync(join(scratchTmp, 'ipvlan-bpf-guard-refused'), `${release()}\nplanted\n`);
+    const fresh = guard();
+    expect(fresh.why).not.toBe('planted');
+    expect(fresh.why).toMatch(/\(E[A-Z]+\)/);
+  });
+});

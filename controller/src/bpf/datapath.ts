@@ -9,8 +9,7 @@
  * link_master, link_peer_<ifindex> (links). A pinned link keeps its program
  * attached after our process exits; removing the pin detaches it.
  */
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { release, tmpdir } from 'node:os';
+import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import * as generated from '../../../maps/generated.js';
 import { addrBytes, bytesToAddr, type Family } from '../netlink/addr.js';
@@ -80,6 +79,7 @@ import {
 } from '../../../maps/generated.js';
 import { bpfObjectPath, ensureDir, mapsPinDir, pinRoot, portPinDir } from '../paths.js';
 import { recordedFingerprint } from './fingerprint-cache.js';
+import { cachedRefusal, recordRefusal } from '../platform/feature-cache.js';
 import { initNetnsPath, netnsPath } from '../netlink/netns.js';
 import {
   COUNTER_BLOCK_SIZE,
@@ -414,27 +414,15 @@ function guardLinkPin(): string {
 let guardUnavailable = false;
 let guardRefusal: string | null = null;
 
-/**
- * Where a refused guard load is remembered (per kernel release), so each
- * command does not pay for trying again: a cache, not state.
- */
-function guardRefusedMarker(): string {
-  return join(tmpdir(), 'ipvlan-bpf-guard-refused');
-}
-
 export function ensureGuard(): boolean {
   if (existsSync(guardLinkPin())) return true;
   if (guardUnavailable) return false;
-  try {
-    const [rel, ...why] = readFileSync(guardRefusedMarker(), 'utf8').split('\n');
-    if (rel === release()) {
-      guardUnavailable = true;
-      guardRefusal = why.join(' ').trim() || 'refused before on this kernel';
-      return false;
-    }
-  } catch (e) {
-    // never tried on this kernel
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  // refused earlier this boot: each command does not pay for asking again
+  const refused = cachedRefusal('guard', bpfObjectPath('guard.bpf.o'));
+  if (refused !== null) {
+    guardUnavailable = true;
+    guardRefusal = refused;
+    return false;
   }
   const obj = BpfObject.open(bpfObjectPath('guard.bpf.o'), { pinRoot: mapsPinDir() });
   try {
@@ -464,21 +452,18 @@ export function ensureGuard(): boolean {
 
 /**
  * The kernel refused the guard (the load or the attach): remembered with its
- * reason for this kernel release. Only those: a pin that already exists
- * (a concurrent attach) is not a refusal, and once cached as one every
- * later command on this kernel went without the guard.
+ * reason for this boot (platform/feature-cache.ts: only a record root wrote
+ * and nobody else can write is believed, so no one can switch the guard off
+ * by leaving a file). Only those: a pin that already exists (a concurrent
+ * attach) is not a refusal, and once cached as one every later command of
+ * the boot would go without the guard.
  */
 function refuseGuard(e: unknown): void {
   // e.g. lockdown=integrity or a sandbox refusing LSM programs (EPERM);
   // the reason goes with the refusal (guardRefusalReason), never lost
   guardUnavailable = true;
   guardRefusal = (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
-  try {
-    writeFileSync(guardRefusedMarker(), `${release()}\n${guardRefusal}\n`);
-  } catch (e2) {
-    // only a cache: the next command tries again
-    if (!['EACCES', 'EROFS', 'ENOSPC'].includes((e2 as NodeJS.ErrnoException).code ?? '')) throw e2;
-  }
+  recordRefusal('guard', bpfObjectPath('guard.bpf.o'), guardRefusal);
 }
 
 /** Why the guard could not be loaded (after ensureGuard returned false). */

@@ -17,7 +17,11 @@
  * unchanged, `version` knows libbpf is there without loading the binding
  * (koffi, ~10 ms). Replaced, removed or hidden, the record is not used.
  *
- * The record is one JSON file in /var/cache/ipvlan-bpf (IPVLAN_BPF_CACHE_DIR
+ * The netlink guard's refusal is kept the same way (`cachedRefusal`): a
+ * kernel that refused to load or attach an object this boot, under the same
+ * key, refuses it again, and each command should not pay for asking.
+ *
+ * Each record is one JSON file in /var/cache/ipvlan-bpf (IPVLAN_BPF_CACHE_DIR
  * for another folder). A file that is not a regular file owned by us, or is
  * writable by others, is not read; one that does not parse or whose key
  * differs is probed again and replaced (written to a new name, then renamed).
@@ -34,9 +38,11 @@ function featureCacheDir(): string {
   return process.env.IPVLAN_BPF_CACHE_DIR ?? '/var/cache/ipvlan-bpf';
 }
 
-function featureCachePath(): string {
-  return join(featureCacheDir(), 'features.json');
+function cachePath(file: string): string {
+  return join(featureCacheDir(), file);
 }
+
+const FEATURES_FILE = 'features.json';
 
 /** one line of a file under /proc or /sys, or '' where it does not exist */
 function readOptional(path: string): string {
@@ -102,9 +108,9 @@ interface CachedFeatures {
   libbpf?: LibraryStamp | null;
 }
 
-/** The cached probe for KEY, or null (none, another key, or a file we do not trust). */
-function readCached(key: string): CachedFeatures | null {
-  const path = featureCachePath();
+/** FILE's record for KEY, or null (none, another key, or a file we do not trust). */
+function readCached<T extends { key: string }>(file: string, key: string): T | null {
+  const path = cachePath(file);
   let text: string;
   try {
     const st = lstatSync(path);
@@ -115,23 +121,23 @@ function readCached(key: string): CachedFeatures | null {
     if (isSysError(e, 'ENOENT', 'EACCES', 'EPERM', 'ENOTDIR')) return null;
     throw e;
   }
-  let rec: CachedFeatures;
+  let rec: T | null;
   try {
-    rec = JSON.parse(text) as CachedFeatures;
+    rec = JSON.parse(text) as T | null;
   } catch (e) {
     if (e instanceof SyntaxError) return null; // a torn or foreign file: probe again
     throw e;
   }
-  return rec.key === key && Array.isArray(rec.report?.features) ? rec : null;
+  return rec?.key === key ? rec : null;
 }
 
-function writeCached(rec: CachedFeatures): void {
+function writeCached<T extends { key: string }>(file: string, rec: T): void {
   const dir = featureCacheDir();
-  const tmp = join(dir, `.features.${process.pid}.tmp`);
+  const tmp = join(dir, `.${file}.${process.pid}.tmp`);
   try {
     mkdirSync(dir, { recursive: true, mode: 0o755 });
     writeFileSync(tmp, JSON.stringify(rec) + '\n', { mode: 0o644, flag: 'wx' });
-    renameSync(tmp, featureCachePath());
+    renameSync(tmp, cachePath(file));
   } catch (e) {
     // not ours to write (read-only root in a VM, not root, a full disk): no cache, same answer
     if (isSysError(e, 'EROFS', 'EACCES', 'EPERM', 'ENOSPC', 'EEXIST', 'ENOTDIR', 'EDQUOT')) return;
@@ -153,8 +159,8 @@ export interface ProbedFeatures {
  * else null.
  */
 export function cachedFeatures(build: string): ProbedFeatures | null {
-  const hit = readCached(featureCacheKey(build));
-  if (!hit?.libbpf || fileStamp(hit.libbpf.path) !== hit.libbpf.stamp) return null;
+  const hit = readCached<CachedFeatures>(FEATURES_FILE, featureCacheKey(build));
+  if (!hit || !Array.isArray(hit.report?.features) || !hit.libbpf || fileStamp(hit.libbpf.path) !== hit.libbpf.stamp) return null;
   return { report: hit.report, probedAt: hit.probedAt, cached: true };
 }
 
@@ -163,6 +169,33 @@ export async function probeAndRecord(build: string, probe: () => Promise<Feature
   const key = featureCacheKey(build);
   const report = await probe();
   const probedAt = new Date().toISOString();
-  writeCached({ key, probedAt, report, libbpf: mappedLibrary('libbpf.so.1') });
+  writeCached<CachedFeatures>(FEATURES_FILE, { key, probedAt, report, libbpf: mappedLibrary('libbpf.so.1') });
   return { report, probedAt, cached: false };
+}
+
+interface CachedRefusal {
+  key: string;
+  refusedAt: string;
+  reason: string;
+}
+
+/** The key of a refusal of OBJECT: the probes' key, with the object file as it is now in place of the build. */
+function refusalKey(object: string): string {
+  return featureCacheKey(`${object} ${fileStamp(object) ?? 'missing'}`);
+}
+
+/**
+ * Why the kernel refused OBJECT (a BPF object file) earlier this boot, under
+ * the same key, or null: never refused, another boot, lockdown, module set or
+ * uid, the object rebuilt, or a record we do not trust. WHAT names the
+ * record (`guard`: guard-refused.json).
+ */
+export function cachedRefusal(what: string, object: string): string | null {
+  const hit = readCached<CachedRefusal>(`${what}-refused.json`, refusalKey(object));
+  return typeof hit?.reason === 'string' ? hit.reason : null;
+}
+
+/** Remembers for this boot that the kernel refused OBJECT, and why (cachedRefusal). */
+export function recordRefusal(what: string, object: string, reason: string): void {
+  writeCached<CachedRefusal>(`${what}-refused.json`, { key: refusalKey(object), refusedAt: new Date().toISOString(), reason });
 }
