@@ -22,6 +22,7 @@ import { nftRuleset } from '../controller/src/netlink/nftables.js';
 import { addrBytes } from '../controller/src/netlink/addr.js';
 import { IvbError } from '../controller/src/errors.js';
 import { execFileSync } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
 
 const env = new TestEnv('rtnl', 'ivbrn');
 let a: string;
@@ -271,6 +272,22 @@ describe('rtnetlink writes (CNI ADD, the learner and the link-local fix-up witho
     withRtnl(a, (w) => w.setLink('vx', { address: '02:00:00:00:09:77', mtu: 1333 }));
     expect(ipJson<IpLink[]>(a, 'link', 'show', 'dev', 'vx')[0]).toMatchObject({ address: '02:00:00:00:09:77', mtu: 1333 });
     withRtnl(a, (w) => w.setLink('vx', { address: '02:00:00:00:09:01', mtu: 1500 }));
+  });
+
+  it('nsids: a name whose namespace is being deleted (unmounted, not yet unlinked) is passed over, not an error', () => {
+    // `ip netns del` unmounts the namespace, then unlinks its file: in
+    // between, the name opens as a plain file, and the kernel answers
+    // RTM_GETNSID for it with EINVAL ("Peer netns reference is invalid").
+    // Every resync of every port asks for all names, so one namespace going
+    // away anywhere on the host failed them all.
+    const before = [...nsidNames(a)].sort();
+    const dying = `/run/netns/${a}-deleted`;
+    writeFileSync(dying, '');
+    try {
+      expect([...nsidNames(a)].sort()).toEqual(before);
+    } finally {
+      rmSync(dying, { force: true });
+    }
   });
 
   it("the link-local fix-up: generation off, the master's link-local replaced by the slave's", () => {

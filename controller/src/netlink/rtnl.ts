@@ -15,7 +15,7 @@
  */
 import { LibcError, closeFd, describeErrno, netlinkRecv, netlinkSend, netlinkSocket, openRdonly, setNetlinkExtAck, setRecvTimeout } from '../../../native/libc.js';
 import { withNetns } from '../../../native/libbpf.js';
-import { IvbError, isIvbError, isSysError } from '../errors.js';
+import { EINVAL, IvbError, isIvbError, isSysError } from '../errors.js';
 import { bytesToAddr, type Family } from './addr.js';
 import { NETNS_RUN_DIR, initNetnsPath, netnsRefFile, type NetnsRef } from './netns.js';
 import { readdirSync } from 'node:fs';
@@ -439,7 +439,16 @@ export function nsidNames(netns: NetnsRef): Map<number, string> {
       }
       try {
         // struct rtgenmsg (family, padded to 4), then NETNSA_FD
-        const reply = w.request(RTM_GETNSID, 0, Buffer.concat([Buffer.alloc(4), u32(NETNSA_FD, nsFd)]), `netns id of ${name}`, RTM_NEWNSID);
+        let reply: Buffer | null;
+        try {
+          reply = w.request(RTM_GETNSID, 0, Buffer.concat([Buffer.alloc(4), u32(NETNSA_FD, nsFd)]), `netns id of ${name}`, RTM_NEWNSID);
+        } catch (e) {
+          // EINVAL: the file is no namespace (any more): `ip netns del`
+          // unmounts before it unlinks, and a namespace going away anywhere
+          // on the host must not fail the question for the others
+          if (refusedWith(e, EINVAL)) continue;
+          throw e;
+        }
         const id = reply ? attrs(reply, 4, reply.length).get(NETNSA_NSID)?.readInt32LE(0) : undefined;
         if (id !== undefined && id >= 0) out.set(id, name);
       } finally {
