@@ -285,6 +285,8 @@ describe('rtnetlink writes (CNI ADD, the learner and the link-local fix-up witho
     writeFileSync(dying, '');
     try {
       expect([...nsidNames(a)].sort()).toEqual(before);
+      // and entering it is the error of a namespace that is gone, which callers pass over
+      expect(() => rtnlLinks(`${a}-deleted`)).toThrow(/Cannot open network namespace "[^"]+-deleted": not a network namespace/);
     } finally {
       rmSync(dying, { force: true });
     }

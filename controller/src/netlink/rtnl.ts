@@ -231,9 +231,12 @@ function inNamespace<T>(netns: NetnsRef, fn: () => T): T {
     return withNetns(file, fn);
   } catch (e) {
     // as `ip -n NAME` says it
-    if ((e as { code?: unknown }).code === 'ENOENT') {
-      throw new IvbError('IPVLAN_E_IPROUTE', `Cannot open network namespace "${typeof netns === 'string' ? netns : file}": No such file or directory`);
-    }
+    const code = (e as { code?: unknown }).code;
+    const which = typeof netns === 'string' ? netns : file;
+    if (code === 'ENOENT') throw new IvbError('IPVLAN_E_IPROUTE', `Cannot open network namespace "${which}": No such file or directory`);
+    // a file that is no namespace: one being deleted (`ip netns del`
+    // unmounts, then unlinks) is gone as much as one already unlinked
+    if (code === 'EINVAL') throw new IvbError('IPVLAN_E_IPROUTE', `Cannot open network namespace "${which}": not a network namespace (any more)`);
     throw e;
   }
 }
