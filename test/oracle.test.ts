@@ -17,7 +17,7 @@
  * and global groups; the cells of skipped groups are left out.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { copyFileSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, chmodSync, readdirSync, statSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdtempSync, readFileSync, rmSync, chmodSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
@@ -118,6 +118,9 @@ let guardActive = false;
 let runLog = '';
 /** the agent's lines of the run that report trouble (timestamped): they go with a cell that differs */
 let agentLogTail = '';
+/** the CLI commands of the run that failed (timestamped), likewise */
+let cliFailures = '';
+let cliFailureLines = '';
 
 describe.skipIf(cells.length === 0)('kernel oracle: l2 and l3 cells', () => {
   beforeAll(() => {
@@ -129,9 +132,26 @@ describe.skipIf(cells.length === 0)('kernel oracle: l2 and l3 cells', () => {
     if (KERNEL_RECORDS !== join(ORACLE, 'results', 'kernel-ipvlan.json')) {
       copyFileSync(KERNEL_RECORDS, join(copy, 'results', 'kernel-ipvlan.json'));
     }
+    // the CLI through a wrapper that notes every command that failed, with
+    // the time and its error: the oracle keeps only the last status of a
+    // cell's set-up, and a cell that differs goes out with these lines
+    cliFailures = join(work, 'cli-failures.log');
+    const cli = join(work, 'ivb-noting-failures.sh');
+    writeFileSync(
+      cli,
+      [
+        '#!/bin/bash',
+        'err=$(mktemp)',
+        `node ${join(REPO, 'bin', 'ipvlan-bpf.js')} "$@" 2>"$err"; rc=$?`,
+        `[ $rc = 0 ] || printf '%s exit %s: ipvlan-bpf %s: %s\n' "$(date +%T.%N)" "$rc" "$*" "$(tr '\n' ' ' < "$err")" >> ${cliFailures}`,
+        'cat "$err" >&2; rm -f "$err"; exit $rc',
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
     const env = {
       ...process.env,
-      IPVLAN_BPF: `node ${join(REPO, 'bin', 'ipvlan-bpf.js')}`,
+      IPVLAN_BPF: cli,
       ORACLE_MODES: MODES,
       // scenarios.sh stops first, so the combinations that finished are still written
       ORACLE_TIMEOUT: String(Math.max(60, RUN_LIMIT_S - 30)),
@@ -158,6 +178,7 @@ describe.skipIf(cells.length === 0)('kernel oracle: l2 and l3 cells', () => {
       .filter((l) => (/fail|lost|refused|gone|error/i.test(l) || /\bE[A-Z]{3,}\b/.test(l)) && !/refused on ipvl1 .*already assigned/.test(l))
       .slice(-40)
       .join('\n');
+    cliFailureLines = existsSync(cliFailures) ? readFileSync(cliFailures, 'utf8').trim().split('\n').slice(-40).join('\n') : '(none)';
     const compare = join(copy, 'results', 'host-ipvlan-bpf.compare.txt');
     if (existsSync(compare)) {
       const last = readFileSync(compare, 'utf8').trim().split('\n').pop();
@@ -187,7 +208,7 @@ describe.skipIf(cells.length === 0)('kernel oracle: l2 and l3 cells', () => {
       }
       const seen = got.get(cellKey(cell)) ?? 'missing';
       // a cell that differs says what ipvlan-bpf's run saw (a flaky one can be read from CI's log alone)
-      const why = seen === cell.expected ? undefined : `${JSON.stringify(gotDetail.get(cellKey(cell)) ?? null).slice(0, 1500)}\nthe agent's trouble lines of the run (last 40):\n${agentLogTail}`;
+      const why = seen === cell.expected ? undefined : `${JSON.stringify(gotDetail.get(cellKey(cell)) ?? null).slice(0, 1500)}\nthe agent's trouble lines of the run (last 40):\n${agentLogTail}\nthe CLI commands of the run that failed (last 40):\n${cliFailureLines}`;
       expect(seen, why).toBe(cell.expected);
     });
   }
