@@ -141,6 +141,8 @@ describe.skipIf(cells.length === 0)('kernel oracle: l2 and l3 cells', () => {
       cli,
       [
         '#!/bin/bash',
+        // run-host.sh stops the agent by the PID it started: the agent must be that process
+        `case " $* " in *" agent "*) exec node ${join(REPO, 'bin', 'ipvlan-bpf.js')} "$@" ;; esac`,
         'err=$(mktemp)',
         `node ${join(REPO, 'bin', 'ipvlan-bpf.js')} "$@" 2>"$err"; rc=$?`,
         `[ $rc = 0 ] || printf '%s exit %s: ipvlan-bpf %s: %s\n' "$(date +%T.%N)" "$rc" "$*" "$(tr '\n' ' ' < "$err")" >> ${cliFailures}`,
@@ -197,6 +199,21 @@ describe.skipIf(cells.length === 0)('kernel oracle: l2 and l3 cells', () => {
 
   it('the harness ran every scenario', () => {
     expect(got.size, runLog.slice(-2000)).toBeGreaterThan(0);
+  });
+
+  it("the run's agent stopped with it (run-host.sh stops it by the PID it started)", () => {
+    const mine = `IPVLAN_BPF_STATE_DIR=${join(work, 'state')}`;
+    const left: number[] = [];
+    for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+      try {
+        const environ = readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0');
+        if (environ.includes(mine) && readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').includes('agent')) left.push(Number(pid));
+      } catch {
+        // gone meanwhile
+      }
+    }
+    for (const pid of left) process.kill(pid, 'SIGTERM');
+    expect(left).toEqual([]);
   });
 
   for (const cell of cells) {
