@@ -417,14 +417,15 @@ let guardRefusal: string | null = null;
 export function ensureGuard(): boolean {
   if (existsSync(guardLinkPin())) return true;
   if (guardUnavailable) return false;
+  const object = bpfObjectPath('guard.bpf.o');
   // refused earlier this boot: each command does not pay for asking again
-  const refused = cachedRefusal('guard', bpfObjectPath('guard.bpf.o'));
+  const refused = cachedRefusal('guard', object);
   if (refused !== null) {
     guardUnavailable = true;
     guardRefusal = refused;
     return false;
   }
-  const obj = BpfObject.open(bpfObjectPath('guard.bpf.o'), { pinRoot: mapsPinDir() });
+  const obj = BpfObject.open(object, { pinRoot: mapsPinDir() });
   try {
     let link: number;
     try {
@@ -432,7 +433,7 @@ export function ensureGuard(): boolean {
       obj.load();
       link = linkCreate(obj.programFd('ivb_netlink_send'), 0, 'lsm');
     } catch (e) {
-      refuseGuard(e);
+      refuseGuard(object, e);
       return false;
     }
     try {
@@ -458,12 +459,12 @@ export function ensureGuard(): boolean {
  * attach) is not a refusal, and once cached as one every later command of
  * the boot would go without the guard.
  */
-function refuseGuard(e: unknown): void {
+function refuseGuard(object: string, e: unknown): void {
   // e.g. lockdown=integrity or a sandbox refusing LSM programs (EPERM);
   // the reason goes with the refusal (guardRefusalReason), never lost
   guardUnavailable = true;
   guardRefusal = (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
-  recordRefusal('guard', bpfObjectPath('guard.bpf.o'), guardRefusal);
+  recordRefusal('guard', object, guardRefusal);
 }
 
 /** Why the guard could not be loaded (after ensureGuard returned false). */
