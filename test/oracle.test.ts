@@ -137,14 +137,15 @@ describe.skipIf(cells.length === 0)('kernel oracle: l2 and l3 cells', () => {
     // cell's set-up, and a cell that differs goes out with these lines
     cliFailures = join(work, 'cli-failures.log');
     const cli = join(work, 'ivb-noting-failures.sh');
+    const node = `node ${join(REPO, 'bin', 'ipvlan-bpf.js')}`;
     writeFileSync(
       cli,
       [
         '#!/bin/bash',
         // run-host.sh stops the agent by the PID it started: the agent must be that process
-        `case " $* " in *" agent "*) exec node ${join(REPO, 'bin', 'ipvlan-bpf.js')} "$@" ;; esac`,
+        `case " $* " in *" agent "*) exec ${node} "$@" ;; esac`,
         'err=$(mktemp)',
-        `node ${join(REPO, 'bin', 'ipvlan-bpf.js')} "$@" 2>"$err"; rc=$?`,
+        `${node} "$@" 2>"$err"; rc=$?`,
         `[ $rc = 0 ] || printf '%s exit %s: ipvlan-bpf %s: %s\n' "$(date +%T.%N)" "$rc" "$*" "$(tr '\n' ' ' < "$err")" >> ${cliFailures}`,
         'cat "$err" >&2; rm -f "$err"; exit $rc',
         '',
